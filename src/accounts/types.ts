@@ -1,0 +1,97 @@
+import type { ShardUnavailableError } from '../errors/index.js';
+import type { Outcome, PlayerStatus } from '../db/index.js';
+import type { PlayerId } from '../routing/index.js';
+
+/** One player's totals in one game. A player who never played that game has all zeros. */
+export interface PlayerStats {
+  gameId: string;
+  score: bigint;
+  wins: number;
+  losses: number;
+  draws: number;
+  gamesPlayed: number;
+  lastMatchId: string | null;
+  /** Null when the player has no stats row for this game yet. */
+  updatedAt: Date | null;
+}
+
+export interface Player {
+  id: PlayerId;
+  region: string;
+  nickname: string;
+  status: PlayerStatus;
+  createdAt: Date;
+  updatedAt: Date;
+  /** Present when the read asked for a `gameId`. */
+  stats?: PlayerStats;
+}
+
+export interface CreatePlayerInput {
+  region: string;
+  nickname: string;
+  status?: PlayerStatus;
+}
+
+/** Fields a profile update may change; the id and region of a player never change. */
+export interface ProfilePatch {
+  nickname?: string;
+  status?: PlayerStatus;
+}
+
+export interface GetPlayerOptions {
+  /** Fill `stats` for this game (read on the same shard, in the same query). */
+  gameId?: string;
+}
+
+export interface GetPlayersOptions extends GetPlayerOptions {
+  /**
+   * Return what the reachable shards hold and list the unreachable ones in `unavailable`, instead
+   * of throwing ShardUnavailableError for the first shard that could not be reached.
+   */
+  partial?: boolean;
+}
+
+export interface UnavailableShard {
+  shardId: string;
+  playerIds: PlayerId[];
+  error: ShardUnavailableError;
+}
+
+export interface GetPlayersResult {
+  /** Players found, in input order (an id given twice appears once, at its first position). */
+  players: Player[];
+  /** Ids no reachable shard holds, in input order. Ids of unreachable shards are never here. */
+  missing: PlayerId[];
+  /** Always empty unless `partial` was asked for. */
+  unavailable: UnavailableShard[];
+}
+
+export interface MatchHistoryOptions {
+  /** Only matches of this game. */
+  gameId?: string;
+  /** Page size, 1..100 (default 20). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  before?: string;
+}
+
+export interface MatchHistoryItem {
+  matchId: string;
+  gameId: string;
+  scoreDelta: number;
+  outcome: Outcome;
+  endedAt: Date;
+  appliedAt: Date;
+}
+
+export interface MatchHistoryPage {
+  /** Newest first: by ended_at, then match_id, both descending. */
+  items: MatchHistoryItem[];
+  /** Pass as `before` for the next page; null on the last page. */
+  nextCursor: string | null;
+}
+
+export interface AccountsOptions {
+  /** Most ids one getPlayers call accepts (default 1000). */
+  maxBatchSize?: number;
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env node
+// The `shardline` command. In a clone the TypeScript sources run directly through tsx, so
+// `npx shardline` works right after `npm ci` with no build step; a published package runs dist/.
+import { existsSync } from 'node:fs';
+
+const source = new URL('./main.ts', import.meta.url);
+if (existsSync(source)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(source.href);
+} else {
+  await import(new URL('../../dist/src/cli/main.js', import.meta.url).href);
+}

@@ -1,0 +1,55 @@
+import type { Command } from 'commander';
+import { Cleanup, runDemo } from '../../demo/run-demo.js';
+import { env, positiveInt } from '../context.js';
+
+interface DemoFlags {
+  players: number;
+  matches: number;
+  keep?: boolean;
+  map?: string;
+}
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('run shardline end to end on real servers it starts itself (embedded PostgreSQL per shard, Redis)')
+    .option('--players <n>', 'players to simulate', positiveInt('--players'), 3000)
+    .option('--matches <n>', 'matches to play and settle', positiveInt('--matches'), 2000)
+    .option('--keep', 'leave the servers running and print their URLs (until Ctrl-C)')
+    .option('--map <file>', 'use the shards of this map instead of starting servers')
+    .action(async (flags: DemoFlags) => {
+      const tty = process.stdout.isTTY === true;
+      let lastStatus = 0;
+      const cleanup = new Cleanup();
+      const onSignal = (sig: NodeJS.Signals) => {
+        process.stderr.write(`\n${sig}: stopping everything the demo started ...\n`);
+        void cleanup.run().finally(() => process.exit(130));
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      const result = await runDemo(
+        {
+          players: flags.players,
+          matches: flags.matches,
+          keep: flags.keep === true,
+          ...(flags.map ? { mapFile: flags.map } : {}),
+          redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          env,
+          out: (line) => console.log(line),
+          status: (line) => {
+            if (tty) process.stdout.write(`\r\x1b[2K${line}`);
+            else if (line && Date.now() - lastStatus > 2000) {
+              lastStatus = Date.now();
+              console.log(line);
+            }
+          },
+        },
+        cleanup,
+      );
+      if (flags.keep) await new Promise<never>(() => undefined); // until Ctrl-C runs the cleanup
+      await result.cleanup();
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      if (!result.ok) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,103 @@
+import type { Command } from 'commander';
+import { ShardSet } from '../../db/index.js';
+import { migrateShards, schemaStatus, type MigrateAction, type MigrateProgress } from '../../migrate/index.js';
+import type { ShardMap, ShardSpec } from '../../shardmap/index.js';
+import { collect, env, formatTable, loadMap, positiveInt } from '../context.js';
+
+interface MigrateFlags {
+  map?: string;
+  shard?: string[];
+  concurrency?: number;
+  createDatabases?: boolean;
+  appRole?: string;
+}
+
+export function selectShards(map: ShardMap, ids: readonly string[] | undefined): readonly ShardSpec[] {
+  if (!ids || ids.length === 0) return map.shards;
+  const router = new ShardSet(map).router; // validates names; opens no connection
+  return ids.map((id) => router.shard(id));
+}
+
+/** Live per-shard progress on a terminal (one rewritten line), plain lines otherwise. */
+function progressPrinter(): (p: MigrateProgress) => void {
+  const tty = process.stdout.isTTY === true;
+  return (p) => {
+    const line = `[${p.shardId}] ${p.step}/${p.of} ${p.migration}`;
+    if (tty) process.stdout.write(`\r\x1b[2K${line}`);
+    else console.log(line);
+  };
+}
+
+function addCommon(cmd: Command): Command {
+  return cmd
+    .option('--map <file>', 'shard map file (default: $SHARDLINE_MAP, then shardmap/local.json)')
+    .option('--shard <id>', 'only this shard (repeatable, or comma-separated)', collect)
+    .option('--concurrency <n>', 'shards migrated at once', positiveInt('--concurrency'), 4);
+}
+
+async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<void> {
+  const map = await loadMap(flags.map);
+  const shards = selectShards(map, flags.shard);
+  const results = await migrateShards(shards, action, {
+    concurrency: flags.concurrency ?? 4,
+    createDatabases: flags.createDatabases ?? false,
+    ...(flags.appRole ? { appRole: flags.appRole } : {}),
+    onProgress: progressPrinter(),
+  });
+  if (process.stdout.isTTY) process.stdout.write('\r\x1b[2K');
+  console.log(
+    formatTable(
+      ['shard', 'region', 'schema version', 'result'],
+      results.map((r) => [
+        r.shardId,
+        r.region,
+        r.version ?? '(none)',
+        r.ok
+          ? `${r.createdDatabase ? 'database created; ' : ''}${r.changed.length ? `${action === 'latest' ? 'applied' : 'rolled back'} ${r.changed.join(', ')}` : 'up to date'}`
+          : 'FAILED (see below)',
+      ]),
+    ),
+  );
+  const failed = results.filter((r) => !r.ok);
+  for (const r of failed) console.error(`${r.shardId}: ${r.error ?? 'unknown error'}`);
+  if (failed.length) {
+    console.error(`${failed.length} of ${results.length} shards failed: ${failed.map((r) => r.shardId).join(', ')}; rerun to continue from where each shard stands`);
+    process.exitCode = 1;
+  }
+}
+
+export function registerMigrate(program: Command): void {
+  const migrate = program.command('migrate').description('apply the schema in migrations/ to every shard');
+  addCommon(migrate.command('latest').description('apply every pending migration on each shard'))
+    .option('--create-databases', 'create missing shard databases first (local development)')
+    .option('--app-role <name>', 'role the library and worker run as, granted DML only (default: $SHARDLINE_APP_ROLE, then shardline_app)', env.SHARDLINE_APP_ROLE)
+    .action((flags: MigrateFlags) => runAction('latest', flags));
+  addCommon(migrate.command('rollback').description('undo the newest migration on each shard'))
+    .option('--app-role <name>', 'the application role the migrations granted to (default: $SHARDLINE_APP_ROLE, then shardline_app)', env.SHARDLINE_APP_ROLE)
+    .action((flags: MigrateFlags) => runAction('rollback', flags));
+  addCommon(migrate.command('status').description('schema version per shard; exits 1 on drift or an unreachable shard')).action(
+    async (flags: MigrateFlags) => {
+      const map = await loadMap(flags.map);
+      const report = await schemaStatus(selectShards(map, flags.shard), { concurrency: flags.concurrency ?? 8 });
+      console.log(
+        formatTable(
+          ['shard', 'region', 'schema version', 'pending', 'result'],
+          report.shards.map((s) => [
+            s.shardId,
+            s.region,
+            s.version ?? '(none)',
+            String(s.pending.length),
+            !s.reachable ? 'UNREACHABLE (see below)' : s.version === report.expected ? 'ok' : `DRIFT: expected ${report.expected ?? '(none)'}`,
+          ]),
+        ),
+      );
+      for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
+      if (report.unreachable.length) console.error(`unreachable: ${report.unreachable.join(', ')}`);
+      if (report.drift) {
+        const behind = report.shards.filter((s) => s.reachable && s.version !== report.expected).map((s) => s.shardId);
+        console.error(`drift: ${behind.join(', ')} not at ${report.expected ?? '(none)'}`);
+      }
+      if (report.unreachable.length || report.drift) process.exitCode = 1;
+    },
+  );
+}

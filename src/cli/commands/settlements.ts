@@ -1,0 +1,97 @@
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { ShardSet } from '../../db/index.js';
+import { DEFAULT_SETTLEMENT_PREFIX as DEFAULT_PREFIX, SettlementClient, redisOptionsFromUrl, type RedisConnection } from '../../settlement/index.js';
+import { collect, env, formatTable, loadMap, positiveInt } from '../context.js';
+
+export interface QueueFlags {
+  map?: string;
+  prefix?: string;
+}
+
+/** REDIS_URL, default the local server. */
+export function redisFromEnv(): RedisConnection {
+  return redisOptionsFromUrl(env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+}
+
+export function prefixOf(flags: QueueFlags): string {
+  return flags.prefix ?? env.SHARDLINE_QUEUE_PREFIX ?? DEFAULT_PREFIX;
+}
+
+export function addQueueOptions(cmd: Command): Command {
+  return cmd
+    .option('--map <file>', 'shard map file (default: $SHARDLINE_MAP, then shardmap/local.json)')
+    .option('--prefix <prefix>', `BullMQ key prefix, a Redis hash tag (default: $SHARDLINE_QUEUE_PREFIX, then ${DEFAULT_PREFIX})`);
+}
+
+/** A client on the map's shards and $REDIS_URL, closed (with the shards) after `fn`. */
+export async function withClient<T>(flags: QueueFlags, fn: (client: SettlementClient) => Promise<T>): Promise<T> {
+  const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-cli' });
+  const client = new SettlementClient({ shards, connection: redisFromEnv(), prefix: prefixOf(flags), logger: pino({ level: 'warn' }, process.stderr) });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+    await shards.close();
+  }
+}
+
+export const printJson = (value: unknown) => console.log(JSON.stringify(value, null, 2));
+
+function reportUnreachable(unreachable: readonly { shardId: string; reason: string }[]): void {
+  for (const u of unreachable) console.error(`${u.shardId}: unreachable: ${u.reason}`);
+  if (unreachable.length > 0) process.exitCode = 1;
+}
+
+export function registerSettlements(program: Command): void {
+  const cmd = program.command('settlements').description('inspect and re-drive match settlements');
+
+  addQueueOptions(cmd.command('status').description('per-shard state of a match (JSON)').argument('<matchId>')).action(
+    async (matchId: string, flags: QueueFlags) => {
+      const status = await withClient(flags, (c) => c.settlementStatus(matchId));
+      if (status === null) {
+        console.error(`no shard knows match "${matchId}"`);
+        process.exitCode = 1;
+        return;
+      }
+      printJson(status);
+    },
+  );
+
+  addQueueOptions(cmd.command('failed').description('dead letters: parts that cannot apply, with the reason'))
+    .option('--json', 'print JSON instead of a table')
+    .option('--shard <id>', 'only this shard (repeatable, or comma-separated)', collect)
+    .option('--limit <n>', 'most rows per shard', positiveInt('--limit'), 1000)
+    .action(async (flags: QueueFlags & { json?: boolean; shard?: string[]; limit: number }) => {
+      const report = await withClient(flags, (c) => c.listFailed({ limit: flags.limit, ...(flags.shard ? { shardIds: flags.shard } : {}) }));
+      if (flags.json) printJson(report.failed);
+      else if (report.failed.length === 0) console.log('no failed settlements');
+      else {
+        console.log(
+          formatTable(
+            ['match', 'shard', 'game', 'attempts', 'failed at', 'reason'],
+            report.failed.map((f) => [f.matchId, f.shardId, f.gameId, String(f.attempts), f.failedAt.toISOString(), f.reason]),
+          ),
+        );
+      }
+      reportUnreachable(report.unreachable);
+    });
+
+  addQueueOptions(cmd.command('retry').description('put failed parts back to pending and enqueue them again').argument('[matchId]'))
+    .option('--all', 'every failed part on every shard')
+    .action(async (matchId: string | undefined, flags: QueueFlags & { all?: boolean }) => {
+      if ((matchId === undefined) === !flags.all) throw new Error('give a match id or --all (not both)');
+      const report = await withClient(flags, (c) => c.retry(matchId ?? { all: true }));
+      for (const p of report.parts) console.log(`re-enqueued ${p.matchId} on ${p.shardId}`);
+      console.log(`${report.parts.length} part${report.parts.length === 1 ? '' : 's'} re-enqueued`);
+      reportUnreachable(report.unreachable);
+    });
+
+  addQueueOptions(cmd.command('reconcile').description('enqueue pending parts the queues no longer hold (e.g. after a Redis restart)'))
+    .option('--older-than-ms <ms>', 'only parts pending at least this long', (v) => Number(v), 60_000)
+    .action(async (flags: QueueFlags & { olderThanMs: number }) => {
+      const report = await withClient(flags, (c) => c.reconcile({ olderThanMs: flags.olderThanMs }));
+      console.log(`checked ${report.checked} pending parts, re-enqueued ${report.requeued.length}`);
+      reportUnreachable(report.unreachable);
+    });
+}

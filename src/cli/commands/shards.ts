@@ -1,0 +1,32 @@
+import type { Command } from 'commander';
+import { schemaStatus } from '../../migrate/index.js';
+import { collect, formatTable, loadMap } from '../context.js';
+import { selectShards } from './migrate.js';
+
+export function registerShards(program: Command): void {
+  const shards = program.command('shards').description('inspect the shards of the map');
+  shards
+    .command('check')
+    .description('reachability, identity and schema version per shard; exits 1 on any problem')
+    .option('--map <file>', 'shard map file')
+    .option('--shard <id>', 'only this shard (repeatable)', collect)
+    .action(async (flags: { map?: string; shard?: string[] }) => {
+      const map = await loadMap(flags.map);
+      const report = await schemaStatus(selectShards(map, flags.shard));
+      console.log(
+        formatTable(
+          ['shard', 'region', 'target', 'reachable', 'identity', 'schema version'],
+          report.shards.map((s) => [
+            s.shardId,
+            s.region,
+            s.target,
+            s.reachable ? 'yes' : 'NO (see below)',
+            !s.reachable ? '-' : s.identity === null ? 'MISSING (not migrated)' : s.identity.shardId === s.shardId ? 'ok' : `WRONG: database is "${s.identity.shardId}"`,
+            s.reachable ? `${s.version ?? '(none)'}${s.version === report.expected ? '' : ` (expected ${report.expected ?? '(none)'})`}` : '-',
+          ]),
+        ),
+      );
+      for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
+      if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
+    });
+}

@@ -1,0 +1,74 @@
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { ShardSet } from '../../db/index.js';
+import { SettlementWorker, serveMetrics } from '../../settlement/index.js';
+import { collect, loadMap, positiveInt } from '../context.js';
+import { addQueueOptions, prefixOf, redisFromEnv, type QueueFlags } from './settlements.js';
+
+interface WorkerFlags extends QueueFlags {
+  shards?: string[];
+  concurrency: number;
+  batchSize: number;
+  metricsPort?: number;
+  graceMs: number;
+  logLevel: string;
+}
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--metrics-port must be 0..65535, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+export function registerWorker(program: Command): void {
+  addQueueOptions(program.command('worker').description('apply queued match results on their shards until SIGTERM/SIGINT'))
+    .option('--shards <ids>', 'only these shards\' queues (comma-separated or repeated)', collect)
+    .option('--concurrency <n>', 'jobs held at once per shard queue', positiveInt('--concurrency'), 64)
+    .option('--batch-size <n>', 'most parts applied per transaction (capped by --concurrency)', positiveInt('--batch-size'), 32)
+    .option('--metrics-port <port>', 'serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port)', port)
+    .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may take to finish', positiveInt('--grace-ms'), 10_000)
+    .option('--log-level <level>', 'pino log level', 'info')
+    .action(async (flags: WorkerFlags) => {
+      const logger = pino({ name: 'shardline-worker', level: flags.logLevel });
+      const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-worker' });
+      const registry = new Registry();
+      collectDefaultMetrics({ register: registry });
+      const worker = new SettlementWorker({
+        shards,
+        connection: redisFromEnv(),
+        prefix: prefixOf(flags),
+        ...(flags.shards ? { shardIds: flags.shards } : {}),
+        concurrency: flags.concurrency,
+        batchSize: flags.batchSize,
+        logger,
+        registry,
+      });
+      const stopped = new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGTERM', () => resolve('SIGTERM'));
+        process.once('SIGINT', () => resolve('SIGINT'));
+      });
+      try {
+        await worker.start();
+      } catch (err) {
+        await shards.close();
+        throw err;
+      }
+      const metrics = flags.metricsPort === undefined ? undefined : await serveMetrics(registry, flags.metricsPort);
+      if (metrics) logger.info({ port: metrics.port }, 'metrics served at /metrics');
+      const signal = await stopped;
+      logger.info({ signal, graceMs: flags.graceMs }, 'stopping: no new jobs, finishing those in flight');
+      // The grace period bounds the whole shutdown: a statement still waiting when it ends (on a
+      // lock, on a slow shard) would hold shards.close() until its statement timeout, or forever
+      // without one. Exiting drops its connection, Postgres rolls it back, and the job runs again.
+      setTimeout(() => {
+        logger.warn({ graceMs: flags.graceMs }, 'shards did not close within the grace period; exiting anyway');
+        process.exit(0);
+      }, flags.graceMs + 1000).unref();
+      await worker.stop(flags.graceMs);
+      await metrics?.close();
+      await shards.close();
+      // Everything is closed; if a library left a handle open, do not hang the supervisor.
+      setTimeout(() => process.exit(0), 2000).unref();
+    });
+}

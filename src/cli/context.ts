@@ -1,0 +1,100 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { loadShardMap, redactSecrets, secretsOfUrl, type ShardMap } from '../shardmap/index.js';
+
+/** The CLI is one of the two places (with the worker entry) allowed to read the environment. */
+export const env: Readonly<Record<string, string | undefined>> = process.env;
+
+// ---- secrets: known to this process, never printed ------------------------------------------
+
+const secrets = new Set<string>();
+
+export function registerSecrets(values: Iterable<string>): void {
+  for (const v of values) if (v.length >= 3) secrets.add(v);
+}
+
+/** The text with every secret this process knows of replaced by ***. */
+export function maskSecrets(text: string): string {
+  return secrets.size === 0 ? text : redactSecrets(text, [...secrets]);
+}
+
+/** Names whose values are secrets whatever they look like (PGPASSWORD, REDIS_PASSWORD, API_TOKEN...). */
+const SECRET_NAME = /PASSW(OR)?D|SECRET|TOKEN|CREDENTIAL|PRIVATE_KEY|API_KEY/i;
+
+/**
+ * Every credential in the environment: passwords inside URL-shaped values (a shard's, Redis's)
+ * and the values of variables named like secrets. Short values of secret-named variables are
+ * skipped: masking "true" or "1" everywhere would garble output and hide nothing.
+ */
+export function secretsInEnv(source: Readonly<Record<string, string | undefined>>): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(source)) {
+    if (!value) continue;
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) out.push(...secretsOfUrl(value));
+    else if (SECRET_NAME.test(name) && value.length >= 6) out.push(value);
+  }
+  return out;
+}
+
+/**
+ * The safety net under every message the CLI prints: stdout and stderr mask known secrets, so a
+ * driver message, a log line or a future command that echoes a URL cannot leak a password.
+ */
+export function installOutputMasking(): void {
+  registerSecrets(secretsInEnv(env));
+  for (const stream of [process.stdout, process.stderr]) {
+    const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
+    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+      const textual = rest[0] === undefined || typeof rest[0] === 'function' || rest[0] === 'utf8' || rest[0] === 'utf-8';
+      if (secrets.size === 0 || !textual) return write(chunk, ...rest);
+      if (typeof chunk === 'string') return write(maskSecrets(chunk), ...rest);
+      if (chunk instanceof Uint8Array) return write(maskSecrets(Buffer.from(chunk).toString('utf8')), ...rest);
+      return write(chunk, ...rest);
+    }) as typeof stream.write;
+  }
+}
+
+/** `NAME_FILE` secret files (see validateShardMap): read here, at the edge, and masked from then on. */
+function readSecretFile(file: string): string {
+  const text = readFileSync(file, 'utf8').trim();
+  registerSecrets([...secretsOfUrl(text), text]);
+  return text;
+}
+
+const packageRoot = fileURLToPath(new URL('../../', import.meta.url));
+
+/** --map, then $SHARDLINE_MAP, then ./shardmap/local.json, then the package's own example map. */
+export function resolveMapPath(flag: string | undefined): string {
+  if (flag) return flag;
+  if (env.SHARDLINE_MAP) return env.SHARDLINE_MAP;
+  const local = path.resolve('shardmap/local.json');
+  if (existsSync(local)) return local;
+  return path.join(packageRoot, 'shardmap/local.json');
+}
+
+export async function loadMap(flag: string | undefined): Promise<ShardMap> {
+  const map = await loadShardMap(resolveMapPath(flag), env, { readSecretFile });
+  for (const shard of map.shards) registerSecrets(secretsOfUrl(shard.url));
+  return map;
+}
+
+/** Plain aligned table: readable on a terminal and stable for scripts and tests to grep. */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}
+
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, ...value.split(',').filter(Boolean)];
+}
+
+export function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    return n;
+  };
+}

@@ -1,0 +1,80 @@
+import type pg from 'pg';
+import { ShardIdentityError } from '../errors/index.js';
+import type { ShardSpec } from '../shardmap/index.js';
+import { sqlState } from './pg-errors.js';
+import { targetOf } from './connection.js';
+
+/** What a shard knows about itself, stamped by `shardline migrate`. */
+export interface ShardIdentity {
+  shardId: string;
+  region: string;
+  buckets: string;
+  stampedAt: string;
+}
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+export function bucketsText(shard: ShardSpec): string {
+  return shard.buckets.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',');
+}
+
+/** The identity stored on the database, or null when it has none (never migrated). */
+export async function readIdentity(db: Queryable): Promise<ShardIdentity | null> {
+  try {
+    const r = await db.query<{ value: ShardIdentity }>(`SELECT value FROM shardline_meta WHERE key = 'identity'`);
+    return r.rows[0]?.value ?? null;
+  } catch (err) {
+    if (sqlState(err) === '42P01') return null; // undefined_table: not migrated yet
+    throw err;
+  }
+}
+
+/** Refuses unless the database is the shard `shard` (same id and region). */
+export async function checkIdentity(db: Queryable, shard: ShardSpec): Promise<ShardIdentity> {
+  const found = await readIdentity(db);
+  if (!found) {
+    throw new ShardIdentityError(shard.id, targetOf(shard), null, 'run "shardline migrate latest" to set up and stamp this shard');
+  }
+  if (found.shardId !== shard.id) throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId);
+  if (found.region !== shard.region) {
+    throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId, `it belongs to region "${found.region}", the map says "${shard.region}"`);
+  }
+  return found;
+}
+
+/**
+ * Stamps the identity on a database, or checks it when already stamped. Runs in one transaction
+ * under an advisory lock, so two map entries racing onto one database cannot both claim it.
+ */
+export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec): Promise<ShardIdentity> {
+  await client.query('BEGIN');
+  try {
+    await client.query(`SELECT pg_advisory_xact_lock(hashtext('shardline:identity'))`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const existing = await readIdentity(client);
+    if (existing && existing.shardId !== shard.id) {
+      throw new ShardIdentityError(shard.id, targetOf(shard), existing.shardId, 'refusing to migrate another shard\'s database');
+    }
+    if (existing && existing.region !== shard.region) {
+      throw new ShardIdentityError(shard.id, targetOf(shard), existing.shardId, `it belongs to region "${existing.region}", the map says "${shard.region}"`);
+    }
+    const identity: ShardIdentity = {
+      shardId: shard.id,
+      region: shard.region,
+      buckets: bucketsText(shard),
+      stampedAt: existing?.stampedAt ?? new Date().toISOString(),
+    };
+    await client.query(
+      `INSERT INTO shardline_meta (key, value) VALUES ('identity', $1)
+       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
+      [JSON.stringify(identity)],
+    );
+    await client.query('COMMIT');
+    return identity;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,79 @@
+import { ShardUnavailableError, ShardlineError } from '../errors/index.js';
+
+/**
+ * The one place where driver and Postgres errors become shardline errors. SQLSTATE classes:
+ * https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+
+interface PgLikeError {
+  code?: string;
+  message?: string;
+}
+
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN']);
+
+/** SQLSTATEs after which the same statement may succeed if simply tried again. */
+const TRANSIENT_SQLSTATES = new Set([
+  '40001', // serialization_failure
+  '40P01', // deadlock_detected
+  '55P03', // lock_not_available
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+  '53300', // too_many_connections
+  '57014', // query_canceled (statement_timeout)
+]);
+
+function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null ? (err as PgLikeError).code : undefined;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** True for failures where retrying later can help: lost connections, timeouts, shutdowns, conflicts. */
+export function isTransientDbError(err: unknown): boolean {
+  if (err instanceof ShardUnavailableError) return err.transient;
+  if (err instanceof ShardlineError) return false;
+  const code = codeOf(err);
+  if (code && (CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || code.startsWith('08'))) return true;
+  const msg = messageOf(err);
+  return /Connection terminated|timeout expired|connection timeout|Client has encountered a connection error|the database system is (starting up|shutting down)/i.test(msg);
+}
+
+/** True when the error means the server could not be reached or the session was lost. */
+export function isConnectionError(err: unknown): boolean {
+  const code = codeOf(err);
+  if (code && (CONNECTION_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03' || code === '3D000' || code === '28P01' || code === '28000')) return true;
+  return /Connection terminated|timeout expired|connection timeout|Client has encountered a connection error/i.test(messageOf(err));
+}
+
+/** A hint for the operator, by failure. */
+function hintFor(err: unknown, database: string): string | undefined {
+  const code = codeOf(err);
+  if (code === '3D000') return `create it with "createdb ${database}", or run "shardline migrate latest --create-databases" for local development`;
+  if (code === '28P01' || code === '28000') return 'check the user and password in the environment variable the map names';
+  if (code === 'ECONNREFUSED') return 'is PostgreSQL running on that host and port?';
+  if (/timeout/i.test(messageOf(err))) return 'the server did not answer in time; check the host, port and firewall';
+  return undefined;
+}
+
+/** Wraps a connection-level failure as ShardUnavailableError; returns other errors unchanged. */
+export function toShardError(err: unknown, shardId: string, target: string, playerIds?: readonly string[]): unknown {
+  if (err instanceof ShardlineError || !isConnectionError(err)) return err;
+  const database = target.split('/').pop() ?? '';
+  const hint = hintFor(err, database);
+  const code = codeOf(err);
+  const permanent = code === '3D000' || code === '28P01' || code === '28000';
+  return new ShardUnavailableError(shardId, target, messageOf(err) || code || 'connection failed', {
+    cause: err,
+    transient: !permanent,
+    ...(hint ? { hint } : {}),
+    ...(playerIds ? { playerIds } : {}),
+  });
+}
+
+export function sqlState(err: unknown): string | undefined {
+  return codeOf(err);
+}

@@ -1,0 +1,87 @@
+import type { ColumnType, Generated } from 'kysely';
+import type { PlayerId } from '../routing/index.js';
+
+/**
+ * The typed view of one shard's tables (the self-closed record set of its players). Every table
+ * but the meta and migration tables has `player_id` in its primary key; see migrations/.
+ */
+export interface ShardDatabase {
+  players: PlayersTable;
+  player_stats: PlayerStatsTable;
+  settlement_ledger: SettlementLedgerTable;
+  settlement_inbox: SettlementInboxTable;
+  settlement_inbox_claims: SettlementInboxClaimsTable;
+  shardline_meta: MetaTable;
+}
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export type PlayerStatus = 'active' | 'suspended' | 'deleted';
+
+export interface PlayersTable {
+  player_id: ColumnType<PlayerId, PlayerId, never>;
+  region: ColumnType<string, string, never>;
+  nickname: string;
+  status: ColumnType<PlayerStatus, PlayerStatus | undefined, PlayerStatus>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: Timestamp;
+}
+
+export interface PlayerStatsTable {
+  player_id: ColumnType<PlayerId, PlayerId, never>;
+  game_id: ColumnType<string, string, never>;
+  score: ColumnType<bigint, bigint | number | undefined, bigint | number>;
+  wins: ColumnType<number, number | undefined, number>;
+  losses: ColumnType<number, number | undefined, number>;
+  draws: ColumnType<number, number | undefined, number>;
+  games_played: ColumnType<number, number | undefined, number>;
+  last_match_id: string | null;
+  updated_at: Timestamp;
+}
+
+export type Outcome = 'win' | 'loss' | 'draw';
+
+export interface SettlementLedgerTable {
+  match_id: string;
+  player_id: PlayerId;
+  game_id: string;
+  score_delta: number;
+  outcome: Outcome;
+  ended_at: ColumnType<Date, Date | string, never>;
+  applied_at: Generated<Date>;
+}
+
+export interface MetaTable {
+  key: string;
+  value: ColumnType<unknown, string, string>;
+  updated_at: Generated<Date>;
+}
+
+export type SettlementPartStatus = 'pending' | 'applied' | 'failed';
+
+/** A meta/queue table keyed by match_id (not a player table): this shard's part of one match. */
+export interface SettlementInboxTable {
+  match_id: ColumnType<string, string, never>;
+  content_hash: ColumnType<string, string, never>;
+  game_id: ColumnType<string, string, never>;
+  ended_at: ColumnType<Date, Date | string, never>;
+  /** [{ playerId: decimal string, scoreDelta, outcome }] */
+  results: ColumnType<unknown, string, never>;
+  shard_ids: ColumnType<string[], string[], never>;
+  status: ColumnType<SettlementPartStatus, SettlementPartStatus | undefined, SettlementPartStatus>;
+  attempts: ColumnType<number, number | undefined, number>;
+  last_error: string | null;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: Timestamp;
+  applied_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+}
+
+/** A meta table keyed by match_id on the match's home shard: who owns the match id. */
+export interface SettlementInboxClaimsTable {
+  match_id: ColumnType<string, string, never>;
+  content_hash: ColumnType<string, string, never>;
+  game_id: ColumnType<string, string, never>;
+  shard_ids: ColumnType<string[], string[], never>;
+  player_count: ColumnType<number, number, never>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}

@@ -1,0 +1,199 @@
+/**
+ * Every error shardline throws on purpose is a ShardlineError with a stable `code`
+ * (safe to switch on across versions) and, where one exists, the lower-level `cause`.
+ */
+export class ShardlineError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A shard map file is missing, unreadable, or breaks a rule; `issues` lists every fault found. */
+export class ShardMapError extends ShardlineError {
+  readonly file: string;
+  readonly issues: readonly string[];
+  constructor(file: string, issues: readonly string[], options?: { cause?: unknown }) {
+    super('SHARD_MAP_INVALID', `invalid shard map ${file}:\n  - ${issues.join('\n  - ')}`, options);
+    this.file = file;
+    this.issues = issues;
+  }
+}
+
+export class InvalidPlayerIdError extends ShardlineError {
+  readonly value: string;
+  constructor(value: unknown, reason: string) {
+    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
+    super('INVALID_PLAYER_ID', `invalid player id ${shown}: ${reason}`);
+    this.value = shown;
+  }
+}
+
+export class UnknownRegionError extends ShardlineError {
+  readonly region: string;
+  constructor(region: string, known: readonly string[]) {
+    super('UNKNOWN_REGION', `unknown region ${JSON.stringify(region)} (known: ${known.join(', ')})`);
+    this.region = region;
+  }
+}
+
+export class UnknownShardError extends ShardlineError {
+  readonly shardId: string;
+  constructor(shardId: string, known: readonly string[]) {
+    super('UNKNOWN_SHARD', `unknown shard ${JSON.stringify(shardId)} (known: ${known.join(', ')})`);
+    this.shardId = shardId;
+  }
+}
+
+/** Input that breaks a rule; `field` is a dotted path into the input, e.g. `results.2.scoreDelta`. */
+export class ValidationError extends ShardlineError {
+  readonly field: string;
+  constructor(field: string, reason: string) {
+    super('VALIDATION_FAILED', `${field}: ${reason}`);
+    this.field = field;
+  }
+}
+
+// ---- shards and schema ----------------------------------------------------------------------
+
+/** A shard could not be reached or answered with a connection-level failure. */
+export class ShardUnavailableError extends ShardlineError {
+  readonly shardId: string;
+  /** host:port/database, never the password. */
+  readonly target: string;
+  /** True when retrying later may succeed (refused, timed out, shutting down). */
+  readonly transient: boolean;
+  /** Player ids the failed operation was about, when it was a batch. */
+  readonly playerIds: readonly string[];
+  private readonly reason: string;
+  private readonly hint: string | undefined;
+  constructor(
+    shardId: string,
+    target: string,
+    reason: string,
+    options: { cause?: unknown; transient?: boolean; hint?: string; playerIds?: readonly string[] } = {},
+  ) {
+    const hint = options.hint ? ` (hint: ${options.hint})` : '';
+    super('SHARD_UNAVAILABLE', `shard "${shardId}" at ${target} is unavailable: ${reason}${hint}`, { cause: options.cause });
+    this.shardId = shardId;
+    this.target = target;
+    this.transient = options.transient ?? true;
+    this.playerIds = options.playerIds ?? [];
+    this.reason = reason;
+    this.hint = options.hint;
+  }
+
+  /** The same failure, naming the player ids of the operation it interrupted. */
+  forPlayers(playerIds: readonly string[]): ShardUnavailableError {
+    return new ShardUnavailableError(this.shardId, this.target, this.reason, {
+      cause: this.cause,
+      transient: this.transient,
+      playerIds,
+      ...(this.hint ? { hint: this.hint } : {}),
+    });
+  }
+}
+
+/** The database reached is not the shard the map says it is. Nothing was written. */
+export class ShardIdentityError extends ShardlineError {
+  readonly shardId: string;
+  readonly found: string | null;
+  constructor(shardId: string, target: string, found: string | null, detail?: string) {
+    super(
+      'SHARD_IDENTITY_MISMATCH',
+      `shard "${shardId}" expected at ${target}, but ${found === null ? 'that database has no shard identity' : `that database is shard "${found}"`}` +
+        (detail ? `: ${detail}` : ''),
+    );
+    this.shardId = shardId;
+    this.found = found;
+  }
+}
+
+/** The shard's schema is not the one this code was built for (not migrated, behind, or ahead). */
+export class SchemaVersionError extends ShardlineError {
+  readonly shardId: string;
+  readonly applied: string | null;
+  readonly expected: string | null;
+  constructor(shardId: string, applied: string | null, expected: string | null, hint: string) {
+    super(
+      'SCHEMA_VERSION_MISMATCH',
+      `shard "${shardId}" is at schema ${applied ?? '(none)'}, code expects ${expected ?? '(none)'}: ${hint}`,
+    );
+    this.shardId = shardId;
+    this.applied = applied;
+    this.expected = expected;
+  }
+}
+
+/** A migration failed on a shard; the shard stays at the last migration that committed. */
+export class MigrationError extends ShardlineError {
+  readonly shardId: string;
+  constructor(shardId: string, message: string, options?: { cause?: unknown }) {
+    super('MIGRATION_FAILED', `shard "${shardId}": ${message}`, options);
+    this.shardId = shardId;
+  }
+}
+
+// ---- accounts ---------------------------------------------------------------------------------
+
+export class PlayerNotFoundError extends ShardlineError {
+  readonly playerIds: readonly string[];
+  constructor(playerIds: readonly string[]) {
+    super('PLAYER_NOT_FOUND', `player${playerIds.length > 1 ? 's' : ''} not found: ${playerIds.join(', ')}`);
+    this.playerIds = playerIds;
+  }
+}
+
+// ---- settlement -------------------------------------------------------------------------------
+
+/** The match id was settled before with different content. The first submission stands. */
+export class SettlementConflictError extends ShardlineError {
+  readonly matchId: string;
+  constructor(matchId: string, detail: string) {
+    super('SETTLEMENT_CONFLICT', `match "${matchId}" was already submitted with different content: ${detail}`);
+    this.matchId = matchId;
+  }
+}
+
+// ---- rooms and zones --------------------------------------------------------------------------
+
+export class RoomFullError extends ShardlineError {
+  readonly roomId: string;
+  readonly capacity: number;
+  constructor(roomId: string, capacity: number) {
+    super('ROOM_FULL', `room "${roomId}" is full (${capacity} seats)`);
+    this.roomId = roomId;
+    this.capacity = capacity;
+  }
+}
+
+export class ZoneFullError extends ShardlineError {
+  readonly zone: string;
+  constructor(zone: string) {
+    super('ZONE_FULL', `every room of zone "${zone}" is full`);
+    this.zone = zone;
+  }
+}
+
+export class UnknownRoomError extends ShardlineError {
+  readonly roomId: string;
+  constructor(roomId: string) {
+    super('UNKNOWN_ROOM', `unknown room "${roomId}"`);
+    this.roomId = roomId;
+  }
+}
+
+// ---- queues -----------------------------------------------------------------------------------
+
+/** Redis is configured in a way that can lose queued work (e.g. an evicting maxmemory-policy). */
+export class RedisConfigError extends ShardlineError {
+  readonly setting: string;
+  readonly found: string;
+  constructor(setting: string, found: string, expected: string) {
+    super('REDIS_CONFIG', `Redis ${setting} is "${found}", expected ${expected}`);
+    this.setting = setting;
+    this.found = found;
+  }
+}

@@ -1,0 +1,92 @@
+import { refuseSharedDatabases } from '../db/shard-set.js';
+import { targetOf } from '../db/connection.js';
+import type { ShardSpec } from '../shardmap/index.js';
+import { expectedVersion } from './migration-source.js';
+import { ShardMigrator, type ShardMigratorOptions, type ShardSchemaStatus } from './shard-migrator.js';
+
+export type MigrateAction = 'latest' | 'rollback';
+
+export interface ShardMigrateResult {
+  shardId: string;
+  region: string;
+  target: string;
+  ok: boolean;
+  /** Migrations applied (latest) or undone (rollback) by this run. */
+  changed: string[];
+  /** Schema version after the run, as read back from the shard. */
+  version: string | null;
+  createdDatabase: boolean;
+  error?: string;
+  errorCode?: string;
+}
+
+export interface MigrateShardsOptions extends ShardMigratorOptions {
+  /** Shards migrated at once (default 4). */
+  concurrency?: number;
+  /** Create missing databases first (local development). */
+  createDatabases?: boolean;
+}
+
+/**
+ * Runs one action on many shards, up to `concurrency` at a time. A failing shard never stops the
+ * others: each result says what happened there, and a rerun continues from where each shard stands.
+ */
+export async function migrateShards(
+  shards: readonly ShardSpec[],
+  action: MigrateAction,
+  options: MigrateShardsOptions = {},
+): Promise<ShardMigrateResult[]> {
+  refuseSharedDatabases({ shards });
+  return mapLimit(shards, options.concurrency ?? 4, async (shard) => {
+    const m = new ShardMigrator(shard, options);
+    const base = { shardId: shard.id, region: shard.region, target: targetOf(shard) };
+    let createdDatabase = false;
+    try {
+      if (options.createDatabases) createdDatabase = await m.createDatabase();
+      const changed = action === 'latest' ? await m.latest() : await m.rollback();
+      const st = await m.status();
+      return { ...base, ok: true, changed, version: st.version, createdDatabase };
+    } catch (err) {
+      const st = await m.status();
+      const e = err as Error & { code?: string };
+      return { ...base, ok: false, changed: [], version: st.version, createdDatabase, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
+    }
+  });
+}
+
+export interface SchemaStatusReport {
+  expected: string | null;
+  shards: ShardSchemaStatus[];
+  /** Shards not at the same version as the others, or not at the version the code expects. */
+  drift: boolean;
+  unreachable: string[];
+  /** Reachable shards whose stamped identity is missing or names another shard. */
+  identityProblems: string[];
+}
+
+export async function schemaStatus(shards: readonly ShardSpec[], options: MigrateShardsOptions = {}): Promise<SchemaStatusReport> {
+  const expected = expectedVersion(options.migrationsDir);
+  const statuses = await mapLimit(shards, options.concurrency ?? 8, (s) => new ShardMigrator(s, options).status());
+  const reachable = statuses.filter((s) => s.reachable);
+  const versions = new Set(reachable.map((s) => s.version));
+  return {
+    expected,
+    shards: statuses,
+    drift: versions.size > 1 || reachable.some((s) => s.version !== expected),
+    unreachable: statuses.filter((s) => !s.reachable).map((s) => s.shardId),
+    identityProblems: reachable.filter((s) => s.identity?.shardId !== s.shardId).map((s) => s.shardId),
+  };
+}
+
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i] as T);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}

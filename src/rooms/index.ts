@@ -1,0 +1,21 @@
+export { RoomService } from './room-service.js';
+export type { RoomServiceOptions } from './room-service.js';
+export { ZoneWatch } from './zone-watch.js';
+export type { WatchOptions } from './zone-watch.js';
+export { ZoneSweeper } from './zone-sweeper.js';
+export type { SweeperOptions } from './zone-sweeper.js';
+export { Table, buildMatchResult, endGame } from './table.js';
+export type { EndGameInput, SettlementSubmitter, TableOptions, TablePlayerResult, TableSettlement } from './table.js';
+export { joinRoomView } from './room-view.js';
+export type { PlayerDirectory, RoomView, RoomViewMember } from './room-view.js';
+export { ROOM_SCRIPTS, ZONE_SCRIPT_KEY_COUNT } from './scripts.js';
+export type { RoomScriptName } from './scripts.js';
+export {
+  DEFAULT_CAPACITY as DEFAULT_ROOM_CAPACITY,
+  MAX_CAPACITY as MAX_ROOM_CAPACITY,
+  directoryKey as roomDirectoryKey,
+  scriptKeys as zoneScriptKeys,
+  zoneKeys,
+} from './keys.js';
+export type { ZoneKeys } from './keys.js';
+export type { RoomChange, RoomCount, RoomDefinition, RoomInfo, Seat, ZoneEvent, ZoneSnapshot } from './types.js';

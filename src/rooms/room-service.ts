@@ -1,0 +1,291 @@
+import type { Redis } from 'ioredis';
+import { UnknownRoomError, ValidationError } from '../errors/index.js';
+import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
+import { defineZoneScripts, duplicateConnection, resolveConnection, type RedisConnection, type ZoneScripts } from './connection.js';
+import {
+  DEFAULT_CAPACITY,
+  DEFAULT_PREFIX,
+  directoryKey,
+  scriptKeys,
+  validateCapacity,
+  validateLeaseMs,
+  validatePositiveInt,
+  validatePrefix,
+  validateRoomId,
+  validateZone,
+  zoneKeys,
+} from './keys.js';
+import { checkRoom, toMembers, toSeat, toSnapshot } from './replies.js';
+import { joinRoomView, readPlayers, type PlayerDirectory, type RoomView } from './room-view.js';
+import type { PlayerIdInput, RoomDefinition, RoomInfo, Seat, ZoneSnapshot } from './types.js';
+import { ZoneSweeper, type SweeperOptions } from './zone-sweeper.js';
+import { ZoneWatch, type WatchOptions } from './zone-watch.js';
+
+export interface RoomServiceOptions {
+  /** An ioredis client to share (left open by `close()`), or options for one the service owns. */
+  readonly connection: RedisConnection;
+  /** Gives each player a default zone: the region of their id (`defaultZoneFor`). */
+  readonly router?: Router;
+  /** Key prefix; every zone's keys are hash-tagged `{<prefix>:zone:<zone>}`. Default "shardline". */
+  readonly prefix?: string;
+  /** Seat lease: a seat not renewed by `heartbeat` for this long is freed. Default 30 000 ms. */
+  readonly leaseMs?: number;
+  /** Capacity of rooms created without one. Default 400. */
+  readonly defaultCapacity?: number;
+  /** Approximate number of changes each zone's change log keeps for `watch` to resume from. Default 10 000. */
+  readonly changeLogLength?: number;
+  /** Account reads for `roomView`. */
+  readonly directory?: PlayerDirectory;
+}
+
+/** The zone keys and the fixed head of every script call, computed once per zone. */
+interface ZoneCall {
+  readonly zone: string;
+  readonly head: readonly string[];
+  readonly changes: string;
+  readonly version: string;
+}
+
+/** Bounded reaping inside listRooms: a burst of expiries is finished by later calls or the sweeper. */
+const LIST_REAP_LIMIT = 256;
+const REAP_BATCH = 1000;
+
+/**
+ * Rooms and zones on Redis. Every state change is one Lua script on the zone's keys (scripts.ts),
+ * so capacity, the one-room-per-zone rule, leases, the zone aggregate and the change log can
+ * never disagree, whatever interleaving of clients, processes or machines.
+ */
+export class RoomService {
+  readonly prefix: string;
+  readonly leaseMs: number;
+  readonly defaultCapacity: number;
+  readonly router: Router | undefined;
+  private readonly connection: RedisConnection;
+  private readonly client: Redis;
+  private readonly owned: boolean;
+  private readonly scripts: ZoneScripts;
+  private readonly logLength: string;
+  private readonly directory: PlayerDirectory | undefined;
+  private readonly directoryKey: string;
+  /** room id -> zone; a room never changes zone, so entries never go stale. */
+  private readonly roomZones = new Map<string, string>();
+  private readonly zoneCalls = new Map<string, ZoneCall>();
+  private readonly watches = new Set<ZoneWatch>();
+  private readonly sweepers = new Set<ZoneSweeper>();
+  private closed = false;
+
+  constructor(options: RoomServiceOptions) {
+    this.prefix = validatePrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.leaseMs = validateLeaseMs(options.leaseMs ?? 30_000);
+    this.defaultCapacity = validateCapacity(options.defaultCapacity ?? DEFAULT_CAPACITY, 'defaultCapacity');
+    this.logLength = String(validatePositiveInt(options.changeLogLength ?? 10_000, 'changeLogLength', 10_000_000));
+    this.router = options.router;
+    this.directory = options.directory;
+    this.directoryKey = directoryKey(this.prefix);
+    this.connection = options.connection;
+    const { client, owned } = resolveConnection(options.connection);
+    this.client = client;
+    this.owned = owned;
+    this.scripts = defineZoneScripts(client);
+  }
+
+  /** The zones of the router's map (one per region), or none without a router. */
+  get zones(): readonly string[] {
+    return this.router?.regions ?? [];
+  }
+
+  /** A player's default zone: the region the router gives for their id. */
+  defaultZoneFor(playerId: PlayerIdInput): string {
+    if (!this.router) throw new ValidationError('router', 'RoomService was built without a router');
+    return this.router.regionOf(parsePlayerId(playerId));
+  }
+
+  /**
+   * Creates a room in a zone, or sets its capacity. Room ids are unique across zones; lowering a
+   * capacity below the room's current count is refused (no one is ever evicted by it).
+   */
+  async createRoom(zone: string, roomId: string, options: { capacity?: number } = {}): Promise<RoomInfo> {
+    validateZone(zone);
+    validateRoomId(roomId);
+    const capacity = validateCapacity(options.capacity ?? this.defaultCapacity);
+    // Claim the id first: a crash before the zone step leaves a claimed id whose enters answer
+    // UnknownRoomError, and a retry completes it. No seat state exists until the zone step.
+    if ((await this.client.hsetnx(this.directoryKey, roomId, zone)) === 0) {
+      const owner = await this.client.hget(this.directoryKey, roomId);
+      if (owner !== zone) throw new ValidationError('roomId', `room "${roomId}" already belongs to zone "${owner}"`);
+    }
+    this.roomZones.set(roomId, zone);
+    const r = checkRoom('define', await this.scripts.define(...this.call(zone).head, roomId, capacity));
+    if (r[0] === 'BELOW_COUNT') {
+      throw new ValidationError('capacity', `${capacity} is below the ${Number(r[1])} players now in room "${roomId}"`);
+    }
+    return { zone, roomId, count: Number(r[1]), capacity: Number(r[2]) };
+  }
+
+  /** `createRoom` for many rooms of one zone. */
+  async defineRooms(zone: string, rooms: readonly RoomDefinition[]): Promise<RoomInfo[]> {
+    rooms.forEach((r, i) => {
+      validateRoomId(r.roomId, `rooms.${i}.roomId`);
+      if (r.capacity !== undefined) validateCapacity(r.capacity, `rooms.${i}.capacity`);
+    });
+    return Promise.all(rooms.map((r) => this.createRoom(zone, r.roomId, r.capacity === undefined ? {} : { capacity: r.capacity })));
+  }
+
+  /** The zone a room belongs to; UnknownRoomError if it was never created. */
+  async zoneOf(roomId: string): Promise<string> {
+    const known = this.roomZones.get(roomId);
+    if (known !== undefined) return known;
+    validateRoomId(roomId);
+    const zone = await this.client.hget(this.directoryKey, roomId);
+    if (zone === null) throw new UnknownRoomError(roomId);
+    this.roomZones.set(roomId, zone);
+    return zone;
+  }
+
+  /**
+   * Seats a player, capacity check and seat in one atomic step. Entering the room one already
+   * holds renews the lease (idempotent); entering another room of the same zone moves the player
+   * in the same step. Throws RoomFullError, UnknownRoomError. Safe to retry.
+   */
+  async enter(roomId: string, playerId: PlayerIdInput): Promise<Seat> {
+    const id = parsePlayerId(playerId);
+    const zone = this.roomZones.get(roomId) ?? (await this.zoneOf(roomId));
+    const reply = await this.scripts.enter(...this.call(zone).head, roomId, id.toString(), this.leaseMs);
+    return toSeat(zone, id, reply);
+  }
+
+  /**
+   * Seats the player in the fullest room of the zone that still has a seat, in one atomic step
+   * (O(log rooms)). A player already seated in the zone keeps their seat. Throws ZoneFullError.
+   */
+  async autoEnter(zone: string, playerId: PlayerIdInput): Promise<Seat> {
+    const id = parsePlayerId(playerId);
+    const reply = await this.scripts.autoEnter(...this.call(zone).head, id.toString(), this.leaseMs);
+    return toSeat(zone, id, reply);
+  }
+
+  /** Frees the player's seat; false when they were not seated there (already left, expired, moved). */
+  async leave(roomId: string, playerId: PlayerIdInput): Promise<boolean> {
+    const id = parsePlayerId(playerId);
+    const zone = await this.zoneOf(roomId);
+    const r = checkRoom('leave', await this.scripts.leave(...this.call(zone).head, roomId, id.toString()));
+    return Number(r[1]) === 1;
+  }
+
+  /**
+   * Renews the player's lease; returns the new expiry (ms since epoch, Redis clock), or null when
+   * the player no longer holds a seat there (the lease lapsed or they left): enter again.
+   */
+  async heartbeat(roomId: string, playerId: PlayerIdInput): Promise<number | null> {
+    const id = parsePlayerId(playerId);
+    const zone = await this.zoneOf(roomId);
+    const r = checkRoom('heartbeat', await this.scripts.heartbeat(...this.call(zone).head, roomId, id.toString(), this.leaseMs));
+    return r[0] === 'OK' ? Number(r[1]) : null;
+  }
+
+  /** The players holding a live seat in the room, by id. */
+  async members(roomId: string): Promise<PlayerId[]> {
+    const zone = await this.zoneOf(roomId);
+    return toMembers(await this.scripts.members(...this.call(zone).head, roomId));
+  }
+
+  /** The room the player holds a seat in within the zone, or null. */
+  async roomOf(zone: string, playerId: PlayerIdInput): Promise<string | null> {
+    const id = parsePlayerId(playerId);
+    const room = await this.scripts.locate(...this.call(zone).head, id.toString());
+    return typeof room === 'string' && room !== '' ? room : null;
+  }
+
+  /** Every room of the zone with count and capacity, at one version; read from the aggregate, not the rooms. */
+  async listRooms(zone: string): Promise<ZoneSnapshot> {
+    return toSnapshot(zone, await this.scripts.list(...this.call(zone).head, LIST_REAP_LIMIT));
+  }
+
+  /** `refresh` is `listRooms`: the snapshot a client replaces its copy with. */
+  refresh(zone: string): Promise<ZoneSnapshot> {
+    return this.listRooms(zone);
+  }
+
+  /** The zone's changes as an async iterator, on a dedicated connection (see ZoneWatch). */
+  watch(zone: string, options: WatchOptions = {}): ZoneWatch {
+    this.assertOpen();
+    const call = this.call(zone);
+    const client = duplicateConnection(this.connection, `${this.prefix}:watch:${zone}`);
+    const w: ZoneWatch = new ZoneWatch(
+      {
+        zone,
+        client,
+        changesKey: call.changes,
+        snapshot: () => this.listRooms(zone),
+        currentVersion: async () => Number((await this.client.get(call.version)) ?? 0),
+        onClose: () => this.watches.delete(w),
+      },
+      options,
+    );
+    this.watches.add(w);
+    return w;
+  }
+
+  /** Frees every expired seat of the zone (in bounded batches); returns how many. */
+  async reap(zone: string, options: { limit?: number } = {}): Promise<number> {
+    const limit = validatePositiveInt(options.limit ?? Number.MAX_SAFE_INTEGER, 'limit');
+    let total = 0;
+    while (total < limit) {
+      const batch = Math.min(REAP_BATCH, limit - total);
+      const n = Number(await this.scripts.reap(...this.call(zone).head, batch));
+      total += n;
+      if (n < batch) break;
+    }
+    return total;
+  }
+
+  /**
+   * Reaps the zones periodically, so counts of idle zones follow expired leases too. Any number
+   * of sweepers may run in any number of processes: each reap is atomic.
+   */
+  startSweeper(zones: readonly string[], options: SweeperOptions = {}): ZoneSweeper {
+    this.assertOpen();
+    zones.forEach((z, i) => validateZone(z, `zones.${i}`));
+    const s: ZoneSweeper = new ZoneSweeper((zone) => this.reap(zone), zones, options, () => this.sweepers.delete(s));
+    this.sweepers.add(s);
+    return s;
+  }
+
+  /**
+   * The room's seated players with their nickname and score in `gameId`, read with one batch
+   * scatter-gather (one query per shard touched). With `partial` (the default) a shard that is down
+   * lists its players under `unavailable` instead of failing the view.
+   */
+  async roomView(roomId: string, options: { gameId: string; partial?: boolean }): Promise<RoomView> {
+    if (!this.directory) throw new ValidationError('directory', 'RoomService was built without a player directory');
+    const zone = await this.zoneOf(roomId);
+    const seated = await this.members(roomId);
+    const answer = await readPlayers(this.directory, seated, { gameId: options.gameId, partial: options.partial ?? true });
+    return joinRoomView({ zone, roomId, gameId: options.gameId }, seated, answer);
+  }
+
+  /** Stops sweepers, closes watches, and closes the Redis client if the service created it. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([...this.sweepers].map((s) => s.stop()));
+    for (const w of [...this.watches]) w.close();
+    if (this.owned) await this.client.quit().catch(() => this.client.disconnect());
+  }
+
+  private call(zone: string): ZoneCall {
+    this.assertOpen();
+    let c = this.zoneCalls.get(zone);
+    if (!c) {
+      validateZone(zone);
+      const k = zoneKeys(this.prefix, zone);
+      c = { zone, head: [...scriptKeys(k), k.members, this.logLength], changes: k.changes, version: k.version };
+      this.zoneCalls.set(zone, c);
+    }
+    return c;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('RoomService is closed');
+  }
+}

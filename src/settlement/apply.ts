@@ -1,0 +1,184 @@
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import type { ShardDatabase } from '../db/schema.js';
+import { parseStoredResults, type StoredResult } from './validate.js';
+
+export type PartOutcome =
+  | { kind: 'applied'; matchId: string; results: number; inserted: number; lagMs: number }
+  /** Already applied (a retried or duplicated job): nothing changed. */
+  | { kind: 'duplicate'; matchId: string }
+  /** Can never apply as it stands; `recorded` when the inbox row now says failed with the reason. */
+  | { kind: 'failed'; matchId: string; reason: string; recorded: boolean };
+
+interface InboxRow {
+  match_id: string;
+  game_id: string;
+  ended_at: Date;
+  results: unknown;
+  status: 'pending' | 'applied' | 'failed';
+  last_error: string | null;
+  created_at: Date;
+}
+
+interface GoodPart {
+  row: InboxRow;
+  results: StoredResult[];
+}
+
+interface StatDelta {
+  playerId: string;
+  gameId: string;
+  score: bigint;
+  wins: number;
+  losses: number;
+  draws: number;
+  games: number;
+  lastMatchId: string;
+}
+
+const byBigint = (a: string, b: string) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0);
+
+/**
+ * Applies the pending parts of `matchIds` on one shard in ONE transaction: ledger rows are inserted
+ * with ON CONFLICT DO NOTHING ... RETURNING and only the rows actually inserted move the stats, so a
+ * part applied twice (retried job, duplicated job, job whose lock was lost after commit) changes
+ * nothing the second time. The inbox rows are locked first and flipped to applied in the same
+ * transaction, so two workers racing on one part serialize and the second sees it applied.
+ * Parts that can never apply (malformed row, unknown player) are marked failed in the same commit
+ * and do not hold back the others.
+ */
+export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly string[], now: () => number = Date.now): Promise<Map<string, PartOutcome>> {
+  const ids = [...new Set(matchIds)].sort();
+  return db.transaction().execute(async (trx) => {
+    // No fsync wait: the inbox row (written durably at submit) is the source of truth and flips to
+    // applied in this same transaction, so a commit lost in a crash is lost whole (ledger, stats and
+    // flip together) and the reconciler runs the part again. Exactly-once holds; only lag grows.
+    const out = new Map<string, PartOutcome>();
+    // Sorted, so concurrent batches lock inbox rows in one order and cannot deadlock on them.
+    const rows = await sql<InboxRow>`
+      WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))
+      SELECT match_id, game_id, ended_at, results, status, last_error, created_at
+      FROM settlement_inbox, cfg WHERE match_id = ANY(${ids}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox`.execute(trx);
+    const byId = new Map(rows.rows.map((r) => [r.match_id, r]));
+    const failed: { matchId: string; reason: string }[] = [];
+    let good: GoodPart[] = [];
+    for (const matchId of ids) {
+      const row = byId.get(matchId);
+      if (!row) out.set(matchId, { kind: 'failed', matchId, reason: 'no inbox row for this match on this shard', recorded: false });
+      else if (row.status === 'applied') out.set(matchId, { kind: 'duplicate', matchId });
+      else if (row.status === 'failed') out.set(matchId, { kind: 'failed', matchId, reason: row.last_error ?? 'failed', recorded: true });
+      else {
+        const parsed = parseStoredResults(row.results);
+        if (parsed.ok) good.push({ row, results: parsed.results });
+        else failed.push({ matchId, reason: parsed.reason });
+      }
+    }
+
+    if (good.length > 0) {
+      // Players must exist (FK); KEY SHARE keeps them from being deleted until we commit.
+      const wanted = [...new Set(good.flatMap((p) => p.results.map((r) => r.playerId)))].sort(byBigint);
+      const present = await sql<{ id: string }>`
+        SELECT player_id::text AS id FROM players WHERE player_id = ANY(${wanted}::bigint[])
+        ORDER BY player_id FOR KEY SHARE`.execute(trx);
+      const exists = new Set(present.rows.map((r) => r.id));
+      good = good.filter((p) => {
+        const missing = p.results.filter((r) => !exists.has(r.playerId)).map((r) => r.playerId);
+        if (missing.length === 0) return true;
+        failed.push({ matchId: p.row.match_id, reason: `player${missing.length > 1 ? 's' : ''} not found on this shard: ${missing.join(', ')}` });
+        return false;
+      });
+    }
+
+    const inserted = good.length > 0 ? await insertLedger(trx, good) : [];
+    if (good.length > 0) {
+      const markApplied = sql`
+        UPDATE settlement_inbox SET status = 'applied', applied_at = now(), updated_at = now(), attempts = attempts + 1, last_error = NULL
+        WHERE match_id = ANY(${good.map((p) => p.row.match_id)}::text[])`;
+      // One round trip for both when there are stats to move.
+      if (inserted.length > 0) await upsertStats(trx, statDeltas(good, inserted), markApplied);
+      else await markApplied.execute(trx);
+    }
+    if (failed.length > 0) {
+      await sql`
+        UPDATE settlement_inbox AS i SET status = 'failed', last_error = f.reason, updated_at = now(), attempts = i.attempts + 1
+        FROM unnest(${failed.map((f) => f.matchId)}::text[], ${failed.map((f) => f.reason)}::text[]) AS f(match_id, reason)
+        WHERE i.match_id = f.match_id`.execute(trx);
+    }
+
+    const insertedBy = new Map<string, number>();
+    for (const r of inserted) insertedBy.set(r.match_id, (insertedBy.get(r.match_id) ?? 0) + 1);
+    const t = now();
+    for (const p of good) {
+      const matchId = p.row.match_id;
+      out.set(matchId, { kind: 'applied', matchId, results: p.results.length, inserted: insertedBy.get(matchId) ?? 0, lagMs: Math.max(0, t - p.row.created_at.getTime()) });
+    }
+    for (const f of failed) out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true });
+    return out;
+  });
+}
+
+interface InsertedRow {
+  match_id: string;
+  player_id: string;
+}
+
+async function insertLedger(trx: Kysely<ShardDatabase>, parts: readonly GoodPart[]): Promise<InsertedRow[]> {
+  const rows = parts
+    .flatMap((p) => p.results.map((r) => ({ p, r })))
+    .sort((a, b) => (a.p.row.match_id < b.p.row.match_id ? -1 : a.p.row.match_id > b.p.row.match_id ? 1 : byBigint(a.r.playerId, b.r.playerId)));
+  const r = await sql<InsertedRow>`
+    INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at)
+    SELECT * FROM unnest(
+      ${rows.map((x) => x.p.row.match_id)}::text[], ${rows.map((x) => x.r.playerId)}::bigint[],
+      ${rows.map((x) => x.p.row.game_id)}::text[], ${rows.map((x) => x.r.scoreDelta)}::int[],
+      ${rows.map((x) => x.r.outcome)}::text[], ${rows.map((x) => x.p.row.ended_at)}::timestamptz[])
+    ON CONFLICT (match_id, player_id) DO NOTHING
+    RETURNING match_id, player_id::text AS player_id`.execute(trx);
+  return r.rows;
+}
+
+/** One delta per (player, game): a statement may not update the same stats row twice. */
+function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[]): StatDelta[] {
+  const fresh = new Set(inserted.map((r) => `${r.match_id}\u0000${r.player_id}`));
+  // Oldest match first, so last_match_id ends as the latest-ended match of the batch.
+  const ordered = [...parts].sort((a, b) => a.row.ended_at.getTime() - b.row.ended_at.getTime() || (a.row.match_id < b.row.match_id ? -1 : 1));
+  const deltas = new Map<string, StatDelta>();
+  for (const p of ordered) {
+    for (const r of p.results) {
+      if (!fresh.has(`${p.row.match_id}\u0000${r.playerId}`)) continue;
+      const key = `${r.playerId}\u0000${p.row.game_id}`;
+      let d = deltas.get(key);
+      if (!d) {
+        d = { playerId: r.playerId, gameId: p.row.game_id, score: 0n, wins: 0, losses: 0, draws: 0, games: 0, lastMatchId: p.row.match_id };
+        deltas.set(key, d);
+      }
+      d.score += BigInt(r.scoreDelta);
+      if (r.outcome === 'win') d.wins++;
+      else if (r.outcome === 'loss') d.losses++;
+      else d.draws++;
+      d.games++;
+      d.lastMatchId = p.row.match_id;
+    }
+  }
+  // Sorted by key: concurrent batches lock stats rows in the same order.
+  return [...deltas.values()].sort((a, b) => byBigint(a.playerId, b.playerId) || (a.gameId < b.gameId ? -1 : a.gameId > b.gameId ? 1 : 0));
+}
+
+async function upsertStats(trx: Kysely<ShardDatabase>, deltas: readonly StatDelta[], alongside: RawBuilder<unknown>): Promise<void> {
+  await sql`
+    WITH alongside AS (${alongside})
+    INSERT INTO player_stats AS s (player_id, game_id, score, wins, losses, draws, games_played, last_match_id, updated_at)
+    SELECT t.player_id, t.game_id, t.score, t.wins, t.losses, t.draws, t.games, t.last_match_id, now()
+    FROM unnest(
+      ${deltas.map((d) => d.playerId)}::bigint[], ${deltas.map((d) => d.gameId)}::text[], ${deltas.map((d) => d.score.toString())}::bigint[],
+      ${deltas.map((d) => d.wins)}::int[], ${deltas.map((d) => d.losses)}::int[], ${deltas.map((d) => d.draws)}::int[],
+      ${deltas.map((d) => d.games)}::int[], ${deltas.map((d) => d.lastMatchId)}::text[])
+      AS t(player_id, game_id, score, wins, losses, draws, games, last_match_id)
+    ON CONFLICT (player_id, game_id) DO UPDATE SET
+      score = s.score + EXCLUDED.score,
+      wins = s.wins + EXCLUDED.wins,
+      losses = s.losses + EXCLUDED.losses,
+      draws = s.draws + EXCLUDED.draws,
+      games_played = s.games_played + EXCLUDED.games_played,
+      last_match_id = EXCLUDED.last_match_id,
+      updated_at = now()`.execute(trx);
+}

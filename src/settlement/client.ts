@@ -1,0 +1,151 @@
+import type { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import { ValidationError } from '../errors/index.js';
+import type { ShardSet } from '../db/shard-set.js';
+import { SubmitBatches, type SubmitBatchOptions } from './inbox-batch.js';
+import { listFailedParts, resetFailed } from './inbox-store.js';
+import { DEFAULT_PREFIX, checkPrefix } from './keys.js';
+import { SettlementQueues, type JobPolicy } from './queues.js';
+import { reconcileShard } from './reconciler.js';
+import { producerClient } from './redis.js';
+import { readStatus } from './status.js';
+import { submitMatch } from './submit.js';
+import {
+  DEFAULT_LIMITS,
+  type FailedReport,
+  type ReconcileReport,
+  type RedisConnection,
+  type RetryReport,
+  type SettlementInput,
+  type SettlementLimits,
+  type SettlementStatus,
+  type UnreachableShard,
+} from './types.js';
+import { normalizeMatch } from './validate.js';
+
+export interface SettlementClientOptions {
+  shards: ShardSet;
+  /** ioredis instance (kept open on close) or options (connected and closed here). Never a keyPrefix. */
+  connection: RedisConnection;
+  /** BullMQ key prefix with a hash tag. Default "{shardline}". */
+  prefix?: string;
+  limits?: Partial<SettlementLimits>;
+  jobs?: JobPolicy;
+  logger?: Logger;
+  /** How long submit waits for Redis before leaving the enqueue to the reconciler. Default 5000 ms. */
+  enqueueTimeoutMs?: number;
+  /** Group commit of concurrent submissions per shard (default: up to 64 per statement, 1 in flight). */
+  batching?: SubmitBatchOptions;
+}
+
+const INT4_MIN = -(2 ** 31);
+const INT4_MAX = 2 ** 31 - 1;
+
+/** Submits game results and inspects, lists and re-drives their settlement. */
+export class SettlementClient {
+  readonly shards: ShardSet;
+  readonly prefix: string;
+  readonly limits: Readonly<SettlementLimits>;
+  private readonly redis: Redis;
+  private readonly ownsRedis: boolean;
+  private readonly queues: SettlementQueues;
+  private readonly batches: SubmitBatches;
+  private readonly logger: Logger;
+  private readonly enqueueTimeoutMs: number;
+
+  constructor(options: SettlementClientOptions) {
+    this.shards = options.shards;
+    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.limits = Object.freeze(checkLimits({ ...DEFAULT_LIMITS, ...options.limits }));
+    this.logger = options.logger ?? pino({ name: 'shardline-settlement' });
+    this.enqueueTimeoutMs = options.enqueueTimeoutMs ?? 5000;
+    const { client, owned } = producerClient(options.connection);
+    this.redis = client;
+    this.ownsRedis = owned;
+    this.redis.on('error', (err: Error) => this.logger.debug({ err }, 'redis connection error'));
+    this.queues = new SettlementQueues(this.redis, this.prefix, options.jobs);
+    this.batches = new SubmitBatches(this.shards, this.queues, options.batching);
+  }
+
+  /**
+   * Records the match durably on every shard it touches, then enqueues one job per shard. Resolves
+   * with the status once every part is recorded; the same match again (same content) resolves with
+   * its current status and `duplicate: true`; other content under the same matchId throws
+   * SettlementConflictError; invalid input throws ValidationError and leaves no trace.
+   */
+  async submitSettlement(input: SettlementInput): Promise<SettlementStatus> {
+    const match = normalizeMatch(input, this.shards.router, this.limits);
+    return submitMatch({ shards: this.shards, queues: this.queues, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, match);
+  }
+
+  /** Pending / applied / failed per shard, or null when no shard knows the match. */
+  async settlementStatus(matchId: string): Promise<SettlementStatus | null> {
+    checkMatchId(matchId);
+    return readStatus(this.shards, matchId);
+  }
+
+  /** The dead letters: parts that can never apply as they stand, with the reason, oldest first. */
+  async listFailed(options: { shardIds?: readonly string[]; limit?: number; matchId?: string } = {}): Promise<FailedReport> {
+    const report: FailedReport = { failed: [], unreachable: [] };
+    await this.eachShard(options.shardIds, report.unreachable, async (shardId) => {
+      const rows = await this.shards.withShard(shardId, (db) => listFailedParts(db, options.limit ?? 1000, options.matchId));
+      report.failed.push(...rows.map((r) => ({ ...r, shardId })));
+    });
+    report.failed.sort((a, b) => a.failedAt.getTime() - b.failedAt.getTime());
+    return report;
+  }
+
+  /** Puts failed parts (of one match, or all) back to pending and enqueues them again. */
+  async retry(target: string | { all: true }): Promise<RetryReport> {
+    const matchId = typeof target === 'string' ? checkMatchId(target) : null;
+    const report: RetryReport = { parts: [], unreachable: [] };
+    await this.eachShard(undefined, report.unreachable, async (shardId) => {
+      const reset = await this.shards.withShard(shardId, (db) => resetFailed(db, matchId));
+      for (const m of reset) {
+        await this.queues.redrive(shardId, m);
+        report.parts.push({ matchId: m, shardId });
+      }
+    });
+    return report;
+  }
+
+  /** Re-enqueues pending parts the queues no longer hold (what the worker also does periodically). */
+  async reconcile(options: { olderThanMs?: number; limit?: number; shardIds?: readonly string[] } = {}): Promise<ReconcileReport> {
+    const report: ReconcileReport = { checked: 0, requeued: [], unreachable: [] };
+    await this.eachShard(options.shardIds, report.unreachable, async (shardId) => {
+      const r = await reconcileShard(this.shards, this.queues, shardId, options);
+      report.checked += r.checked;
+      report.requeued.push(...r.requeued.map((matchId) => ({ matchId, shardId })));
+    });
+    return report;
+  }
+
+  async close(): Promise<void> {
+    await this.queues.close();
+    if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private async eachShard(ids: readonly string[] | undefined, unreachable: UnreachableShard[], fn: (shardId: string) => Promise<void>): Promise<void> {
+    const shardIds = ids ?? this.shards.shards.map((s) => s.id);
+    const results = await Promise.allSettled(shardIds.map((id) => fn(this.shards.router.shard(id).id)));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') unreachable.push({ shardId: shardIds[i] as string, reason: r.reason instanceof Error ? r.reason.message : String(r.reason) });
+    });
+  }
+}
+
+function checkMatchId(matchId: unknown): string {
+  if (typeof matchId !== 'string' || matchId.length === 0 || matchId.length > 128) throw new ValidationError('matchId', 'must be a non-empty string of at most 128 characters');
+  return matchId;
+}
+
+function checkLimits(l: SettlementLimits): SettlementLimits {
+  const int = (n: number) => Number.isSafeInteger(n);
+  if (!int(l.maxResults) || l.maxResults < 1) throw new ValidationError('limits.maxResults', 'must be a positive integer');
+  if (!int(l.minScoreDelta) || l.minScoreDelta < INT4_MIN) throw new ValidationError('limits.minScoreDelta', `must be an integer >= ${INT4_MIN}`);
+  if (!int(l.maxScoreDelta) || l.maxScoreDelta > INT4_MAX) throw new ValidationError('limits.maxScoreDelta', `must be an integer <= ${INT4_MAX}`);
+  if (l.minScoreDelta > l.maxScoreDelta) throw new ValidationError('limits.minScoreDelta', 'must not exceed maxScoreDelta');
+  if (!int(l.maxPayloadBytes) || l.maxPayloadBytes < 256) throw new ValidationError('limits.maxPayloadBytes', 'must be an integer >= 256');
+  if (!int(l.maxClockSkewMs) || l.maxClockSkewMs < 0) throw new ValidationError('limits.maxClockSkewMs', 'must be a non-negative integer');
+  return l;
+}

@@ -1,0 +1,29 @@
+export { SettlementClient } from './client.js';
+export type { SettlementClientOptions } from './client.js';
+export { SettlementWorker } from './worker.js';
+export type { BatchCommitted, SettlementWorkerEvents, SettlementWorkerOptions } from './worker.js';
+export { SettlementMetrics, serveMetrics } from './metrics.js';
+export type { JobPolicy } from './queues.js';
+export type { ReconcileOptions } from './reconciler.js';
+export { DEFAULT_PREFIX as DEFAULT_SETTLEMENT_PREFIX, homeShardOf, jobIdFor, queueNameFor } from './keys.js';
+export { dependencyVersions, inspectRedis, judgeRedis, redisOptionsFromUrl } from './redis.js';
+export type { DependencyVersions, RedisHealth } from './redis.js';
+export { contentHash, normalizeMatch } from './validate.js';
+export type { NormalizedMatch, NormalizedResult } from './validate.js';
+export { DEFAULT_LIMITS as DEFAULT_SETTLEMENT_LIMITS } from './types.js';
+export type {
+  FailedReport,
+  FailedSettlement,
+  Outcome,
+  PartState,
+  ReconcileReport,
+  RedisConnection,
+  RetryReport,
+  SettlementInput,
+  SettlementLimits,
+  SettlementResultInput,
+  SettlementStatus,
+  ShardSettlementStatus,
+  UnreachableShard,
+} from './types.js';
+export type { SettlementInboxClaimsTable, SettlementInboxTable, SettlementPartStatus } from '../db/schema.js';

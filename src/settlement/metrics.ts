@@ -1,0 +1,78 @@
+import { createServer, type Server } from 'node:http';
+import { Counter, Histogram, Registry } from 'prom-client';
+
+/** The worker's Prometheus metrics, on a registry of its own unless one is given. */
+export class SettlementMetrics {
+  readonly registry: Registry;
+  /** Shard parts applied (one per job whose part committed). */
+  readonly partsApplied: Counter<'shard'>;
+  /** Player results applied (ledger rows inserted). */
+  readonly resultsApplied: Counter<'shard'>;
+  /** Jobs that found their part already applied. */
+  readonly duplicates: Counter<'shard'>;
+  /** Jobs that failed with a transient error and will be tried again. */
+  readonly retried: Counter<'shard'>;
+  /** Parts that failed for good (dead letters). */
+  readonly failed: Counter<'shard'>;
+  readonly batchSize: Histogram<'shard'>;
+  /** Submit (inbox row written) to applied (commit), in seconds. */
+  readonly lag: Histogram<'shard'>;
+  /** Seconds one batch transaction took, from BEGIN to COMMIT. */
+  readonly batchSeconds: Histogram<'shard'>;
+
+  constructor(registry: Registry = new Registry()) {
+    this.registry = registry;
+    const registers = [registry];
+    const labelNames = ['shard'] as const;
+    this.partsApplied = new Counter({ name: 'shardline_settlement_parts_applied_total', help: 'Shard parts of matches applied', labelNames, registers });
+    this.resultsApplied = new Counter({ name: 'shardline_settlement_results_applied_total', help: 'Player results applied (ledger rows inserted)', labelNames, registers });
+    this.duplicates = new Counter({ name: 'shardline_settlement_duplicates_total', help: 'Jobs whose part was already applied', labelNames, registers });
+    this.retried = new Counter({ name: 'shardline_settlement_retried_total', help: 'Jobs failed with a transient error, to be retried', labelNames, registers });
+    this.failed = new Counter({ name: 'shardline_settlement_failed_total', help: 'Parts failed permanently (dead letters)', labelNames, registers });
+    this.batchSize = new Histogram({
+      name: 'shardline_settlement_batch_size',
+      help: 'Parts applied per transaction',
+      labelNames,
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers,
+    });
+    this.lag = new Histogram({
+      name: 'shardline_settlement_lag_seconds',
+      help: 'Seconds from submit to applied',
+      labelNames,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    });
+    this.batchSeconds = new Histogram({
+      name: 'shardline_settlement_batch_seconds',
+      help: 'Seconds per batch transaction',
+      labelNames,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+  }
+}
+
+/** Serves `registry` on http://host:port/metrics (host defaults to all interfaces). */
+export async function serveMetrics(registry: Registry, port: number, host?: string): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body),
+      (err: unknown) => res.writeHead(500).end(String(err)),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  return {
+    server,
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,95 @@
+import { Queue, Worker, type Job, type JobJson, type JobsOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { jobIdFor, queueNameFor } from './keys.js';
+import type { SettlementJobData } from './validate.js';
+
+export interface JobPolicy {
+  /** Tries per job for transient failures before BullMQ parks it (the reconciler re-drives it). Default 8. */
+  attempts?: number;
+  /** First retry delay; doubles each try, with ±50% jitter. Default 500 ms. */
+  backoffMs?: number;
+  /** Completed jobs kept this long for inspection (the ledger is the durable record). Default 1 h. */
+  keepCompletedSeconds?: number;
+  /** Failed jobs kept this long (the inbox keeps the reason durably). Default 7 days. */
+  keepFailedSeconds?: number;
+}
+
+/** One BullMQ queue per shard on a shared producer connection; created on first use. */
+export class SettlementQueues {
+  private readonly queues = new Map<string, Queue<SettlementJobData>>();
+  private readonly jobOptions: JobsOptions;
+
+  constructor(
+    private readonly client: Redis,
+    readonly prefix: string,
+    policy: JobPolicy = {},
+  ) {
+    this.jobOptions = {
+      attempts: policy.attempts ?? 8,
+      backoff: { type: 'exponential', delay: policy.backoffMs ?? 500, jitter: 0.5 },
+      removeOnComplete: { age: policy.keepCompletedSeconds ?? 3600, count: 100_000 },
+      removeOnFail: { age: policy.keepFailedSeconds ?? 7 * 24 * 3600 },
+    };
+  }
+
+  queue(shardId: string): Queue<SettlementJobData> {
+    let q = this.queues.get(shardId);
+    if (!q) {
+      q = new Queue<SettlementJobData>(queueNameFor(shardId), { connection: this.client, prefix: this.prefix, skipMetasUpdate: false });
+      q.on('error', () => undefined); // failures surface on the calls that hit them
+      this.queues.set(shardId, q);
+    }
+    return q;
+  }
+
+  /** Adds the part's job; a no-op while BullMQ still holds a job with that id (in any state). */
+  async enqueue(shardId: string, matchId: string): Promise<void> {
+    await this.queue(shardId).add('settle', { matchId, shardId }, { ...this.jobOptions, jobId: jobIdFor(matchId) });
+  }
+
+  /** enqueue() for several parts of one shard in one Redis round trip. */
+  async enqueueMany(shardId: string, matchIds: readonly string[]): Promise<void> {
+    if (matchIds.length === 1) return this.enqueue(shardId, matchIds[0] as string);
+    await this.queue(shardId).addBulk(matchIds.map((matchId) => ({ name: 'settle', data: { matchId, shardId }, opts: { ...this.jobOptions, jobId: jobIdFor(matchId) } })));
+  }
+
+  /**
+   * Makes sure a pending part has a live job: adds it when the queue lost it, replaces it when it
+   * sits finished (failed after its tries, or completed before the part was reset). Returns true
+   * when a job was (re)added.
+   */
+  async redrive(shardId: string, matchId: string): Promise<boolean> {
+    const q = this.queue(shardId);
+    const id = jobIdFor(matchId);
+    const state = await q.getJobState(id);
+    if (state === 'completed' || state === 'failed') {
+      await q.remove(id);
+    } else if (state !== 'unknown') {
+      return false; // waiting, delayed, active, prioritized: it will run
+    }
+    await this.enqueue(shardId, matchId);
+    return true;
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.all(all.map((q) => q.close().catch(() => undefined)));
+  }
+}
+
+/**
+ * BullMQ's Worker, except for a job whose stored data is not JSON (written into Redis by something
+ * other than BullMQ). BullMQ cannot build such a job: it is activated, stalls, goes back to wait and
+ * comes round again forever, its deferred failure never applied. Here it is built with data the
+ * processor refuses, so it fails once, with its reason, like any other malformed job.
+ */
+export class SettlementQueueWorker extends Worker<SettlementJobData> {
+  protected override createJob(json: JobJson, jobId: string): Job<SettlementJobData> {
+    try {
+      return super.createJob(json, jobId);
+    } catch {
+      return super.createJob({ ...json, data: JSON.stringify({ unreadable: String(json.data).slice(0, 200) }) }, jobId);
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { createRequire } from 'node:module';
+import type { RedisOptions as BullRedisOptions } from 'bullmq';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+import { RedisConfigError, ValidationError } from '../errors/index.js';
+import type { RedisConnection } from './types.js';
+
+export function isRedisInstance(c: RedisConnection): c is Redis {
+  return c instanceof Redis;
+}
+
+/** The options behind a connection, refusing an ioredis keyPrefix (BullMQ's `prefix` is the one place for it). */
+export function optionsOf(c: RedisConnection): RedisOptions {
+  const opts = isRedisInstance(c) ? c.options : c;
+  if (opts.keyPrefix) throw new ValidationError('connection.keyPrefix', 'do not set an ioredis keyPrefix; use the `prefix` option (a hash tag such as "{shardline}")');
+  return opts;
+}
+
+/**
+ * A connection for BullMQ workers: blocking commands need maxRetriesPerRequest null. Built from the
+ * caller's options (or a copy of their instance's), so BullMQ owns and closes what it opens.
+ */
+export function workerConnectionOptions(c: RedisConnection): BullRedisOptions {
+  // ioredis allows `retryStrategy: null`, BullMQ's type does not: leave it out (BullMQ's own default).
+  const { retryStrategy, ...rest } = optionsOf(c);
+  return { ...rest, ...(retryStrategy ? { retryStrategy } : {}), maxRetriesPerRequest: null, lazyConnect: false };
+}
+
+/** A non-blocking client for producers and admin calls; `owned` says whether close() should quit it. */
+export function producerClient(c: RedisConnection): { client: Redis; owned: boolean } {
+  if (isRedisInstance(c)) {
+    optionsOf(c);
+    return { client: c, owned: false };
+  }
+  return { client: new Redis({ ...optionsOf(c), lazyConnect: false }), owned: true };
+}
+
+/** redis://[user:pass@]host[:port][/db] or rediss:// to ioredis options (the CLI's REDIS_URL). */
+export function redisOptionsFromUrl(url: string): RedisOptions {
+  const u = new URL(url);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new ValidationError('REDIS_URL', `expected redis:// or rediss://, got ${u.protocol}`);
+  const db = u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0) throw new ValidationError('REDIS_URL', `database must be a number, got ${u.pathname.slice(1)}`);
+  return {
+    host: u.hostname || '127.0.0.1',
+    port: u.port ? Number(u.port) : 6379,
+    db,
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+}
+
+export interface RedisHealth {
+  version: string | null;
+  maxmemoryPolicy: string | null;
+  aofEnabled: boolean | null;
+  /** The RDB `save` schedule; '' when snapshots are off; null when CONFIG is not allowed. */
+  rdbSave: string | null;
+  /** False when neither AOF nor RDB snapshots are on: a restart loses everything queued. */
+  persistent: boolean | null;
+}
+
+function infoField(info: string, name: string): string | null {
+  const m = new RegExp(`^${name}:(.*)$`, 'm').exec(info);
+  return m?.[1]?.trim() ?? null;
+}
+
+export async function inspectRedis(client: Redis): Promise<RedisHealth> {
+  const info = await client.info();
+  const aof = infoField(info, 'aof_enabled');
+  let rdbSave: string | null = null;
+  try {
+    const r = (await client.config('GET', 'save')) as string[];
+    rdbSave = r[1] ?? null;
+  } catch {
+    // Managed Redis often disables CONFIG: persistence then stays unknown, and we say so.
+  }
+  const aofEnabled = aof === null ? null : aof === '1';
+  return {
+    version: infoField(info, 'redis_version'),
+    maxmemoryPolicy: infoField(info, 'maxmemory_policy'),
+    aofEnabled,
+    rdbSave,
+    persistent: aofEnabled === true || (rdbSave !== null && rdbSave !== '') ? true : aofEnabled === false && rdbSave === '' ? false : null,
+  };
+}
+
+/**
+ * What a worker makes of a Redis: refuse one that may evict keys (queued jobs would vanish
+ * silently); warn when it keeps nothing across a restart, for then only the shard inboxes and the
+ * reconciler keep work safe.
+ */
+export function judgeRedis(health: RedisHealth): { refuse?: RedisConfigError; warn?: string } {
+  if (health.maxmemoryPolicy !== null && health.maxmemoryPolicy !== 'noeviction') {
+    return { refuse: new RedisConfigError('maxmemory-policy', health.maxmemoryPolicy, '"noeviction" (BullMQ keys must never be evicted)') };
+  }
+  if (health.persistent === false) {
+    return {
+      warn: 'Redis has no persistence (no AOF, no RDB snapshots): a restart loses queued jobs; the shard inboxes keep every accepted settlement and the reconciler re-enqueues them',
+    };
+  }
+  if (health.persistent === null) return { warn: 'cannot tell whether Redis persists data (CONFIG not allowed?)' };
+  return {};
+}
+
+export async function assertRedisSuitable(client: Redis, logger: Logger): Promise<RedisHealth> {
+  const health = await inspectRedis(client);
+  const verdict = judgeRedis(health);
+  if (verdict.refuse) throw verdict.refuse;
+  if (verdict.warn) logger.warn({ redis: health }, verdict.warn);
+  return health;
+}
+
+export interface DependencyVersions {
+  bullmq: string;
+  ioredis: string;
+  /** The ioredis version BullMQ's own test suite runs against (its devDependency). */
+  ioredisTestedByBullmq: string | null;
+}
+
+const require = createRequire(import.meta.url);
+
+export function dependencyVersions(): DependencyVersions {
+  const bull = require('bullmq/package.json') as { version: string; devDependencies?: Record<string, string> };
+  const io = require('ioredis/package.json') as { version: string };
+  return { bullmq: bull.version, ioredis: io.version, ioredisTestedByBullmq: bull.devDependencies?.ioredis ?? null };
+}
+
+/** Warns when ioredis is not the version BullMQ tests with; refuses a BullMQ that is not v6. */
+export function checkDependencyVersions(logger: Logger): DependencyVersions {
+  const v = dependencyVersions();
+  if (!v.bullmq.startsWith('6.')) throw new Error(`shardline settlement needs BullMQ 6, found ${v.bullmq}`);
+  if (v.ioredisTestedByBullmq !== null && v.ioredisTestedByBullmq.replace(/^[\^~]/, '') !== v.ioredis) {
+    logger.warn({ versions: v }, `ioredis ${v.ioredis} is not the version BullMQ ${v.bullmq} is tested with (${v.ioredisTestedByBullmq})`);
+  }
+  return v;
+}

@@ -1,0 +1,186 @@
+import type { Logger } from 'pino';
+import { SettlementConflictError, ShardUnavailableError, ValidationError } from '../errors/index.js';
+import type { ShardSet } from '../db/shard-set.js';
+import type { SubmitBatches } from './inbox-batch.js';
+import { readClaimHash, readPartHash, type LedgerRow, type MatchOnShard, type PartRow } from './inbox-store.js';
+import { homeShardOf } from './keys.js';
+import type { SettlementQueues } from './queues.js';
+import type { SettlementStatus, ShardSettlementStatus } from './types.js';
+import { toStored, type NormalizedMatch, type NormalizedResult } from './validate.js';
+
+export interface SubmitContext {
+  shards: ShardSet;
+  queues: SettlementQueues;
+  /** Concurrent submissions share each shard's statements and commits (group commit). */
+  batches: SubmitBatches;
+  logger: Logger;
+  enqueueTimeoutMs: number;
+}
+
+/**
+ * The submit protocol (all-or-nothing answer; see README-section.md):
+ *  1. read, on the home shard and every touched shard at once: claim, inbox part, ledger rows,
+ *     which players exist. Nothing is written unless every check passes everywhere.
+ *  2. claim the match id on its home shard (with the home shard's part in the same statement);
+ *     a concurrent submission with other content loses here, before it writes anything else.
+ *  3. record each other shard's part in its inbox, all at once.
+ *  4. enqueue one job per pending part. Only then does the call resolve.
+ * If a shard fails during 3, the call throws; the parts already recorded are kept and enqueued,
+ * and submitting the same match again records the rest.
+ */
+export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): Promise<SettlementStatus> {
+  const { shards } = ctx;
+  const parts = new Map<string, NormalizedResult[]>();
+  for (const r of match.results) {
+    const id = shards.router.shardFor(r.playerId).id;
+    const list = parts.get(id) ?? [];
+    list.push(r);
+    parts.set(id, list);
+  }
+  const touched = [...parts.keys()].sort();
+  const home = homeShardOf(shards.map, match.matchId).id;
+  const involved = touched.includes(home) ? touched : [home, ...touched];
+
+  // 1. Read everything; a shard that cannot be asked stops the submit before any write.
+  const views = new Map<string, MatchOnShard>();
+  const read = await Promise.allSettled(
+    involved.map((id) => ctx.batches.read(id, { matchId: match.matchId, playerIds: (parts.get(id) ?? []).map((r) => r.playerId.toString()) })),
+  );
+  read.forEach((r, i) => {
+    if (r.status === 'rejected') throw r.reason;
+    views.set(involved[i] as string, r.value);
+  });
+
+  const conflict = (detail: string) => new SettlementConflictError(match.matchId, detail);
+  const homeView = views.get(home) as MatchOnShard;
+  let duplicate = false;
+  if (homeView.claim) {
+    if (homeView.claim.hash !== match.contentHash) throw conflict(`content hash ${short(match.contentHash)} differs from the first submission's ${short(homeView.claim.hash)}`);
+    duplicate = true;
+  }
+  const states = new Map<string, ShardSettlementStatus>();
+  const toWrite: string[] = [];
+  const missing: NormalizedResult[] = [];
+  for (const id of touched) {
+    const v = views.get(id) as MatchOnShard;
+    const part = parts.get(id) as NormalizedResult[];
+    if (v.inbox) {
+      if (v.inbox.hash !== match.contentHash) throw conflict(`shard ${id} holds a part with content hash ${short(v.inbox.hash)}`);
+      states.set(id, partState(id, v));
+    } else if (v.ledger.length > 0) {
+      // The inbox row is gone but the ledger still holds the match: compare the applied rows.
+      const diff = ledgerDiff(v.ledger, match, part);
+      if (diff) throw conflict(`shard ${id} already applied it differently: ${diff}`);
+      states.set(id, { shardId: id, state: 'applied', players: v.ledger.length, attempts: 0 });
+    } else {
+      missing.push(...part.filter((r) => !v.found.has(r.playerId.toString())));
+      toWrite.push(id);
+    }
+  }
+  if (missing.length > 0) {
+    const first = missing.sort((a, b) => a.index - b.index)[0] as NormalizedResult;
+    throw new ValidationError(`results.${first.index}.playerId`, `player ${first.playerId} does not exist (shard ${shards.router.shardFor(first.playerId).id})`);
+  }
+  if (states.size === touched.length) duplicate = true;
+
+  const partRow = (id: string): PartRow => ({
+    matchId: match.matchId,
+    contentHash: match.contentHash,
+    gameId: match.gameId,
+    endedAt: match.endedAt,
+    results: toStored(parts.get(id) ?? []),
+    shardIds: touched,
+  });
+  const recorded = (id: string) => states.set(id, { shardId: id, state: 'pending', players: parts.get(id)?.length ?? 0, attempts: 0 });
+
+  // 2. Claim on the home shard.
+  let remaining = toWrite;
+  if (!homeView.claim) {
+    const homePart = toWrite.includes(home) ? partRow(home) : null;
+    const claim = { matchId: match.matchId, contentHash: match.contentHash, gameId: match.gameId, shardIds: touched, playerCount: match.results.length };
+    const r = await ctx.batches.claim(home, { claim, part: homePart });
+    if (!r.claimed) {
+      const hash = await shards.withShard(home, (db) => readClaimHash(db, match.matchId));
+      if (hash !== match.contentHash) throw conflict(`a concurrent submission with content hash ${short(hash ?? '?')} claimed it first`);
+      duplicate = true;
+    }
+    if (r.inserted) {
+      recorded(home);
+      remaining = toWrite.filter((id) => id !== home);
+    }
+  }
+
+  // 3. Record the other parts.
+  const written = await Promise.allSettled(
+    remaining.map(async (id) => {
+      const inserted = await ctx.batches.write(id, partRow(id));
+      if (!inserted) {
+        const hash = await shards.withShard(id, (db) => readPartHash(db, match.matchId));
+        if (hash !== match.contentHash) throw conflict(`shard ${id} holds a part with content hash ${short(hash ?? '?')}`);
+      }
+      recorded(id);
+    }),
+  );
+
+  // 4. Enqueue every pending part (also on failure below: what was recorded must run).
+  const pending = [...states.values()].filter((s) => s.state === 'pending').map((s) => s.shardId);
+  await enqueueAll(ctx, match.matchId, pending);
+  const failure = written.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+  if (failure) {
+    const err: unknown = failure.reason;
+    if (err instanceof ShardUnavailableError || err instanceof SettlementConflictError) throw err;
+    throw err instanceof Error ? err : new Error(String(err));
+  }
+  return summarize(match.matchId, match.contentHash, touched.map((id) => states.get(id) as ShardSettlementStatus), duplicate);
+}
+
+async function enqueueAll(ctx: SubmitContext, matchId: string, shardIds: readonly string[]): Promise<void> {
+  if (shardIds.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${ctx.enqueueTimeoutMs} ms`)), ctx.enqueueTimeoutMs);
+  });
+  try {
+    await Promise.race([Promise.all(shardIds.map((id) => ctx.batches.enqueue(id, matchId))), timeout]);
+  } catch (err) {
+    // The parts are durable in the shard inboxes: the reconciler enqueues them once Redis answers.
+    ctx.logger.warn({ err, matchId, shardIds }, 'settlement recorded but not enqueued; the reconciler will enqueue it');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function partState(shardId: string, v: MatchOnShard): ShardSettlementStatus {
+  const inbox = v.inbox;
+  if (!inbox) return { shardId, state: 'applied', players: v.ledger.length, attempts: 0 };
+  return {
+    shardId,
+    state: inbox.status,
+    players: inbox.players,
+    attempts: inbox.attempts,
+    ...(inbox.status === 'failed' && inbox.error ? { reason: inbox.error } : {}),
+    ...(inbox.appliedAt ? { appliedAt: inbox.appliedAt } : {}),
+  };
+}
+
+export function summarize(matchId: string, contentHash: string | null, shards: ShardSettlementStatus[], duplicate?: boolean): SettlementStatus {
+  const has = (s: string) => shards.some((x) => x.state === s);
+  const state = has('failed') ? 'failed' : has('unknown') ? 'unknown' : has('pending') ? 'pending' : 'applied';
+  return { matchId, state, contentHash, shards, ...(duplicate !== undefined ? { duplicate } : {}) };
+}
+
+/** Why the ledger's rows for a match differ from a part, or null when they are the same. */
+function ledgerDiff(ledger: readonly LedgerRow[], match: NormalizedMatch, part: readonly NormalizedResult[]): string | null {
+  if (ledger.length !== part.length) return `${ledger.length} players applied, ${part.length} submitted`;
+  const byId = new Map(ledger.map((l) => [l.playerId, l]));
+  for (const r of part) {
+    const l = byId.get(r.playerId.toString());
+    if (!l) return `player ${r.playerId} was not in it`;
+    if (l.scoreDelta !== r.scoreDelta || l.outcome !== r.outcome) return `player ${r.playerId} had ${l.scoreDelta}/${l.outcome}`;
+    if (l.gameId !== match.gameId) return `game ${l.gameId}`;
+    if (new Date(l.endedAt).getTime() !== match.endedAt.getTime()) return `ended at ${l.endedAt}`;
+  }
+  return null;
+}
+
+const short = (hash: string) => hash.slice(0, 12);

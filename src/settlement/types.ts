@@ -1,0 +1,105 @@
+import type { Redis, RedisOptions } from 'ioredis';
+import type { Outcome } from '../db/schema.js';
+import type { PlayerId } from '../routing/index.js';
+
+export type { Outcome };
+
+/** One player's result as the caller submits it. Ids as PlayerId or decimal string. */
+export interface SettlementResultInput {
+  playerId: PlayerId | string;
+  scoreDelta: number;
+  outcome: Outcome;
+}
+
+/** A finished match. `matchId` is the caller's idempotency key. */
+export interface SettlementInput {
+  matchId: string;
+  gameId: string;
+  /** A Date, or an ISO 8601 string with a time zone (`Z` or `+08:00`). */
+  endedAt: Date | string;
+  results: readonly SettlementResultInput[];
+}
+
+export interface SettlementLimits {
+  /** Most results one match may carry. Default 1000. */
+  maxResults: number;
+  /** Smallest allowed scoreDelta (inclusive). Default -1_000_000. */
+  minScoreDelta: number;
+  /** Largest allowed scoreDelta (inclusive). Default 1_000_000. */
+  maxScoreDelta: number;
+  /** Largest input, as JSON, in bytes. Default 256 KiB. */
+  maxPayloadBytes: number;
+  /** How far in the future `endedAt` may be, for clock skew between game servers. Default 1 h. */
+  maxClockSkewMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<SettlementLimits> = Object.freeze({
+  maxResults: 1000,
+  minScoreDelta: -1_000_000,
+  maxScoreDelta: 1_000_000,
+  maxPayloadBytes: 256 * 1024,
+  maxClockSkewMs: 60 * 60 * 1000,
+});
+
+/** An ioredis instance (the caller keeps ownership) or ioredis options (shardline connects). */
+export type RedisConnection = Redis | RedisOptions;
+
+export type PartState = 'pending' | 'applied' | 'failed';
+
+/** The state of one shard's part of a match. `unknown`: the shard could not be asked. */
+export interface ShardSettlementStatus {
+  shardId: string;
+  state: PartState | 'unknown';
+  /** Players of the match on this shard (0 when only known from elsewhere). */
+  players: number;
+  attempts: number;
+  /** Why it failed (failed), or why it could not be asked (unknown). */
+  reason?: string;
+  appliedAt?: Date;
+}
+
+export interface SettlementStatus {
+  matchId: string;
+  /** failed if any part failed, else unknown if any shard could not be asked, else pending until all applied. */
+  state: PartState | 'unknown';
+  /** sha256 of the canonical match content; equal hashes mean equal submissions. */
+  contentHash: string | null;
+  shards: ShardSettlementStatus[];
+  /** Set by submitSettlement: true when the match had been submitted before with the same content. */
+  duplicate?: boolean;
+}
+
+/** A part that can never apply as it stands (dead letter), kept until retried. */
+export interface FailedSettlement {
+  matchId: string;
+  shardId: string;
+  gameId: string;
+  reason: string;
+  attempts: number;
+  failedAt: Date;
+}
+
+/** A shard that could not be asked, and why. */
+export interface UnreachableShard {
+  shardId: string;
+  reason: string;
+}
+
+export interface FailedReport {
+  failed: FailedSettlement[];
+  unreachable: UnreachableShard[];
+}
+
+export interface RetryReport {
+  /** Parts put back to pending and re-enqueued, as matchId and shardId. */
+  parts: { matchId: string; shardId: string }[];
+  unreachable: UnreachableShard[];
+}
+
+export interface ReconcileReport {
+  /** Pending parts looked at. */
+  checked: number;
+  /** Parts whose job the queue no longer held (or held as failed) and that were enqueued again. */
+  requeued: { matchId: string; shardId: string }[];
+  unreachable: UnreachableShard[];
+}

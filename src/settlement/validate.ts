@@ -1,0 +1,185 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { InvalidPlayerIdError, ValidationError } from '../errors/index.js';
+import type { Outcome } from '../db/schema.js';
+import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
+import type { SettlementLimits } from './types.js';
+
+export interface NormalizedResult {
+  playerId: PlayerId;
+  scoreDelta: number;
+  outcome: Outcome;
+  /** Position in the caller's `results` (for error fields; not part of the content). */
+  index: number;
+}
+
+/** A validated match: results sorted by player id, so equal content has one canonical form. */
+export interface NormalizedMatch {
+  matchId: string;
+  gameId: string;
+  endedAt: Date;
+  results: NormalizedResult[];
+  /** sha256 (hex) of the canonical form of the whole match. */
+  contentHash: string;
+}
+
+const OUTCOMES = ['win', 'loss', 'draw'] as const;
+// Printable ASCII without spaces: safe in logs, URLs, Redis keys and BullMQ job ids (after encoding).
+const ID_RE = /^[\x21-\x7e]+$/;
+const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+const EARLIEST = Date.UTC(2000, 0, 1);
+
+const idString = (what: string, max: number) =>
+  z
+    .string({ error: `${what} must be a string` })
+    .min(1, `${what} must not be empty`)
+    .max(max, `${what} must be at most ${max} characters`)
+    .regex(ID_RE, `${what} must be printable ASCII without spaces`);
+
+function inputSchema(limits: SettlementLimits) {
+  const result = z.strictObject({
+    playerId: z.union([z.string(), z.bigint()], { error: 'must be a decimal string or bigint' }),
+    scoreDelta: z
+      .number({ error: 'must be a number' })
+      .refine(Number.isSafeInteger, 'must be an integer')
+      .refine((n) => n >= limits.minScoreDelta && n <= limits.maxScoreDelta, `must be between ${limits.minScoreDelta} and ${limits.maxScoreDelta}`),
+    outcome: z.enum(OUTCOMES, { error: `must be one of ${OUTCOMES.join(', ')}` }),
+  });
+  return z.strictObject({
+    matchId: idString('matchId', 128),
+    gameId: idString('gameId', 64),
+    endedAt: z.union([z.date(), z.string()], { error: 'must be a Date or an ISO 8601 string' }),
+    results: z.array(result),
+  });
+}
+
+/**
+ * Checks a submission at the edge and puts it in canonical form. Throws ValidationError naming the
+ * first offending field; touches nothing outside this process. Player existence is checked later,
+ * on the shards, before anything is written.
+ */
+export function normalizeMatch(input: unknown, router: Router, limits: SettlementLimits, now: number = Date.now()): NormalizedMatch {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ValidationError('(input)', 'must be an object');
+  const results = (input as { results?: unknown }).results;
+  // Cheap bounds first, so an oversized request is refused before it is walked.
+  if (!Array.isArray(results)) throw new ValidationError('results', 'must be an array');
+  if (results.length === 0) throw new ValidationError('results', 'must hold at least one result');
+  if (results.length > limits.maxResults) throw new ValidationError('results', `must hold at most ${limits.maxResults} results, got ${results.length}`);
+  const bytes = payloadBytes(input);
+  if (bytes > limits.maxPayloadBytes) throw new ValidationError('(input)', `payload is ${bytes} bytes, the limit is ${limits.maxPayloadBytes}`);
+
+  const parsed = inputSchema(limits).safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const path = issue?.path.map(String) ?? [];
+    if (issue?.code === 'unrecognized_keys') {
+      throw new ValidationError([...path, issue.keys[0] ?? '?'].join('.'), 'unknown field');
+    }
+    throw new ValidationError(path.join('.') || '(input)', issue?.message ?? 'invalid');
+  }
+  const data = parsed.data;
+
+  const endedAt = parseEndedAt(data.endedAt);
+  if (endedAt.getTime() < EARLIEST) throw new ValidationError('endedAt', 'is before 2000-01-01');
+  if (endedAt.getTime() > now + limits.maxClockSkewMs) throw new ValidationError('endedAt', 'is in the future');
+
+  const seen = new Map<PlayerId, number>();
+  const normalized = data.results.map((r, i): NormalizedResult => {
+    let playerId: PlayerId;
+    try {
+      playerId = parsePlayerId(r.playerId);
+      router.shardFor(playerId); // every id must route to a shard of the map
+    } catch (err) {
+      if (err instanceof InvalidPlayerIdError) throw new ValidationError(`results.${i}.playerId`, err.message);
+      throw err;
+    }
+    const first = seen.get(playerId);
+    if (first !== undefined) throw new ValidationError(`results.${i}.playerId`, `player ${playerId} already appears in results.${first}`);
+    seen.set(playerId, i);
+    return { playerId, scoreDelta: r.scoreDelta, outcome: r.outcome, index: i };
+  });
+  normalized.sort((a, b) => (a.playerId < b.playerId ? -1 : a.playerId > b.playerId ? 1 : 0));
+
+  const match = { matchId: data.matchId, gameId: data.gameId, endedAt, results: normalized };
+  return { ...match, contentHash: contentHash(match) };
+}
+
+function parseEndedAt(value: Date | string): Date {
+  if (value instanceof Date) {
+    if (Number.isNaN(value.getTime())) throw new ValidationError('endedAt', 'is an invalid Date');
+    return new Date(value.getTime());
+  }
+  if (!ISO_WITH_ZONE.test(value)) throw new ValidationError('endedAt', 'must be an ISO 8601 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z');
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) throw new ValidationError('endedAt', 'is not a valid timestamp');
+  return d;
+}
+
+function payloadBytes(input: object): number {
+  try {
+    return Buffer.byteLength(JSON.stringify(input, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  } catch {
+    throw new ValidationError('(input)', 'is not serialisable (cyclic?)');
+  }
+}
+
+/**
+ * Order-independent digest of the whole match: result order is not part of the content, the
+ * instant (to the millisecond) is, however the time zone was written.
+ */
+export function contentHash(match: Omit<NormalizedMatch, 'contentHash'>): string {
+  const canonical = JSON.stringify([
+    1,
+    match.matchId,
+    match.gameId,
+    match.endedAt.toISOString(),
+    match.results.map((r) => [r.playerId.toString(), r.scoreDelta, r.outcome]),
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+// ---- stored forms ------------------------------------------------------------------------------
+
+/** One result as stored in an inbox row's `results` (JSON: ids as decimal strings). */
+export interface StoredResult {
+  playerId: string;
+  scoreDelta: number;
+  outcome: Outcome;
+}
+
+const storedResults = z
+  .array(
+    z.strictObject({
+      playerId: z.string().regex(/^[1-9][0-9]{0,18}$/),
+      scoreDelta: z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1),
+      outcome: z.enum(OUTCOMES),
+    }),
+  )
+  .min(1);
+
+export function toStored(results: readonly NormalizedResult[]): StoredResult[] {
+  return results.map((r) => ({ playerId: r.playerId.toString(), scoreDelta: r.scoreDelta, outcome: r.outcome }));
+}
+
+/** Parses an inbox row's results; a reason string when it is not applicable as it stands. */
+export function parseStoredResults(value: unknown): { ok: true; results: StoredResult[] } | { ok: false; reason: string } {
+  const parsed = storedResults.safeParse(value);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    return { ok: false, reason: `malformed inbox results at ${i?.path.join('.') || '(root)'}: ${i?.message ?? 'invalid'}` };
+  }
+  return { ok: true, results: parsed.data };
+}
+
+/** The only data a queued job carries: the inbox row is the source of truth. */
+export interface SettlementJobData {
+  matchId: string;
+  shardId: string;
+}
+
+const jobDataSchema = z.strictObject({ matchId: idString('matchId', 128), shardId: z.string().min(1) });
+
+export function parseJobData(value: unknown): SettlementJobData | null {
+  const parsed = jobDataSchema.safeParse(value);
+  return parsed.success ? parsed.data : null;
+}

@@ -1,0 +1,309 @@
+import { EventEmitter } from 'node:events';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { ShardUnavailableError } from '../errors/index.js';
+import { isTransientDbError } from '../db/pg-errors.js';
+import type { ShardSet } from '../db/shard-set.js';
+import { ShardMigrator } from '../migrate/index.js';
+import { applyParts, type PartOutcome } from './apply.js';
+import { Batcher } from './batcher.js';
+import { markFailed } from './inbox-store.js';
+import { DEFAULT_PREFIX, checkPrefix, queueNameFor } from './keys.js';
+import { SettlementMetrics } from './metrics.js';
+import { SettlementQueueWorker, SettlementQueues, type JobPolicy } from './queues.js';
+import { reconcileShard } from './reconciler.js';
+import { assertRedisSuitable, checkDependencyVersions, producerClient, workerConnectionOptions } from './redis.js';
+import type { RedisConnection } from './types.js';
+import { parseJobData, type SettlementJobData } from './validate.js';
+
+export interface SettlementWorkerOptions {
+  shards: ShardSet;
+  connection: RedisConnection;
+  /** Shards whose queues this worker serves (default: every shard of the map). */
+  shardIds?: readonly string[];
+  prefix?: string;
+  /** Jobs held at once per shard queue (default 64); the batch size is capped by it. */
+  concurrency?: number;
+  /** Most parts applied per transaction (default 32). */
+  batchSize?: number;
+  /** How long a lone part waits for company (default 2 ms). */
+  lingerMs?: number;
+  /** Transactions in flight per shard (default 2). */
+  maxInFlightBatches?: number;
+  /** Reconciler period (default 30 s); it also runs once per shard at start. */
+  reconcileIntervalMs?: number;
+  /** Pending parts older than this are checked against the queue (default 60 s). */
+  reconcileAfterMs?: number;
+  /** BullMQ job lock (default 30 s): after a crash, a job runs again once its lock expires. */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  /** How often a shard unreachable at start is checked again (default 5 s). */
+  shardRetryMs?: number;
+  /** Refuse an evicting Redis and warn when it has no persistence (default true). */
+  checkRedis?: boolean;
+  jobs?: JobPolicy;
+  logger?: Logger;
+  registry?: Registry;
+}
+
+export interface BatchCommitted {
+  shardId: string;
+  applied: string[];
+  duplicates: string[];
+  failed: { matchId: string; reason: string }[];
+}
+
+export interface SettlementWorkerEvents {
+  /** A batch transaction committed; emitted before the batch's jobs are acknowledged. */
+  committed: [BatchCommitted];
+}
+
+type PartResult = PartOutcome | { kind: 'error'; matchId: string; error: unknown };
+
+interface ShardRunner {
+  worker: Worker<SettlementJobData>;
+  batcher: Batcher<PartResult>;
+}
+
+/**
+ * Applies settlement parts from the per-shard queues: one BullMQ Worker per shard, jobs waiting
+ * for the same shard combined into one transaction. Refuses to start against a shard of the wrong
+ * identity or an outdated schema, or against a Redis that may evict keys.
+ */
+export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
+  readonly metrics: SettlementMetrics;
+  private readonly opts: SettlementWorkerOptions;
+  private readonly shardIds: string[];
+  private readonly prefix: string;
+  private readonly logger: Logger;
+  private readonly concurrency: number;
+  private readonly batchSize: number;
+  private readonly runners = new Map<string, ShardRunner>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private redis: { client: Redis; owned: boolean } | undefined;
+  private queues: SettlementQueues | undefined;
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
+  private reconciling = false;
+
+  constructor(options: SettlementWorkerOptions) {
+    super();
+    this.opts = options;
+    this.shardIds = (options.shardIds ?? options.shards.shards.map((s) => s.id)).map((id) => options.shards.router.shard(id).id);
+    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.logger = options.logger ?? pino({ name: 'shardline-settlement-worker' });
+    this.concurrency = Math.max(1, options.concurrency ?? 64);
+    this.batchSize = Math.max(1, Math.min(options.batchSize ?? 32, this.concurrency));
+    this.metrics = new SettlementMetrics(options.registry);
+  }
+
+  /** Shards whose queue is being worked (a shard unreachable at start joins once it answers). */
+  get activeShards(): string[] {
+    return [...this.runners.keys()];
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error('SettlementWorker.start() may be called once');
+    this.state = 'running';
+    try {
+      checkDependencyVersions(this.logger);
+      this.redis = producerClient(this.opts.connection);
+      this.redis.client.on('error', (err: Error) => this.logger.debug({ err }, 'redis connection error'));
+      if (this.opts.checkRedis !== false) await assertRedisSuitable(this.redis.client, this.logger);
+      this.queues = new SettlementQueues(this.redis.client, this.prefix, this.opts.jobs);
+      const checks = await Promise.allSettled(this.shardIds.map((id) => this.checkShard(id)));
+      const fatal = checks.find((c): c is PromiseRejectedResult => c.status === 'rejected' && !(c.reason instanceof ShardUnavailableError));
+      if (fatal) throw fatal.reason;
+      checks.forEach((c, i) => {
+        const id = this.shardIds[i] as string;
+        if (c.status === 'fulfilled') this.startShard(id);
+        else this.retryShardLater(id, c.reason);
+      });
+    } catch (err) {
+      await this.stop(0);
+      throw err;
+    }
+    this.logger.info({ shards: this.shardIds, prefix: this.prefix, concurrency: this.concurrency, batchSize: this.batchSize }, 'settlement worker started');
+    await this.reconcile(this.activeShards);
+    this.every(this.opts.reconcileIntervalMs ?? 30_000, () => this.reconcile(this.activeShards));
+  }
+
+  /** Stops taking jobs, lets in-flight ones finish for up to graceMs, then closes what it opened. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.state = 'stopping';
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    const runners = [...this.runners.values()];
+    const closing = Promise.all(runners.map((r) => r.worker.close())).then(() => true);
+    for (const r of runners) void r.batcher.drain();
+    let grace: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([closing, new Promise<false>((resolve) => (grace = setTimeout(() => resolve(false), graceMs)))]);
+    clearTimeout(grace);
+    if (!finished) this.logger.warn({ graceMs }, 'grace period over with jobs in flight; their locks expire and another worker re-runs them (harmless: applying is idempotent)');
+    await this.queues?.close();
+    if (this.redis?.owned) await this.redis.client.quit().catch(() => this.redis?.client.disconnect());
+    this.runners.clear();
+    this.state = 'stopped';
+    this.logger.info('settlement worker stopped');
+  }
+
+  private async checkShard(id: string): Promise<void> {
+    await this.opts.shards.withShard(id, async () => undefined); // identity
+    await new ShardMigrator(this.opts.shards.router.shard(id)).assertCurrent(); // schema not behind
+  }
+
+  private retryShardLater(id: string, reason: unknown): void {
+    this.logger.error({ shard: id, err: reason }, 'shard unreachable at start; will keep checking');
+    this.after(this.opts.shardRetryMs ?? 5000, async () => {
+      try {
+        await this.checkShard(id);
+      } catch (err) {
+        if (err instanceof ShardUnavailableError) return this.retryShardLater(id, err);
+        this.logger.error({ shard: id, err }, 'shard refused: not serving its queue');
+        return;
+      }
+      if (this.state !== 'running') return;
+      this.startShard(id);
+      await this.reconcile([id]);
+    });
+  }
+
+  private startShard(id: string): void {
+    const batcher = new Batcher<PartResult>((keys) => this.applyBatch(id, keys), {
+      maxBatch: this.batchSize,
+      lingerMs: this.opts.lingerMs ?? 2,
+      maxInFlight: Math.max(1, this.opts.maxInFlightBatches ?? 2),
+    });
+    const worker = new SettlementQueueWorker(queueNameFor(id), (job) => this.process(id, batcher, job), {
+      connection: workerConnectionOptions(this.opts.connection),
+      prefix: this.prefix,
+      concurrency: this.concurrency,
+      autorun: false,
+      lockDuration: this.opts.lockDurationMs ?? 30_000,
+      stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
+      maxStalledCount: 3,
+      name: `shardline-settlement-${process.pid}`,
+    });
+    worker.on('error', (err) => this.logger.error({ shard: id, err }, 'queue worker error'));
+    worker.on('failed', (job, err) => {
+      if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') this.logger.error({ shard: id, jobId: job?.id, reason: err.message }, 'settlement part failed permanently');
+      else if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.warn({ shard: id, jobId: job.id, err }, 'settlement part out of tries; the reconciler will re-drive it');
+    });
+    this.runners.set(id, { worker, batcher });
+    worker.run().catch((err: unknown) => this.logger.error({ shard: id, err }, 'queue worker stopped with an error'));
+  }
+
+  private async process(shardId: string, batcher: Batcher<PartResult>, job: Job<SettlementJobData>): Promise<{ inserted: number } | { duplicate: true }> {
+    const data = parseJobData(job.data);
+    if (!data) throw new UnrecoverableError(`malformed job data: ${JSON.stringify(job.data).slice(0, 200)}`);
+    if (data.shardId !== shardId) throw new UnrecoverableError(`job names shard "${data.shardId}" but sits in the queue of shard "${shardId}"`);
+    let r: PartResult;
+    try {
+      r = await batcher.submit(data.matchId);
+    } catch (err) {
+      this.metrics.retried.inc({ shard: shardId });
+      throw err instanceof Error ? err : new Error(String(err));
+    }
+    switch (r.kind) {
+      case 'applied':
+        return { inserted: r.inserted };
+      case 'duplicate':
+        return { duplicate: true };
+      case 'failed':
+        throw new UnrecoverableError(r.reason);
+      case 'error':
+        this.metrics.retried.inc({ shard: shardId });
+        throw r.error instanceof Error ? r.error : new Error(String(r.error));
+    }
+  }
+
+  /** One transaction for the batch; if it fails for a non-transient reason, one per part. */
+  private async applyBatch(shardId: string, keys: string[]): Promise<Map<string, PartResult>> {
+    const shards = this.opts.shards;
+    try {
+      const stopTimer = this.metrics.batchSeconds.startTimer({ shard: shardId });
+      const out = await shards.withShard(shardId, (db) => applyParts(db, keys));
+      stopTimer();
+      this.observe(shardId, out);
+      return out;
+    } catch (err) {
+      if (isTransientDbError(err)) throw err;
+      this.logger.warn({ shard: shardId, err, parts: keys.length }, 'batch failed; applying its parts one by one');
+    }
+    const out = new Map<string, PartResult>();
+    for (const key of keys) {
+      try {
+        const one = await shards.withShard(shardId, (db) => applyParts(db, [key]));
+        this.observe(shardId, one);
+        for (const [k, v] of one) out.set(k, v);
+      } catch (err) {
+        if (isTransientDbError(err)) {
+          out.set(key, { kind: 'error', matchId: key, error: err });
+          continue;
+        }
+        const reason = err instanceof Error ? err.message : String(err);
+        const recorded = await shards.withShard(shardId, (db) => markFailed(db, key, reason)).then(() => true, () => false);
+        const failed: PartOutcome = { kind: 'failed', matchId: key, reason, recorded };
+        this.observe(shardId, new Map([[key, failed]]));
+        out.set(key, failed);
+      }
+    }
+    return out;
+  }
+
+  private observe(shardId: string, out: Map<string, PartOutcome>): void {
+    const label = { shard: shardId };
+    const event: BatchCommitted = { shardId, applied: [], duplicates: [], failed: [] };
+    for (const r of out.values()) {
+      if (r.kind === 'applied') {
+        event.applied.push(r.matchId);
+        this.metrics.partsApplied.inc(label);
+        this.metrics.resultsApplied.inc(label, r.inserted);
+        this.metrics.lag.observe(label, r.lagMs / 1000);
+      } else if (r.kind === 'duplicate') {
+        event.duplicates.push(r.matchId);
+        this.metrics.duplicates.inc(label);
+      } else {
+        event.failed.push({ matchId: r.matchId, reason: r.reason });
+        this.metrics.failed.inc(label);
+      }
+    }
+    this.metrics.batchSize.observe(label, out.size);
+    this.logger.debug(event, 'settlement batch committed');
+    this.emit('committed', event);
+  }
+
+  private async reconcile(shardIds: readonly string[]): Promise<void> {
+    if (this.reconciling || this.state !== 'running' || !this.queues) return;
+    this.reconciling = true;
+    try {
+      for (const id of shardIds) {
+        try {
+          const r = await reconcileShard(this.opts.shards, this.queues, id, { olderThanMs: this.opts.reconcileAfterMs ?? 60_000 });
+          if (r.requeued.length > 0) this.logger.warn({ shard: id, requeued: r.requeued.length, checked: r.checked }, 're-enqueued pending settlements the queue had lost');
+        } catch (err) {
+          this.logger.warn({ shard: id, err }, 'reconcile failed; will try again');
+        }
+      }
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private after(ms: number, fn: () => Promise<void>): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      if (this.state === 'running') fn().catch((err: unknown) => this.logger.error({ err }, 'background task failed'));
+    }, ms);
+    this.timers.add(t);
+  }
+
+  private every(ms: number, fn: () => Promise<void>): void {
+    this.after(ms, async () => {
+      await fn();
+      this.every(ms, fn);
+    });
+  }
+}

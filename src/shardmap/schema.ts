@@ -1,0 +1,48 @@
+import { z } from 'zod';
+
+/** The bucket space is fixed: player ids carry 12 bucket bits, so a map always has 4096 buckets. */
+export const BUCKET_BITS = 12;
+export const BUCKET_COUNT = 1 << BUCKET_BITS;
+
+const name = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters');
+
+const bucketRange = z
+  .string()
+  .regex(/^\d+(-\d+)?$/, 'a bucket number or an inclusive range such as "0-1023"');
+
+export const sslModes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+
+const sslSchema = z.strictObject({
+  mode: z.enum(sslModes),
+  /**
+   * Path to the CA certificate (PEM) that verifies the server (verify-ca, verify-full; with
+   * require, the chain is then checked too). A relative path is relative to the map file's folder.
+   */
+  ca: z.string().min(1).optional(),
+});
+
+const shardSchema = z.strictObject({
+  id: name,
+  region: name,
+  /**
+   * `env:NAME`: the URL is read from $NAME, or from the file named by $NAME_FILE. Or a literal URL
+   * without any credential (refused when it holds a password): the map is not a secret store.
+   */
+  connection: z.string().min(1),
+  buckets: z.array(bucketRange).min(1),
+  ssl: sslSchema.optional(),
+  pool: z.strictObject({ max: z.number().int().min(1).max(500) }).optional(),
+});
+
+export const shardMapSchema = z.strictObject({
+  version: z.literal(1),
+  name: z.string().optional(),
+  buckets: z.literal(BUCKET_COUNT),
+  regions: z.array(name).min(1),
+  shards: z.array(shardSchema).min(1),
+});
+
+export type ShardMapFile = z.infer<typeof shardMapSchema>;
+export type SslMode = (typeof sslModes)[number];

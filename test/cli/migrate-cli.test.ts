@@ -1,0 +1,69 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { urlFor, uniqueName, RUN_PREFIX } from '../support/env.js';
+import { runCli, writeTempMap } from '../support/cli.js';
+import { dropDatabases } from '../support/shards.js';
+
+const dbs = [uniqueName(RUN_PREFIX + 'cli'), uniqueName(RUN_PREFIX + 'cli')];
+afterAll(() => dropDatabases(dbs));
+
+const mapFile = writeTempMap({
+  version: 1,
+  buckets: 4096,
+  regions: ['shenzhen', 'sichuan'],
+  shards: [
+    { id: 'sz-1', region: 'shenzhen', connection: urlFor(dbs[0]!), buckets: ['0-2047'] },
+    { id: 'sc-1', region: 'sichuan', connection: 'env:SHARDLINE_TEST_SC1_URL', buckets: ['2048-4095'] },
+  ],
+});
+const env = { SHARDLINE_TEST_SC1_URL: urlFor(dbs[1]!).replace('postgres@', 'postgres:s3cr3t-pw@') };
+
+describe('shardline CLI (subprocess)', () => {
+  it('map check prints regions, shards and bucket counts', async () => {
+    const r = await runCli(['map', 'check', '--map', mapFile], { env });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/valid \(2 regions, 2 shards, 4096 buckets\)/);
+    expect(r.stdout).toMatch(/sichuan\s+sc-1\s+2048\s+2048-4095\s+env:SHARDLINE_TEST_SC1_URL/);
+  });
+
+  it('map check names the missing environment variable and exits 1', async () => {
+    const r = await runCli(['map', 'check', '--map', mapFile]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/shards\[1\]\.connection: environment variable SHARDLINE_TEST_SC1_URL is not set/);
+  });
+
+  it('route prints region and shard per id, and rejects a bad id with its code', async () => {
+    const ok = await runCli(['route', '--map', mapFile, '--json', '4194304', String((1n << 22n) | (3000n << 10n))], { env });
+    expect(ok.code).toBe(0);
+    expect(ok.stdout.trim().split('\n').map((l) => JSON.parse(l) as { shard: string })).toMatchObject([{ shard: 'sz-1' }, { shard: 'sc-1' }]);
+    const bad = await runCli(['route', '--map', mapFile, 'twelve'], { env });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_PLAYER_ID.*"twelve"/);
+  });
+
+  it('migrate latest --create-databases, then status exits 0; shards check; never prints the password', async () => {
+    const status0 = await runCli(['migrate', 'status', '--map', mapFile], { env });
+    expect(status0.code).toBe(1);
+    expect(status0.stderr).toMatch(/does not exist \(hint: create it/);
+
+    const up = await runCli(['migrate', 'latest', '--map', mapFile, '--create-databases', '--concurrency', '2'], { env });
+    expect(up.code).toBe(0);
+    expect(up.stdout).toMatch(/shard\s+region\s+schema version\s+result/);
+    expect(up.stdout).toMatch(/sz-1\s+shenzhen\s+\d{4}_\w+\s+applied/);
+
+    const status = await runCli(['migrate', 'status', '--map', mapFile], { env });
+    expect(status.code).toBe(0);
+    const check = await runCli(['shards', 'check', '--map', mapFile], { env });
+    expect(check.code).toBe(0);
+    expect(check.stdout).toMatch(/sc-1\s+sichuan\s+127\.0\.0\.1:5432\/\S+\s+yes\s+ok/);
+
+    const back = await runCli(['migrate', 'rollback', '--map', mapFile, '--shard', 'sc-1'], { env });
+    expect(back.code).toBe(0);
+    const drift = await runCli(['migrate', 'status', '--map', mapFile], { env });
+    expect(drift.code).toBe(1);
+    expect(drift.stderr).toMatch(/drift: sc-1 not at/);
+
+    for (const out of [status0, up, status, check, back, drift]) {
+      expect(out.stdout + out.stderr).not.toContain('s3cr3t-pw');
+    }
+  });
+});

@@ -1,0 +1,151 @@
+import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { RedisConfigError, ValidationError } from '../../src/errors/index.js';
+import { Router, encodePlayerId } from '../../src/routing/index.js';
+import { Batcher } from '../../src/settlement/batcher.js';
+import { checkPrefix } from '../../src/settlement/keys.js';
+import { optionsOf } from '../../src/settlement/redis.js';
+import {
+  DEFAULT_SETTLEMENT_LIMITS as DEFAULT_LIMITS,
+  dependencyVersions,
+  homeShardOf,
+  inspectRedis,
+  jobIdFor,
+  judgeRedis,
+  normalizeMatch,
+  redisOptionsFromUrl,
+} from '../../src/settlement/index.js';
+import { validateShardMap } from '../../src/shardmap/index.js';
+import { redisOptions } from './helpers.js';
+
+const map = validateShardMap({
+  version: 1,
+  buckets: 4096,
+  regions: ['a', 'b'],
+  shards: [
+    { id: 'a-1', region: 'a', connection: 'postgres://u@h/a1', buckets: ['0-2047'] },
+    { id: 'b-1', region: 'b', connection: 'postgres://u@h/b1', buckets: ['2048-4095'] },
+  ],
+});
+const router = new Router(map);
+const id = (bucket: number, seq: number) => encodePlayerId({ time: 1000, bucket, seq });
+const base = {
+  matchId: 'm-1',
+  gameId: 'chess',
+  endedAt: '2025-03-01T12:00:00Z',
+  results: [
+    { playerId: id(5, 1).toString(), scoreDelta: 10, outcome: 'win' as const },
+    { playerId: id(3000, 2), scoreDelta: -10, outcome: 'loss' as const },
+  ],
+};
+
+describe('settlement input and keys', () => {
+  it('hashes the content, not its spelling: result order, id form and time zone do not matter', () => {
+    const a = normalizeMatch(base, router, DEFAULT_LIMITS);
+    const b = normalizeMatch(
+      { ...base, endedAt: '2025-03-01T20:00:00.000+08:00', results: [{ ...base.results[1]!, playerId: id(3000, 2).toString() }, { ...base.results[0]!, playerId: id(5, 1) }] },
+      router,
+      DEFAULT_LIMITS,
+    );
+    expect(b.contentHash).toBe(a.contentHash);
+    expect(normalizeMatch({ ...base, gameId: 'go' }, router, DEFAULT_LIMITS).contentHash).not.toBe(a.contentHash);
+    expect(normalizeMatch({ ...base, endedAt: '2025-03-01T12:00:00.001Z' }, router, DEFAULT_LIMITS).contentHash).not.toBe(a.contentHash);
+    expect(a.results.map((r) => r.index)).toEqual([0, 1]);
+  });
+
+  it('enforces the configured bounds', () => {
+    const limits = { ...DEFAULT_LIMITS, minScoreDelta: -5, maxScoreDelta: 5 };
+    expect(() => normalizeMatch(base, router, limits)).toThrow(ValidationError);
+    expect(() => normalizeMatch(base, router, limits)).toThrow(/results\.0\.scoreDelta/);
+  });
+
+  it('makes BullMQ-safe, distinct job ids from any match id', () => {
+    const ids = ['12345', 'a:b', 'a:b:c', 'a%3Ab', 'room-7/match-3', 'x'];
+    const jobIds = ids.map(jobIdFor);
+    expect(new Set(jobIds).size).toBe(ids.length);
+    for (const j of jobIds) {
+      expect(j).not.toContain(':');
+      expect(`${parseInt(j, 10)}`).not.toBe(j);
+    }
+  });
+
+  it('picks the home shard from the match id alone', () => {
+    expect(homeShardOf(map, 'm-1').id).toBe(homeShardOf(map, 'm-1').id);
+    const homes = new Set(Array.from({ length: 64 }, (_, i) => homeShardOf(map, `match-${i}`).id));
+    expect(homes).toEqual(new Set(['a-1', 'b-1']));
+  });
+
+  it('insists on a hash-tagged prefix and refuses an ioredis keyPrefix', () => {
+    expect(checkPrefix('{shardline}')).toBe('{shardline}');
+    expect(checkPrefix('prod{sl}')).toBe('prod{sl}');
+    for (const bad of ['shardline', '{}', '{a}{b}', 'a b{c}', '{a:b}']) expect(() => checkPrefix(bad)).toThrow(ValidationError);
+    expect(() => optionsOf({ host: '127.0.0.1', keyPrefix: 'x:' })).toThrow(/keyPrefix/);
+  });
+
+  it('reads REDIS_URL', () => {
+    expect(redisOptionsFromUrl('redis://:s3cret@cache:6380/2')).toEqual({ host: 'cache', port: 6380, db: 2, password: 's3cret' });
+    expect(redisOptionsFromUrl('rediss://cache')).toMatchObject({ tls: {} });
+    expect(() => redisOptionsFromUrl('http://cache')).toThrow(ValidationError);
+  });
+});
+
+describe('Redis and dependency checks', () => {
+  it('runs BullMQ 6 with the ioredis version BullMQ tests with', () => {
+    const v = dependencyVersions();
+    expect(v.bullmq).toMatch(/^6\./);
+    expect(v.ioredisTestedByBullmq?.replace(/^[\^~]/, '')).toBe(v.ioredis);
+  });
+
+  it('refuses an evicting maxmemory-policy and warns when nothing persists', async () => {
+    expect(judgeRedis({ version: '7', maxmemoryPolicy: 'allkeys-lru', aofEnabled: true, rdbSave: '', persistent: true }).refuse).toBeInstanceOf(RedisConfigError);
+    expect(judgeRedis({ version: '7', maxmemoryPolicy: 'noeviction', aofEnabled: false, rdbSave: '', persistent: false }).warn).toMatch(/no persistence/);
+    expect(judgeRedis({ version: '7', maxmemoryPolicy: 'noeviction', aofEnabled: true, rdbSave: '', persistent: true })).toEqual({});
+    const r = new Redis(redisOptions());
+    try {
+      const health = await inspectRedis(r);
+      expect(health.version).toMatch(/^\d+\./);
+      expect(health.maxmemoryPolicy).toBe('noeviction'); // what the test Redis must run with
+    } finally {
+      r.disconnect();
+    }
+  });
+});
+
+describe('Batcher', () => {
+  it('combines waiting keys into batches of at most maxBatch, with limited transactions in flight', async () => {
+    const batches: string[][] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const b = new Batcher<number>(
+      async (keys) => {
+        batches.push(keys);
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await new Promise((r) => setTimeout(r, 10));
+        inFlight--;
+        return new Map(keys.map((k) => [k, Number(k)]));
+      },
+      { maxBatch: 4, lingerMs: 5, maxInFlight: 2 },
+    );
+    const results = await Promise.all(Array.from({ length: 23 }, (_, i) => b.submit(String(i))));
+    expect(results).toEqual(Array.from({ length: 23 }, (_, i) => i));
+    expect(Math.max(...batches.map((x) => x.length))).toBe(4);
+    expect(batches.flat().sort()).toEqual(Array.from({ length: 23 }, (_, i) => String(i)).sort());
+    expect(maxInFlight).toBe(2);
+    await b.drain();
+  });
+
+  it('rejects every waiter of a failed batch, and serves a lone key after the linger', async () => {
+    let calls = 0;
+    const b = new Batcher<number>(
+      async () => {
+        calls++;
+        throw new Error('boom');
+      },
+      { maxBatch: 8, lingerMs: 1, maxInFlight: 1 },
+    );
+    await expect(Promise.all([b.submit('a'), b.submit('b')])).rejects.toThrow('boom');
+    expect(calls).toBe(1);
+    const ok = new Batcher<string>(async (keys) => new Map(keys.map((k) => [k, k.toUpperCase()])), { maxBatch: 8, lingerMs: 1, maxInFlight: 1 });
+    expect(await ok.submit('x')).toBe('X');
+  });
+});
