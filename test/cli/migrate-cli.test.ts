@@ -48,7 +48,7 @@ describe('shardline CLI (subprocess)', () => {
     const up = await runCli(['migrate', 'latest', '--map', mapFile, '--create-databases', '--concurrency', '2'], { env });
     expect(up.code).toBe(0);
     expect(up.stdout).toMatch(/shard\s+region\s+schema version\s+result/);
-    expect(up.stdout).toMatch(/sz-1\s+shenzhen\s+\d{4}_\w+\s+applied/);
+    expect(up.stdout).toMatch(/sz-1\s+shenzhen\s+\d{4}_\w+\s+database created; applied 0001_\w+/);
 
     const status = await runCli(['migrate', 'status', '--map', mapFile], { env });
     expect(status.code).toBe(0);
