@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
@@ -123,12 +123,10 @@ describe('static security properties of the source', () => {
 
   it('every production dependency is named with its purpose in the Security section', () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    // The table under "### Dependencies" (until the next heading) of the README's Security section,
-    // or of its draft while it is not merged into the README yet.
+    // The table under "### Dependencies" (until the next heading) of the README's Security section.
     const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    const draft = path.join(ROOT, 'src/db/SECURITY-section.md');
-    const security = /^## Security$/m.test(readme) || !existsSync(draft) ? readme : readFileSync(draft, 'utf8');
-    const section = security.split(/^### Dependencies$/m)[1] ?? '';
+    expect(readme).toMatch(/^## Security$/m);
+    const section = readme.split(/^### Dependencies$/m)[1] ?? '';
     const doc = section.split(/^#/m)[0] ?? '';
     const undocumented = Object.keys(pkg.dependencies).filter((name) => !new RegExp(`^\\|\\s*\`${name.replace(/[/.]/g, '\\$&')}\`\\s*\\|\\s*\\S`, 'm').test(doc));
     expect(undocumented).toEqual([]);
