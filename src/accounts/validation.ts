@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 import type { PlayerStatus } from '../db/index.js';
 
 export const NICKNAME_MAX_LENGTH = 32;
@@ -33,7 +34,7 @@ export function normalizeNickname(value: unknown, field = 'nickname'): string {
 
 export function validateStatus(value: unknown, field = 'status'): PlayerStatus {
   if (typeof value === 'string' && (PLAYER_STATUSES as readonly string[]).includes(value)) return value as PlayerStatus;
-  throw new ValidationError(field, `must be one of ${PLAYER_STATUSES.join(', ')}, got ${shown(value)}`);
+  throw new ValidationError(field, `must be one of ${PLAYER_STATUSES.join(', ')}, got ${showValue(value)}`);
 }
 
 /** Game ids are opaque to shardline; this only keeps them short and printable. */
@@ -49,22 +50,16 @@ export function validateGameId(value: unknown, field = 'gameId'): string {
 export function validateLimit(value: unknown, fallback: number, max: number, field = 'limit', min = 1): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ValidationError(field, `must be an integer from ${min} to ${max}, got ${shown(value)}`);
+    throw new ValidationError(field, `must be an integer from ${min} to ${max}, got ${showValue(value)}`);
   }
   return value;
 }
 
 export function validateRegionName(value: unknown, field = 'region'): string {
-  if (typeof value !== 'string' || value.length === 0) throw new ValidationError(field, `must be a region name, got ${shown(value)}`);
+  if (typeof value !== 'string' || value.length === 0) throw new ValidationError(field, `must be a region name, got ${showValue(value)}`);
   return value;
 }
 
 function typeOf(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-}
-
-function shown(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
-  return typeOf(value);
 }

@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { ShardIdentityError, ShardUnavailableError } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 import { Router, type PlayerId } from '../routing/index.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 import { poolConfig, targetOf, type ConnectionOptions } from './connection.js';
@@ -127,7 +128,7 @@ export function refuseSharedDatabases(map: Pick<ShardMap, 'shards'>): void {
     if (!s.url) continue;
     const t = targetOf(s);
     const other = seen.get(t);
-    if (other) throw new ShardIdentityError(s.id, t, other, `the map points shards "${other}" and "${s.id}" at the same database`);
+    if (other) throw new ShardIdentityError(s.id, t, other, `the map points shards ${showValue(other)} and ${showValue(s.id)} at the same database`);
     seen.set(t, s.id);
   }
 }

@@ -1,3 +1,5 @@
+import { showValue } from './show-value.js';
+
 /**
  * Every error shardline throws on purpose is a ShardlineError with a stable `code`
  * (safe to switch on across versions) and, where one exists, the lower-level `cause`.
@@ -25,7 +27,8 @@ export class ShardMapError extends ShardlineError {
 export class InvalidPlayerIdError extends ShardlineError {
   readonly value: string;
   constructor(value: unknown, reason: string) {
-    const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
+    // A bigint is a well-typed id out of range: show it as the decimal id, not as a JS literal.
+    const shown = typeof value === 'bigint' ? String(value) : showValue(value);
     super('INVALID_PLAYER_ID', `invalid player id ${shown}: ${reason}`);
     this.value = shown;
   }
@@ -34,7 +37,7 @@ export class InvalidPlayerIdError extends ShardlineError {
 export class UnknownRegionError extends ShardlineError {
   readonly region: string;
   constructor(region: string, known: readonly string[]) {
-    super('UNKNOWN_REGION', `unknown region ${JSON.stringify(region)} (known: ${known.join(', ')})`);
+    super('UNKNOWN_REGION', `unknown region ${showValue(region)} (known: ${known.join(', ')})`);
     this.region = region;
   }
 }
@@ -42,16 +45,19 @@ export class UnknownRegionError extends ShardlineError {
 export class UnknownShardError extends ShardlineError {
   readonly shardId: string;
   constructor(shardId: string, known: readonly string[]) {
-    super('UNKNOWN_SHARD', `unknown shard ${JSON.stringify(shardId)} (known: ${known.join(', ')})`);
+    super('UNKNOWN_SHARD', `unknown shard ${showValue(shardId)} (known: ${known.join(', ')})`);
     this.shardId = shardId;
   }
 }
+
+const PLAIN_FIELD = /^[!-~]{1,100}$/;
 
 /** Input that breaks a rule; `field` is a dotted path into the input, e.g. `results.2.scoreDelta`. */
 export class ValidationError extends ShardlineError {
   readonly field: string;
   constructor(field: string, reason: string) {
-    super('VALIDATION_FAILED', `${field}: ${reason}`);
+    // The field can be a caller's own key (an unknown patch field): quote it unless it is plainly a path.
+    super('VALIDATION_FAILED', `${PLAIN_FIELD.test(field) ? field : showValue(field)}: ${reason}`);
     this.field = field;
   }
 }
@@ -76,7 +82,7 @@ export class ShardUnavailableError extends ShardlineError {
     options: { cause?: unknown; transient?: boolean; hint?: string; playerIds?: readonly string[] } = {},
   ) {
     const hint = options.hint ? ` (hint: ${options.hint})` : '';
-    super('SHARD_UNAVAILABLE', `shard "${shardId}" at ${target} is unavailable: ${reason}${hint}`, { cause: options.cause });
+    super('SHARD_UNAVAILABLE', `shard ${showValue(shardId)} at ${target} is unavailable: ${reason}${hint}`, { cause: options.cause });
     this.shardId = shardId;
     this.target = target;
     this.transient = options.transient ?? true;
@@ -103,7 +109,7 @@ export class ShardIdentityError extends ShardlineError {
   constructor(shardId: string, target: string, found: string | null, detail?: string) {
     super(
       'SHARD_IDENTITY_MISMATCH',
-      `shard "${shardId}" expected at ${target}, but ${found === null ? 'that database has no shard identity' : `that database is shard "${found}"`}` +
+      `shard ${showValue(shardId)} expected at ${target}, but ${found === null ? 'that database has no shard identity' : `that database is shard ${showValue(found)}`}` +
         (detail ? `: ${detail}` : ''),
     );
     this.shardId = shardId;
@@ -119,7 +125,7 @@ export class SchemaVersionError extends ShardlineError {
   constructor(shardId: string, applied: string | null, expected: string | null, hint: string) {
     super(
       'SCHEMA_VERSION_MISMATCH',
-      `shard "${shardId}" is at schema ${applied ?? '(none)'}, code expects ${expected ?? '(none)'}: ${hint}`,
+      `shard ${showValue(shardId)} is at schema ${applied ?? '(none)'}, code expects ${expected ?? '(none)'}: ${hint}`,
     );
     this.shardId = shardId;
     this.applied = applied;
@@ -131,7 +137,7 @@ export class SchemaVersionError extends ShardlineError {
 export class MigrationError extends ShardlineError {
   readonly shardId: string;
   constructor(shardId: string, message: string, options?: { cause?: unknown }) {
-    super('MIGRATION_FAILED', `shard "${shardId}": ${message}`, options);
+    super('MIGRATION_FAILED', `shard ${showValue(shardId)}: ${message}`, options);
     this.shardId = shardId;
   }
 }
@@ -152,7 +158,7 @@ export class PlayerNotFoundError extends ShardlineError {
 export class SettlementConflictError extends ShardlineError {
   readonly matchId: string;
   constructor(matchId: string, detail: string) {
-    super('SETTLEMENT_CONFLICT', `match "${matchId}" was already submitted with different content: ${detail}`);
+    super('SETTLEMENT_CONFLICT', `match ${showValue(matchId)} was already submitted with different content: ${detail}`);
     this.matchId = matchId;
   }
 }
@@ -163,7 +169,7 @@ export class RoomFullError extends ShardlineError {
   readonly roomId: string;
   readonly capacity: number;
   constructor(roomId: string, capacity: number) {
-    super('ROOM_FULL', `room "${roomId}" is full (${capacity} seats)`);
+    super('ROOM_FULL', `room ${showValue(roomId)} is full (${capacity} seats)`);
     this.roomId = roomId;
     this.capacity = capacity;
   }
@@ -172,7 +178,7 @@ export class RoomFullError extends ShardlineError {
 export class ZoneFullError extends ShardlineError {
   readonly zone: string;
   constructor(zone: string) {
-    super('ZONE_FULL', `every room of zone "${zone}" is full`);
+    super('ZONE_FULL', `every room of zone ${showValue(zone)} is full`);
     this.zone = zone;
   }
 }
@@ -180,7 +186,7 @@ export class ZoneFullError extends ShardlineError {
 export class UnknownRoomError extends ShardlineError {
   readonly roomId: string;
   constructor(roomId: string) {
-    super('UNKNOWN_ROOM', `unknown room "${roomId}"`);
+    super('UNKNOWN_ROOM', `unknown room ${showValue(roomId)}`);
     this.roomId = roomId;
   }
 }
@@ -192,7 +198,7 @@ export class RedisConfigError extends ShardlineError {
   readonly setting: string;
   readonly found: string;
   constructor(setting: string, found: string, expected: string) {
-    super('REDIS_CONFIG', `Redis ${setting} is "${found}", expected ${expected}`);
+    super('REDIS_CONFIG', `Redis ${setting} is ${showValue(found)}, expected ${expected}`);
     this.setting = setting;
     this.found = found;
   }

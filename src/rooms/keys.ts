@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 
 /**
  * Names and the Redis key layout of rooms and zones. Pure functions: no Redis here.
@@ -21,42 +22,42 @@ export const MAX_LEASE_MS = 24 * 60 * 60 * 1000;
 
 export function validateZone(zone: unknown, field = 'zone'): string {
   if (typeof zone !== 'string' || !NAME.test(zone)) {
-    throw new ValidationError(field, `${show(zone)} is not a zone name (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
+    throw new ValidationError(field, `${showValue(zone)} is not a zone name (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
   }
   return zone;
 }
 
 export function validateRoomId(roomId: unknown, field = 'roomId'): string {
   if (typeof roomId !== 'string' || !NAME.test(roomId)) {
-    throw new ValidationError(field, `${show(roomId)} is not a room id (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
+    throw new ValidationError(field, `${showValue(roomId)} is not a room id (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
   }
   return roomId;
 }
 
 export function validatePrefix(prefix: unknown): string {
   if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
-    throw new ValidationError('prefix', `${show(prefix)} is not a key prefix (1-64 of A-Z a-z 0-9 _ . : -, no braces)`);
+    throw new ValidationError('prefix', `${showValue(prefix)} is not a key prefix (1-64 of A-Z a-z 0-9 _ . : -, no braces)`);
   }
   return prefix;
 }
 
 export function validateCapacity(capacity: unknown, field = 'capacity'): number {
   if (typeof capacity !== 'number' || !Number.isInteger(capacity) || capacity < 1 || capacity > MAX_CAPACITY) {
-    throw new ValidationError(field, `${show(capacity)} is not a capacity (an integer from 1 to ${MAX_CAPACITY})`);
+    throw new ValidationError(field, `${showValue(capacity)} is not a capacity (an integer from 1 to ${MAX_CAPACITY})`);
   }
   return capacity;
 }
 
 export function validateLeaseMs(ms: unknown, field = 'leaseMs'): number {
   if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > MAX_LEASE_MS) {
-    throw new ValidationError(field, `${show(ms)} is not a lease length (an integer number of ms from 1 to ${MAX_LEASE_MS})`);
+    throw new ValidationError(field, `${showValue(ms)} is not a lease length (an integer number of ms from 1 to ${MAX_LEASE_MS})`);
   }
   return ms;
 }
 
 export function validatePositiveInt(value: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-    throw new ValidationError(field, `${show(value)} is not an integer from 1 to ${max}`);
+    throw new ValidationError(field, `${showValue(value)} is not an integer from 1 to ${max}`);
   }
   return value;
 }
@@ -114,10 +115,4 @@ export function membersKey(k: ZoneKeys, roomId: string): string {
 /** hash room id -> zone. Room ids are unique across zones so `enter(roomId, ...)` needs no zone. */
 export function directoryKey(prefix: string): string {
   return `${prefix}:rooms`;
-}
-
-function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (typeof value === 'bigint') return `${value}n`;
-  return String(value);
 }

@@ -1,4 +1,5 @@
 import { PlayerNotFoundError, ValidationError } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 import type { ShardSet } from '../db/index.js';
 import { parsePlayerId, type PlayerId } from '../routing/index.js';
 import type { ShardSpec } from '../shardmap/index.js';
@@ -105,7 +106,7 @@ export class Leaderboards {
     const region = options.region === undefined ? null : validateRegionName(options.region);
     const scope = this.scope(region ?? undefined);
     if (region !== null && home.region !== region) {
-      throw new ValidationError('region', `player ${pid} is in region "${home.region}", not "${region}"`);
+      throw new ValidationError('region', `player ${pid} is in region ${showValue(home.region)}, not ${showValue(region)}`);
     }
 
     const own = await onShard(this.shards, home.id, [pid], (db) =>
