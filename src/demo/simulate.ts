@@ -62,7 +62,7 @@ export async function playMatches(
   settlement: SettlementClient,
   byRoom: ReadonlyMap<string, readonly PlayerId[]>,
   matches: number,
-  runId: string,
+  run: { runId: string; gameId: string },
   c: Counters,
 ): Promise<void> {
   const rooms = [...byRoom.entries()].filter(([, m]) => m.length >= TABLE_SIZE);
@@ -73,7 +73,7 @@ export async function playMatches(
     async (m) => {
       const [roomId, members] = rooms[m % rooms.length]!;
       const players = pickDistinct(members, TABLE_SIZE);
-      const table = new Table({ tableId: `${roomId}/t${m}`, gameId: DEMO_GAME, settlement });
+      const table = new Table({ tableId: `${roomId}/t${m}`, gameId: run.gameId, settlement });
       for (const p of players) table.sit(p);
       const landlordWins = Math.random() < 0.45;
       const stake = 10 * (1 + Math.floor(Math.random() * 3));
@@ -84,7 +84,7 @@ export async function playMatches(
         const scoreDelta = (won ? 1 : -1) * (landlord ? 2 * stake : stake) + (won ? 1 : 0);
         return { playerId, scoreDelta, outcome: won ? ('win' as const) : ('loss' as const) };
       });
-      await table.end({ matchId: `demo-${runId}-${m}`, results });
+      await table.end({ matchId: `demo-${run.runId}-${m}`, results });
       c.submitted++;
       c.submittedResults += results.length;
       for (const r of results) c.submittedDelta += BigInt(r.scoreDelta);

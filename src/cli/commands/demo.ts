@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Cleanup, runDemo } from '../../demo/run-demo.js';
-import { env, positiveInt } from '../context.js';
+import { env, loadMap, positiveInt } from '../context.js';
 
 interface DemoFlags {
   players: number;
@@ -21,20 +21,24 @@ export function registerDemo(program: Command): void {
       const tty = process.stdout.isTTY === true;
       let lastStatus = 0;
       const cleanup = new Cleanup();
+      // Ctrl-C reaches every process of the group, so the signal arrives twice (directly and relayed
+      // by npm/tsx): a repeat must not fall through to the default handler and kill the cleanup.
+      let stopping = false;
       const onSignal = (sig: NodeJS.Signals) => {
+        if (stopping) return;
+        stopping = true;
         process.stderr.write(`\n${sig}: stopping everything the demo started ...\n`);
         void cleanup.run().finally(() => process.exit(130));
       };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const result = await runDemo(
         {
           players: flags.players,
           matches: flags.matches,
           keep: flags.keep === true,
-          ...(flags.map ? { mapFile: flags.map } : {}),
+          ...(flags.map ? { existing: { map: await loadMap(flags.map), mapFile: flags.map } } : {}),
           redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-          env,
           out: (line) => console.log(line),
           status: (line) => {
             if (tty) process.stdout.write(`\r\x1b[2K${line}`);
