@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { UnknownRoomError, ValidationError } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
 import { defineZoneScripts, duplicateConnection, resolveConnection, type RedisConnection, type ZoneScripts } from './connection.js';
 import {
@@ -112,21 +113,42 @@ export class RoomService {
     // UnknownRoomError, and a retry completes it. No seat state exists until the zone step.
     if ((await this.client.hsetnx(this.directoryKey, roomId, zone)) === 0) {
       const owner = await this.client.hget(this.directoryKey, roomId);
-      if (owner !== zone) throw new ValidationError('roomId', `room "${roomId}" already belongs to zone "${owner}"`);
+      if (owner !== zone) throw new ValidationError('roomId', `room ${showValue(roomId)} already belongs to zone ${showValue(owner)}`);
     }
     this.roomZones.set(roomId, zone);
     const r = checkRoom('define', await this.scripts.define(...this.call(zone).head, roomId, capacity));
     if (r[0] === 'BELOW_COUNT') {
-      throw new ValidationError('capacity', `${capacity} is below the ${Number(r[1])} players now in room "${roomId}"`);
+      throw new ValidationError('capacity', `${capacity} is below the ${Number(r[1])} players now in room ${showValue(roomId)}`);
     }
     return { zone, roomId, count: Number(r[1]), capacity: Number(r[2]) };
   }
 
-  /** `createRoom` for many rooms of one zone. */
+  /**
+   * `createRoom` for many rooms of one zone. The whole batch is checked before any room of it is
+   * written (ids, capacities, rooms of other zones, capacities below the players seated), so a
+   * refused batch creates nothing. Only a concurrent change between the check and the writes can
+   * still refuse one room of an accepted batch.
+   */
   async defineRooms(zone: string, rooms: readonly RoomDefinition[]): Promise<RoomInfo[]> {
+    validateZone(zone);
+    const seen = new Set<string>();
     rooms.forEach((r, i) => {
       validateRoomId(r.roomId, `rooms.${i}.roomId`);
-      if (r.capacity !== undefined) validateCapacity(r.capacity, `rooms.${i}.capacity`);
+      if (seen.has(r.roomId)) throw new ValidationError(`rooms.${i}.roomId`, `room ${showValue(r.roomId)} is listed twice`);
+      seen.add(r.roomId);
+      validateCapacity(r.capacity ?? this.defaultCapacity, `rooms.${i}.capacity`);
+    });
+    if (rooms.length === 0) return [];
+    const ids = rooms.map((r) => r.roomId);
+    const [owners, counts] = await Promise.all([this.client.hmget(this.directoryKey, ...ids), this.client.hmget(zoneKeys(this.prefix, zone).count, ...ids)]);
+    rooms.forEach((r, i) => {
+      const owner = owners[i];
+      if (owner != null && owner !== zone) {
+        throw new ValidationError(`rooms.${i}.roomId`, `room ${showValue(r.roomId)} already belongs to zone ${showValue(owner)}`);
+      }
+      const seated = Number(counts[i] ?? 0);
+      const capacity = r.capacity ?? this.defaultCapacity;
+      if (seated > capacity) throw new ValidationError(`rooms.${i}.capacity`, `${capacity} is below the ${seated} players now in room ${showValue(r.roomId)}`);
     });
     return Promise.all(rooms.map((r) => this.createRoom(zone, r.roomId, r.capacity === undefined ? {} : { capacity: r.capacity })));
   }

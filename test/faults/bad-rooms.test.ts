@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RoomFullError, RoomService, UnknownRoomError, ValidationError, ZoneFullError } from '../../src/index.js';
+import { RoomFullError, RoomService, UnknownRoomError, ValidationError, ZoneFullError, type RoomDefinition } from '../../src/index.js';
 import { assertInvariants, playerIds, readZone, roomsFixture, type RoomsFixture } from '../rooms/helpers.js';
 
 /** Every key under the fixture's prefix with its serialized value: equal snapshots, nothing changed. */
@@ -67,6 +67,18 @@ describe('bad room operations: a typed error and no trace', () => {
     const err = await unchanged('defineRooms', () => f.service.defineRooms('z-bad', [{ roomId: 'batch-ok' }, { roomId: 'batch-bad', capacity: -3 }]));
     expect(err).toMatchObject({ code: 'VALIDATION_FAILED', field: 'rooms.1.capacity' });
     await expect(f.service.zoneOf('batch-ok')).rejects.toBeInstanceOf(UnknownRoomError);
+    // A batch naming a room of another zone, a room twice, or shrinking a full room: none of it is created.
+    await f.service.createRoom('z-other', 'other-room');
+    const batches: [RoomDefinition[], string][] = [
+      [[{ roomId: 'batch-ok' }, { roomId: 'other-room' }], 'rooms.1.roomId'],
+      [[{ roomId: 'batch-ok' }, { roomId: 'batch-ok' }], 'rooms.1.roomId'],
+      [[{ roomId: 'batch-ok' }, { roomId: 'bad-a', capacity: 1 }], 'rooms.1.capacity'],
+    ];
+    for (const [batch, field] of batches) {
+      const refused = await unchanged(`defineRooms ${field}`, () => f.service.defineRooms('z-bad', batch));
+      expect(refused).toMatchObject({ code: 'VALIDATION_FAILED', field });
+      await expect(f.service.zoneOf('batch-ok')).rejects.toBeInstanceOf(UnknownRoomError);
+    }
     // Shrinking below the players seated is refused and leaves the room as it was.
     const shrink = await unchanged('shrink', () => f.service.createRoom('z-bad', 'bad-a', { capacity: 1 }));
     expect(shrink).toMatchObject({ code: 'VALIDATION_FAILED', field: 'capacity' });
