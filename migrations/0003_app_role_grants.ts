@@ -7,7 +7,8 @@ import type { Knex } from 'knex';
  * - SELECT, INSERT, UPDATE, DELETE on every data table (player record set, settlement inbox), USAGE
  *   on their sequences, EXECUTE on their functions (shardline_player_id);
  * - SELECT on shardline_meta (the identity check) and knex_migrations (the schema-version check),
- *   nothing on knex_migrations_lock, and no write to any of the three;
+ *   nothing on knex_migrations_lock, and no write to any of the three (0004 takes knex_migrations
+ *   back, leaving a SECURITY DEFINER function for the check);
  * - no DDL: it owns nothing, so it can neither ALTER nor DROP, and it may not CREATE in the schema.
  *
  * Tables of later migrations are covered without each one granting: ALTER DEFAULT PRIVILEGES gives

@@ -43,6 +43,37 @@ export async function checkIdentity(db: Queryable, shard: ShardSpec): Promise<Sh
 }
 
 /**
+ * Why `found` is not the stamp of `shard` (the faults checkIdentity refuses), or null when it is:
+ * for reports that list every shard's fault instead of stopping at the first.
+ */
+export function identityProblem(shard: ShardSpec, found: ShardIdentity | null): string | null {
+  if (!found) return 'no identity stamp: not migrated';
+  if (found.shardId !== shard.id) return `the database is shard "${found.shardId}"`;
+  if (found.region !== shard.region) return `the database belongs to region "${found.region}", the map says "${shard.region}"`;
+  return null;
+}
+
+/**
+ * Shards the map points at one host:port/database, each with the reason, by shard id. The same
+ * test as refuseSharedDatabases, reported per shard rather than thrown at the first pair.
+ */
+export function sharedDatabaseProblems(shards: readonly ShardSpec[]): Map<string, string> {
+  const byTarget = new Map<string, string[]>();
+  for (const s of shards) {
+    if (!s.url) continue;
+    const t = targetOf(s);
+    byTarget.set(t, [...(byTarget.get(t) ?? []), s.id]);
+  }
+  const problems = new Map<string, string>();
+  for (const [target, ids] of byTarget) {
+    if (ids.length < 2) continue;
+    const names = ids.map((id) => `"${id}"`).join(' and ');
+    for (const id of ids) problems.set(id, `the map points shards ${names} at the same database ${target}`);
+  }
+  return problems;
+}
+
+/**
  * Stamps the identity on a database, or checks it when already stamped. Runs in one transaction
  * under an advisory lock, so two map entries racing onto one database cannot both claim it.
  */

@@ -1,5 +1,6 @@
 import { refuseSharedDatabases } from '../db/shard-set.js';
 import { targetOf } from '../db/connection.js';
+import { sharedDatabaseProblems } from '../db/identity.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { expectedVersion } from './migration-source.js';
 import { ShardMigrator, type ShardMigratorOptions, type ShardSchemaStatus } from './shard-migrator.js';
@@ -60,13 +61,21 @@ export interface SchemaStatusReport {
   /** Shards not at the same version as the others, or not at the version the code expects. */
   drift: boolean;
   unreachable: string[];
-  /** Reachable shards whose stamped identity is missing or names another shard. */
+  /**
+   * Shards that may not serve as themselves: a missing or foreign stamp, or a database the map
+   * also gives another shard (each status says which, in `identityProblem`).
+   */
   identityProblems: string[];
 }
 
 export async function schemaStatus(shards: readonly ShardSpec[], options: MigrateShardsOptions = {}): Promise<SchemaStatusReport> {
   const expected = expectedVersion(options.migrationsDir);
-  const statuses = await mapLimit(shards, options.concurrency ?? 8, (s) => new ShardMigrator(s, options).status());
+  // Reported, not thrown as migrateShards does: a status command must show every shard's fault.
+  const shared = sharedDatabaseProblems(shards);
+  const statuses = (await mapLimit(shards, options.concurrency ?? 8, (s) => new ShardMigrator(s, options).status())).map((s) => {
+    const problems = [shared.get(s.shardId), s.identityProblem].filter((p): p is string => p !== undefined);
+    return problems.length ? { ...s, identityProblem: problems.join('; ') } : s;
+  });
   const reachable = statuses.filter((s) => s.reachable);
   const versions = new Set(reachable.map((s) => s.version));
   return {
@@ -74,7 +83,7 @@ export async function schemaStatus(shards: readonly ShardSpec[], options: Migrat
     shards: statuses,
     drift: versions.size > 1 || reachable.some((s) => s.version !== expected),
     unreachable: statuses.filter((s) => !s.reachable).map((s) => s.shardId),
-    identityProblems: reachable.filter((s) => s.identity?.shardId !== s.shardId).map((s) => s.shardId),
+    identityProblems: statuses.filter((s) => s.identityProblem !== undefined).map((s) => s.shardId),
   };
 }
 

@@ -2,7 +2,7 @@ import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { MigrationError, SchemaVersionError, ValidationError } from '../errors/index.js';
 import { databaseOf, poolConfig, targetOf, type ConnectionOptions } from '../db/connection.js';
-import { checkIdentity, readIdentity, stampIdentity, type ShardIdentity } from '../db/identity.js';
+import { checkIdentity, identityProblem, readIdentity, stampIdentity, type ShardIdentity } from '../db/identity.js';
 import { sqlState, toShardError } from '../db/pg-errors.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { EsmMigrationSource, MIGRATIONS_DIR, expectedVersion, migrationNames } from './migration-source.js';
@@ -13,6 +13,11 @@ export interface ShardSchemaStatus {
   target: string;
   reachable: boolean;
   identity: ShardIdentity | null;
+  /**
+   * Why this database may not serve as this shard (missing or foreign stamp, or, from
+   * schemaStatus, a map that points another shard at the same database); absent when it may.
+   */
+  identityProblem?: string;
   /** Applied migrations in order; the last one is the schema version. */
   applied: string[];
   version: string | null;
@@ -32,7 +37,7 @@ export interface ShardMigratorOptions extends ConnectionOptions {
   onProgress?: (p: MigrateProgress) => void;
   /**
    * The role the library and the worker connect as; the migrations grant it DML and nothing more
-   * (migrations/0003). Default `shardline_app`. Passed to migrations as the session setting
+   * (migrations/0003, 0004). Default `shardline_app`. Passed to migrations as the session setting
    * `shardline.app_role`, since a knex migration has no configuration of its own.
    */
   appRole?: string;
@@ -109,7 +114,16 @@ export class ShardMigrator {
       return await this.withClient(async (c) => {
         const identity = await readIdentity(c);
         const applied = await appliedMigrations(c);
-        return { ...base, reachable: true, identity, applied, version: applied.at(-1) ?? null, pending: known.filter((m) => !applied.includes(m)) };
+        const problem = identityProblem(this.shard, identity);
+        return {
+          ...base,
+          reachable: true,
+          identity,
+          ...(problem === null ? {} : { identityProblem: problem }),
+          applied,
+          version: applied.at(-1) ?? null,
+          pending: known.filter((m) => !applied.includes(m)),
+        };
       });
     } catch (err) {
       return { ...base, reachable: false, identity: null, applied: [], version: null, pending: known, error: (err as Error).message };
@@ -187,12 +201,26 @@ function appRoleSetter(role: string) {
   };
 }
 
+const withoutExtension = (names: readonly string[]) => names.map((n) => n.replace(/\.(ts|js|mjs)$/, ''));
+
+/**
+ * The applied migrations, as the application role may read them: through the SECURITY DEFINER
+ * function of 0004, since that role has no grant on knex_migrations. A shard still before 0004 has
+ * no function, and there the table is readable (0003 granted SELECT; an owner always can).
+ */
 async function appliedMigrations(c: Pick<pg.ClientBase, 'query'>): Promise<string[]> {
   try {
+    const r = await c.query<{ names: string[] }>('SELECT shardline_applied_migrations() AS names');
+    return withoutExtension(r.rows[0]?.names ?? []);
+  } catch (err) {
+    if (sqlState(err) !== '42883') throw err; // undefined_function: before 0004, or never migrated
+  }
+  try {
     const r = await c.query<{ name: string }>('SELECT name FROM knex_migrations ORDER BY id');
-    return r.rows.map((row) => row.name.replace(/\.(ts|js|mjs)$/, ''));
+    return withoutExtension(r.rows.map((row) => row.name));
   } catch (err) {
     if (sqlState(err) === '42P01') return [];
     throw err;
   }
 }
+

@@ -66,4 +66,45 @@ describe('shardline CLI (subprocess)', () => {
       expect(out.stdout + out.stderr).not.toContain('s3cr3t-pw');
     }
   });
+
+  it('migrate status exits 1 naming the identity fault: two shards on one database, or one on another shard\'s database', async () => {
+    const db = uniqueName(RUN_PREFIX + 'cli');
+    dbs.push(db);
+    const twoShards = (second: { id: string; region: string }) =>
+      writeTempMap({
+        version: 1,
+        buckets: 4096,
+        regions: [...new Set(['shenzhen', second.region])],
+        shards: [
+          { id: 'sz-1', region: 'shenzhen', connection: urlFor(db), buckets: ['0-2047'] },
+          { ...second, connection: 'env:SHARDLINE_TEST_SECOND_URL', buckets: ['2048-4095'] },
+        ],
+      });
+    const withPassword = (url: string) => url.replace('postgres@', 'postgres:s3cr3t-pw@');
+    const own = writeTempMap({ version: 1, buckets: 4096, regions: ['shenzhen'], shards: [{ id: 'sz-1', region: 'shenzhen', connection: urlFor(db), buckets: ['0-4095'] }] });
+    expect((await runCli(['migrate', 'latest', '--map', own, '--create-databases'])).code).toBe(0);
+
+    // Same database under the same spelling: the map itself is wrong, so both shards are named.
+    const shared = await runCli(['migrate', 'status', '--map', twoShards({ id: 'sz-2', region: 'shenzhen' })], {
+      env: { SHARDLINE_TEST_SECOND_URL: withPassword(urlFor(db)) },
+    });
+    // Another spelling of the host: only the stamp on the database can tell.
+    const aliased = await runCli(['migrate', 'status', '--map', twoShards({ id: 'sc-1', region: 'sichuan' })], {
+      env: { SHARDLINE_TEST_SECOND_URL: withPassword(urlFor(db).replace('127.0.0.1', 'localhost')) },
+    });
+
+    expect(shared.code).toBe(1);
+    expect(shared.stdout).toMatch(/shard\s+region\s+schema version\s+pending\s+identity\s+result/);
+    expect(shared.stdout).toMatch(/sz-2\s+shenzhen\s+\d{4}_\w+\s+0\s+FAULT \(see below\)\s+REFUSED: identity/);
+    for (const id of ['sz-1', 'sz-2']) {
+      expect(shared.stderr).toMatch(new RegExp(`${id}: identity: the map points shards "sz-1" and "sz-2" at the same database 127\\.0\\.0\\.1:\\d+/${db}`));
+    }
+    expect(shared.stderr).toMatch(/identity faults: sz-1, sz-2/);
+
+    expect(aliased.code).toBe(1);
+    expect(aliased.stdout).toMatch(/sz-1\s+shenzhen\s+\d{4}_\w+\s+0\s+ok\s+ok/);
+    expect(aliased.stderr).toMatch(/sc-1: identity: the database is shard "sz-1"/);
+    expect(aliased.stderr).not.toMatch(/drift/); // the exit code is the identity fault alone
+    for (const out of [shared, aliased]) expect(out.stdout + out.stderr).not.toContain('s3cr3t-pw');
+  });
 });

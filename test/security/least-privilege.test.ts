@@ -7,6 +7,7 @@ import {
   Accounts,
   Leaderboards,
   ShardMigrator,
+  SchemaVersionError,
   ShardSet,
   ValidationError,
   expectedVersion,
@@ -142,7 +143,8 @@ describe('least privilege: the application role', () => {
     expect((await accounts.getMatchHistory(sc.id)).items.map((i) => i.matchId)).toEqual(['m-1']);
     expect((await new Leaderboards(app).topScores('chess')).map((e) => [e.nickname, e.score])).toEqual([['Lin', 15n]]);
 
-    // The worker's schema-version check reads knex_migrations.
+    // The worker's schema-version check, through shardline_applied_migrations(): the role has no
+    // grant on knex_migrations (the next tests show it).
     for (const shard of appMap.shards) await new ShardMigrator(shard, opts).assertCurrent();
     const status = await schemaStatus(appMap.shards, opts);
     expect(status.shards.map((s) => [s.reachable, s.version])).toEqual([
@@ -220,11 +222,18 @@ describe('least privilege: the application role', () => {
         `CREATE FUNCTION evil() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
         'TRUNCATE players CASCADE',
         'DROP FUNCTION shardline_player_id(integer)',
+        'SELECT name FROM knex_migrations ORDER BY id',
         `INSERT INTO knex_migrations (name, batch, migration_time) VALUES ('9999_fake', 99, now())`,
         `UPDATE knex_migrations SET name = 'x'`,
         'DELETE FROM knex_migrations',
         'SELECT * FROM knex_migrations_lock',
+        'INSERT INTO knex_migrations_lock (is_locked) VALUES (0)',
         'UPDATE knex_migrations_lock SET is_locked = 1',
+        'DELETE FROM knex_migrations_lock',
+        // Nor can it swap the owner's function for one that lies about the version.
+        `CREATE OR REPLACE FUNCTION shardline_applied_migrations() RETURNS text[] LANGUAGE sql AS 'SELECT ARRAY[''9999_fake'']'`,
+        'ALTER FUNCTION shardline_applied_migrations() SECURITY INVOKER',
+        'DROP FUNCTION shardline_applied_migrations()',
         `UPDATE shardline_meta SET value = '{}'`,
         `INSERT INTO shardline_meta (key, value) VALUES ('identity2', '{}')`,
         'DELETE FROM shardline_meta',
@@ -238,6 +247,56 @@ describe('least privilege: the application role', () => {
       // 42501 insufficient_privilege for every one of them.
       expect(Object.entries(refused).filter(([, code]) => code !== '42501')).toEqual([]);
     });
+  });
+
+  it('has no privilege on the migration tables, only EXECUTE on the pinned owner function', async () => {
+    const expected = await asApp(async (c) => {
+      const privileges = await c.query<{ t: string; p: string; ok: boolean }>(
+        `SELECT t, p, has_table_privilege(current_user, t, p) AS ok
+         FROM unnest(ARRAY['knex_migrations', 'knex_migrations_lock']) AS t,
+              unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p`,
+      );
+      expect(privileges.rows.filter((r) => r.ok)).toEqual([]);
+      const fn = await c.query<{ owner: string; definer: boolean; config: string[] | null; public_execute: boolean; app_execute: boolean }>(
+        `SELECT pg_get_userbyid(p.proowner) AS owner, p.prosecdef AS definer, p.proconfig AS config,
+                EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public_execute,
+                has_function_privilege(current_user, p.oid, 'EXECUTE') AS app_execute
+         FROM pg_proc p WHERE p.proname = 'shardline_applied_migrations'`,
+      );
+      expect(fn.rows).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
+      return (await c.query<{ names: string[] }>('SELECT shardline_applied_migrations() AS names')).rows[0]?.names;
+    });
+    // The same list the owner reads from the table itself.
+    const owner = new pg.Client({ connectionString: server.urlFor(DBS[0]!, { user: OWNER, password: OWNER_PW }) });
+    await owner.connect();
+    try {
+      expect(expected).toEqual((await owner.query<{ name: string }>('SELECT name FROM knex_migrations ORDER BY id')).rows.map((r) => r.name));
+      expect(expected?.at(-1)).toBe(expectedVersion());
+    } finally {
+      await owner.end();
+    }
+  });
+
+  it('rolling the function back restores SELECT on knex_migrations, and the check still works either way', async () => {
+    const shard = appMap.shards[1]!;
+    const canRead = () => asApp(async (c) => (await c.query<{ ok: boolean }>(`SELECT has_table_privilege(current_user, 'knex_migrations', 'SELECT') AS ok`)).rows[0]?.ok, DBS[1]);
+    // Another --app-role than the one 0003 granted to is refused, in both directions.
+    const [wrongDown] = await migrateShards(ownerMap.shards.slice(1), 'rollback', { ...opts, appRole: 'other_app' });
+    expect(wrongDown?.error).toMatch(/role "other_app" is not the application role migration 0003 granted to/);
+
+    const [down] = await migrateShards(ownerMap.shards.slice(1), 'rollback', { ...opts, appRole: APP_ROLE });
+    expect(down).toMatchObject({ ok: true, changed: [expectedVersion()] });
+    expect(await canRead()).toBe(true);
+    // An older schema: the app role's check falls back to the table, and sees it is behind.
+    await expect(new ShardMigrator(shard, opts).assertCurrent()).rejects.toBeInstanceOf(SchemaVersionError);
+    expect((await schemaStatus([shard], opts)).shards[0]).toMatchObject({ reachable: true, pending: [expectedVersion()] });
+
+    const [wrongUp] = await migrateShards(ownerMap.shards.slice(1), 'latest', { ...opts, appRole: 'other_app' });
+    expect(wrongUp?.error).toMatch(/role "other_app" is not the application role migration 0003 granted to/);
+    const [up] = await migrateShards(ownerMap.shards.slice(1), 'latest', { ...opts, appRole: APP_ROLE });
+    expect(up).toMatchObject({ ok: true, changed: [expectedVersion()] });
+    expect(await canRead()).toBe(false);
+    await new ShardMigrator(shard, opts).assertCurrent();
   });
 
   it('cannot run the migrations itself', async () => {

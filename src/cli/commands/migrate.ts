@@ -75,29 +75,38 @@ export function registerMigrate(program: Command): void {
   addCommon(migrate.command('rollback').description('undo the newest migration on each shard'))
     .option('--app-role <name>', 'the application role the migrations granted to (default: $SHARDLINE_APP_ROLE, then shardline_app)', env.SHARDLINE_APP_ROLE)
     .action((flags: MigrateFlags) => runAction('rollback', flags));
-  addCommon(migrate.command('status').description('schema version per shard; exits 1 on drift or an unreachable shard')).action(
+  addCommon(migrate.command('status').description('schema version and identity per shard; exits 1 on drift, an identity fault or an unreachable shard')).action(
     async (flags: MigrateFlags) => {
       const map = await loadMap(flags.map);
       const report = await schemaStatus(selectShards(map, flags.shard), { concurrency: flags.concurrency ?? 8 });
       console.log(
         formatTable(
-          ['shard', 'region', 'schema version', 'pending', 'result'],
+          ['shard', 'region', 'schema version', 'pending', 'identity', 'result'],
           report.shards.map((s) => [
             s.shardId,
             s.region,
             s.version ?? '(none)',
             String(s.pending.length),
-            !s.reachable ? 'UNREACHABLE (see below)' : s.version === report.expected ? 'ok' : `DRIFT: expected ${report.expected ?? '(none)'}`,
+            s.identityProblem !== undefined ? 'FAULT (see below)' : s.reachable ? 'ok' : '-',
+            !s.reachable
+              ? 'UNREACHABLE (see below)'
+              : s.identityProblem !== undefined
+                ? 'REFUSED: identity'
+                : s.version === report.expected
+                  ? 'ok'
+                  : `DRIFT: expected ${report.expected ?? '(none)'}`,
           ]),
         ),
       );
       for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
+      for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
       if (report.unreachable.length) console.error(`unreachable: ${report.unreachable.join(', ')}`);
+      if (report.identityProblems.length) console.error(`identity faults: ${report.identityProblems.join(', ')}; the library and the worker refuse these shards`);
       if (report.drift) {
         const behind = report.shards.filter((s) => s.reachable && s.version !== report.expected).map((s) => s.shardId);
         console.error(`drift: ${behind.join(', ')} not at ${report.expected ?? '(none)'}`);
       }
-      if (report.unreachable.length || report.drift) process.exitCode = 1;
+      if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
     },
   );
 }
