@@ -21,12 +21,21 @@ export function registerShards(program: Command): void {
             s.region,
             s.target,
             s.reachable ? 'yes' : 'NO (see below)',
-            !s.reachable ? '-' : s.identity === null ? 'MISSING (not migrated)' : s.identity.shardId === s.shardId ? 'ok' : `WRONG: database is "${s.identity.shardId}"`,
+            !s.reachable
+              ? '-'
+              : s.identity === null
+                ? 'MISSING (not migrated)'
+                : s.identity.shardId !== s.shardId
+                  ? `WRONG: database is "${s.identity.shardId}"`
+                  : s.identityProblem !== undefined
+                    ? 'FAULT (see below)'
+                    : 'ok',
             s.reachable ? `${s.version ?? '(none)'}${s.version === report.expected ? '' : ` (expected ${report.expected ?? '(none)'})`}` : '-',
           ]),
         ),
       );
       for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
+      for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
       if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
     });
 }
