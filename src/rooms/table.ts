@@ -1,6 +1,8 @@
 import type { Outcome } from '../db/schema.js';
 import { ValidationError } from '../errors/index.js';
-import { formatPlayerId, parsePlayerId, type PlayerId } from '../routing/index.js';
+import { formatPlayerId, parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
+import { DEFAULT_LIMITS, type SettlementLimits } from '../settlement/types.js';
+import { normalizeMatch } from '../settlement/validate.js';
 import type { PlayerIdInput } from './types.js';
 
 export interface TablePlayerResult {
@@ -13,13 +15,21 @@ export interface TablePlayerResult {
 export interface TableSettlement {
   matchId: string;
   gameId: string;
-  endedAt: Date | string;
+  /** The instant the match content is hashed with: a retry must send the same one. */
+  endedAt: Date;
   results: { playerId: PlayerId | string; scoreDelta: number; outcome: Outcome }[];
 }
 
 /** What a table needs from settlement; `SettlementClient` satisfies it. */
 export interface SettlementSubmitter<R = unknown> {
   submitSettlement(input: TableSettlement): Promise<R>;
+  /**
+   * The receiving settlement's limits, which a game end is checked against before it is submitted
+   * (`SettlementClient` has its own). Default: DEFAULT_SETTLEMENT_LIMITS.
+   */
+  readonly limits?: Readonly<SettlementLimits>;
+  /** With the shard map's router (`SettlementClient` has it), player ids must also route to a shard. */
+  readonly shards?: { readonly router: Router };
 }
 
 export interface TableOptions<R> {
@@ -31,17 +41,21 @@ export interface TableOptions<R> {
 export interface EndGameInput {
   /**
    * Stable id of this match: a retry after a crash must reuse it, which is what makes settlement
-   * exactly once in effect.
+   * exactly once in effect. At most 128 printable ASCII characters, no spaces (settlement's rule).
    */
   readonly matchId: string;
   readonly results: readonly TablePlayerResult[];
-  /** Default: now. */
+  /**
+   * When the game ended. It is part of the match content, so a retry must carry the same instant,
+   * or settlement refuses it as other content under the same matchId (SettlementConflictError).
+   * Default: the instant this Table object first ended this matchId, kept until it ends another;
+   * a retry through the same object (after a timeout or an error from settlement) reuses it and is
+   * answered as a duplicate.
+   * A Table object does not survive a restart: a game server that may retry after one must pass
+   * endedAt, kept with the matchId. `endGame` and `buildMatchResult` keep no state and require it.
+   */
   readonly endedAt?: Date | string;
 }
-
-/** The ledger's score_delta is a Postgres integer. */
-const INT4_MAX = 2_147_483_647;
-const OUTCOMES: ReadonlySet<string> = new Set(['win', 'loss', 'draw']);
 
 /**
  * A game table: who sits at it, and its game end handed to settlement. Thin on purpose: the game
@@ -52,6 +66,8 @@ export class Table<R = unknown> {
   readonly gameId: string;
   private readonly settlement: SettlementSubmitter<R>;
   private readonly seated = new Set<PlayerId>();
+  /** The last game end handed to settlement: bounded to one, as a table plays one game at a time. */
+  private lastEnd: { matchId: string; endedAt: Date } | undefined;
 
   constructor(options: TableOptions<R>) {
     if (!options.tableId) throw new ValidationError('tableId', 'required');
@@ -73,9 +89,14 @@ export class Table<R = unknown> {
     this.seated.delete(parsePlayerId(playerId));
   }
 
-  /** Builds the match result for the players at the table and submits it to settlement. */
+  /**
+   * Checks the results name exactly the players seated, with settlement's own rules and limits,
+   * and submits them. Ending the same matchId again without endedAt resubmits the same instant, so
+   * settlement answers with the current status (`duplicate: true`) instead of a conflict.
+   */
   async end(input: EndGameInput): Promise<R> {
-    const match = buildMatchResult(this.gameId, input);
+    const remembered = this.lastEnd?.matchId === input.matchId ? this.lastEnd.endedAt : undefined;
+    const match = buildMatchResult(this.gameId, { ...input, endedAt: input.endedAt ?? remembered ?? new Date() }, this.settlement);
     const named = new Set(match.results.map((r) => r.playerId));
     for (const id of this.seated) {
       if (!named.has(formatPlayerId(id))) throw new ValidationError('results', `no result for seated player ${id}`);
@@ -85,31 +106,40 @@ export class Table<R = unknown> {
         throw new ValidationError(`results.${i}.playerId`, `player ${r.playerId} is not seated at table ${this.tableId}`);
       }
     }
+    // Before submitting: an attempt that throws midway is exactly the one to be retried.
+    this.lastEnd = { matchId: match.matchId, endedAt: match.endedAt };
     return this.settlement.submitSettlement(match);
   }
 }
 
-/** Validates a game end and shapes it as settlement input (player ids as decimal strings). Pure. */
-export function buildMatchResult(gameId: string, input: EndGameInput): TableSettlement {
-  if (typeof input.matchId !== 'string' || input.matchId.length === 0 || input.matchId.length > 200) {
-    throw new ValidationError('matchId', 'a non-empty string of at most 200 characters');
-  }
-  if (input.results.length === 0) throw new ValidationError('results', 'at least one player result');
-  const seen = new Set<string>();
-  const results = input.results.map((r, i) => {
-    const playerId = formatPlayerId(parsePlayerId(r.playerId));
-    if (seen.has(playerId)) throw new ValidationError(`results.${i}.playerId`, `player ${playerId} appears twice`);
-    seen.add(playerId);
-    if (!Number.isInteger(r.scoreDelta) || Math.abs(r.scoreDelta) > INT4_MAX) {
-      throw new ValidationError(`results.${i}.scoreDelta`, `an integer between -${INT4_MAX} and ${INT4_MAX}`);
-    }
-    if (!OUTCOMES.has(r.outcome)) throw new ValidationError(`results.${i}.outcome`, 'win, loss or draw');
-    return { playerId, scoreDelta: r.scoreDelta, outcome: r.outcome };
-  });
-  return { matchId: input.matchId, gameId, endedAt: input.endedAt ?? new Date(), results };
+/**
+ * Validates a game end with settlement's own rules (`normalizeMatch`, against `rules.limits`, and
+ * routing when `rules.shards` is given) and shapes it as settlement input: player ids as decimal
+ * strings, results in the caller's order, endedAt as a Date. Touches nothing outside this process.
+ */
+export function buildMatchResult(
+  gameId: string,
+  input: EndGameInput & { readonly endedAt: Date | string },
+  rules: Pick<SettlementSubmitter, 'limits' | 'shards'> = {},
+): TableSettlement {
+  const results: unknown = Array.isArray(input.results) ? input.results.map(pickResult) : input.results;
+  const match = normalizeMatch({ matchId: input.matchId, gameId, endedAt: input.endedAt, results }, rules.shards?.router ?? null, rules.limits ?? DEFAULT_LIMITS);
+  return {
+    matchId: match.matchId,
+    gameId: match.gameId,
+    endedAt: match.endedAt,
+    results: [...match.results].sort((a, b) => a.index - b.index).map((r) => ({ playerId: formatPlayerId(r.playerId), scoreDelta: r.scoreDelta, outcome: r.outcome })),
+  };
 }
 
-/** A game end without a Table object: validates and submits in one call. */
-export function endGame<R>(settlement: SettlementSubmitter<R>, gameId: string, input: EndGameInput): Promise<R> {
-  return settlement.submitSettlement(buildMatchResult(gameId, input));
+/** A table's result type may be a wider object; settlement refuses unknown fields, so take ours. */
+function pickResult(r: unknown): unknown {
+  if (typeof r !== 'object' || r === null) return r;
+  const { playerId, scoreDelta, outcome } = r as Partial<TablePlayerResult>;
+  return { playerId, scoreDelta, outcome };
+}
+
+/** A game end without a Table object: validates and submits in one call. No state, so endedAt is required. */
+export function endGame<R>(settlement: SettlementSubmitter<R>, gameId: string, input: EndGameInput & { readonly endedAt: Date | string }): Promise<R> {
+  return settlement.submitSettlement(buildMatchResult(gameId, input, settlement));
 }

@@ -3,6 +3,7 @@ import type { ShardDatabase } from '../db/schema.js';
 import { parseStoredResults, type StoredResult } from './validate.js';
 
 export type PartOutcome =
+  /** `lagMs`: from the part's recording to its flip to applied, both on the shard's clock. */
   | { kind: 'applied'; matchId: string; results: number; inserted: number; lagMs: number }
   /** Already applied (a retried or duplicated job): nothing changed. */
   | { kind: 'duplicate'; matchId: string }
@@ -16,7 +17,6 @@ interface InboxRow {
   results: unknown;
   status: 'pending' | 'applied' | 'failed';
   last_error: string | null;
-  created_at: Date;
 }
 
 interface GoodPart {
@@ -46,7 +46,7 @@ const byBigint = (a: string, b: string) => (BigInt(a) < BigInt(b) ? -1 : BigInt(
  * Parts that can never apply (malformed row, unknown player) are marked failed in the same commit
  * and do not hold back the others.
  */
-export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly string[], now: () => number = Date.now): Promise<Map<string, PartOutcome>> {
+export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly string[]): Promise<Map<string, PartOutcome>> {
   const ids = [...new Set(matchIds)].sort();
   return db.transaction().execute(async (trx) => {
     // No fsync wait: the inbox row (written durably at submit) is the source of truth and flips to
@@ -56,7 +56,7 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     // Sorted, so concurrent batches lock inbox rows in one order and cannot deadlock on them.
     const rows = await sql<InboxRow>`
       WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))
-      SELECT match_id, game_id, ended_at, results, status, last_error, created_at
+      SELECT match_id, game_id, ended_at, results, status, last_error
       FROM settlement_inbox, cfg WHERE match_id = ANY(${ids}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox`.execute(trx);
     const byId = new Map(rows.rows.map((r) => [r.match_id, r]));
     const failed: { matchId: string; reason: string }[] = [];
@@ -89,13 +89,16 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     }
 
     const inserted = good.length > 0 ? await insertLedger(trx, good) : [];
+    const lagBy = new Map<string, number>();
     if (good.length > 0) {
-      const markApplied = sql`
+      // Lag on the database's clock alone: created_at is its clock too, and a worker host's clock may be off.
+      const markApplied = sql<LagRow>`
         UPDATE settlement_inbox SET status = 'applied', applied_at = now(), updated_at = now(), attempts = attempts + 1, last_error = NULL
-        WHERE match_id = ANY(${good.map((p) => p.row.match_id)}::text[])`;
+        WHERE match_id = ANY(${good.map((p) => p.row.match_id)}::text[])
+        RETURNING match_id, (extract(epoch FROM clock_timestamp() - created_at) * 1000)::float8 AS lag_ms`;
       // One round trip for both when there are stats to move.
-      if (inserted.length > 0) await upsertStats(trx, statDeltas(good, inserted), markApplied);
-      else await markApplied.execute(trx);
+      const lags = inserted.length > 0 ? await upsertStats(trx, statDeltas(good, inserted), markApplied) : (await markApplied.execute(trx)).rows;
+      for (const l of lags) lagBy.set(l.match_id, l.lag_ms);
     }
     if (failed.length > 0) {
       await sql`
@@ -106,14 +109,18 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
 
     const insertedBy = new Map<string, number>();
     for (const r of inserted) insertedBy.set(r.match_id, (insertedBy.get(r.match_id) ?? 0) + 1);
-    const t = now();
     for (const p of good) {
       const matchId = p.row.match_id;
-      out.set(matchId, { kind: 'applied', matchId, results: p.results.length, inserted: insertedBy.get(matchId) ?? 0, lagMs: Math.max(0, t - p.row.created_at.getTime()) });
+      out.set(matchId, { kind: 'applied', matchId, results: p.results.length, inserted: insertedBy.get(matchId) ?? 0, lagMs: Math.max(0, lagBy.get(matchId) ?? 0) });
     }
     for (const f of failed) out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true });
     return out;
   });
+}
+
+interface LagRow {
+  match_id: string;
+  lag_ms: number;
 }
 
 interface InsertedRow {
@@ -163,22 +170,26 @@ function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[]
   return [...deltas.values()].sort((a, b) => byBigint(a.playerId, b.playerId) || (a.gameId < b.gameId ? -1 : a.gameId > b.gameId ? 1 : 0));
 }
 
-async function upsertStats(trx: Kysely<ShardDatabase>, deltas: readonly StatDelta[], alongside: RawBuilder<unknown>): Promise<void> {
-  await sql`
-    WITH alongside AS (${alongside})
-    INSERT INTO player_stats AS s (player_id, game_id, score, wins, losses, draws, games_played, last_match_id, updated_at)
-    SELECT t.player_id, t.game_id, t.score, t.wins, t.losses, t.draws, t.games, t.last_match_id, now()
-    FROM unnest(
-      ${deltas.map((d) => d.playerId)}::bigint[], ${deltas.map((d) => d.gameId)}::text[], ${deltas.map((d) => d.score.toString())}::bigint[],
-      ${deltas.map((d) => d.wins)}::int[], ${deltas.map((d) => d.losses)}::int[], ${deltas.map((d) => d.draws)}::int[],
-      ${deltas.map((d) => d.games)}::int[], ${deltas.map((d) => d.lastMatchId)}::text[])
-      AS t(player_id, game_id, score, wins, losses, draws, games, last_match_id)
-    ON CONFLICT (player_id, game_id) DO UPDATE SET
-      score = s.score + EXCLUDED.score,
-      wins = s.wins + EXCLUDED.wins,
-      losses = s.losses + EXCLUDED.losses,
-      draws = s.draws + EXCLUDED.draws,
-      games_played = s.games_played + EXCLUDED.games_played,
-      last_match_id = EXCLUDED.last_match_id,
-      updated_at = now()`.execute(trx);
+/** Runs `alongside` in the same statement and returns its rows. */
+async function upsertStats(trx: Kysely<ShardDatabase>, deltas: readonly StatDelta[], alongside: RawBuilder<LagRow>): Promise<LagRow[]> {
+  const r = await sql<LagRow>`
+    WITH alongside AS (${alongside}),
+    upserted AS (
+      INSERT INTO player_stats AS s (player_id, game_id, score, wins, losses, draws, games_played, last_match_id, updated_at)
+      SELECT t.player_id, t.game_id, t.score, t.wins, t.losses, t.draws, t.games, t.last_match_id, now()
+      FROM unnest(
+        ${deltas.map((d) => d.playerId)}::bigint[], ${deltas.map((d) => d.gameId)}::text[], ${deltas.map((d) => d.score.toString())}::bigint[],
+        ${deltas.map((d) => d.wins)}::int[], ${deltas.map((d) => d.losses)}::int[], ${deltas.map((d) => d.draws)}::int[],
+        ${deltas.map((d) => d.games)}::int[], ${deltas.map((d) => d.lastMatchId)}::text[])
+        AS t(player_id, game_id, score, wins, losses, draws, games, last_match_id)
+      ON CONFLICT (player_id, game_id) DO UPDATE SET
+        score = s.score + EXCLUDED.score,
+        wins = s.wins + EXCLUDED.wins,
+        losses = s.losses + EXCLUDED.losses,
+        draws = s.draws + EXCLUDED.draws,
+        games_played = s.games_played + EXCLUDED.games_played,
+        last_match_id = EXCLUDED.last_match_id,
+        updated_at = now())
+    SELECT match_id, lag_ms FROM alongside`.execute(trx);
+  return r.rows;
 }

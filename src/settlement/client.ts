@@ -3,8 +3,9 @@ import { pino, type Logger } from 'pino';
 import { ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
 import { SubmitBatches, type SubmitBatchOptions } from './inbox-batch.js';
+import { listDeadJobs } from './dead-jobs.js';
 import { listFailedParts, resetFailed } from './inbox-store.js';
-import { DEFAULT_PREFIX, checkPrefix } from './keys.js';
+import { DEFAULT_PREFIX, checkPrefix, jobIdFor } from './keys.js';
 import { SettlementQueues, type JobPolicy } from './queues.js';
 import { reconcileShard } from './reconciler.js';
 import { producerClient } from './redis.js';
@@ -12,7 +13,9 @@ import { readStatus } from './status.js';
 import { submitMatch } from './submit.js';
 import {
   DEFAULT_LIMITS,
+  type DeadJob,
   type FailedReport,
+  type FailedSettlement,
   type ReconcileReport,
   type RedisConnection,
   type RetryReport,
@@ -84,27 +87,42 @@ export class SettlementClient {
     return readStatus(this.shards, matchId);
   }
 
-  /** The dead letters: parts that can never apply as they stand, with the reason, oldest first. */
+  /**
+   * The dead letters, oldest first, at most `limit` (default 1000) per shard: parts that can never
+   * apply as they stand (`source: 'inbox'`, with the reason; `retry` re-drives them), and failed
+   * jobs of a shard's queue that no inbox row of that shard accounts for (`source: 'queue'`, with
+   * BullMQ's reason and the job id; malformed data, the wrong shard, no such part): nothing can
+   * re-drive those. A shard whose queue could not be read is in `unreachable`, its inbox rows still
+   * listed.
+   */
   async listFailed(options: { shardIds?: readonly string[]; limit?: number; matchId?: string } = {}): Promise<FailedReport> {
+    const limit = options.limit ?? 1000;
     const report: FailedReport = { failed: [], unreachable: [] };
     await this.eachShard(options.shardIds, report.unreachable, async (shardId) => {
-      const rows = await this.shards.withShard(shardId, (db) => listFailedParts(db, options.limit ?? 1000, options.matchId));
-      report.failed.push(...rows.map((r) => ({ ...r, shardId })));
+      const rows = await this.shards.withShard(shardId, (db) => listFailedParts(db, limit, options.matchId));
+      const parts: FailedSettlement[] = rows.map((r) => ({ source: 'inbox', ...r, shardId, jobId: jobIdFor(r.matchId) }));
+      const dead = await this.deadJobs(shardId, limit, options.matchId, report.unreachable);
+      report.failed.push(...[...parts, ...dead].sort(byFailedAt).slice(0, limit));
     });
-    report.failed.sort((a, b) => a.failedAt.getTime() - b.failedAt.getTime());
+    report.failed.sort(byFailedAt);
     return report;
   }
 
-  /** Puts failed parts (of one match, or all) back to pending and enqueues them again. */
+  /**
+   * Puts failed parts (of one match, or all) back to pending and enqueues them again. Dead jobs
+   * without an inbox row (see listFailed) are not touched: they come back in `notRetryable` (at
+   * most 1000 per shard), so the caller knows retrying did nothing for them.
+   */
   async retry(target: string | { all: true }): Promise<RetryReport> {
     const matchId = typeof target === 'string' ? checkMatchId(target) : null;
-    const report: RetryReport = { parts: [], unreachable: [] };
+    const report: RetryReport = { parts: [], notRetryable: [], unreachable: [] };
     await this.eachShard(undefined, report.unreachable, async (shardId) => {
       const reset = await this.shards.withShard(shardId, (db) => resetFailed(db, matchId));
       for (const m of reset) {
         await this.queues.redrive(shardId, m);
         report.parts.push({ matchId: m, shardId });
       }
+      report.notRetryable.push(...(await this.deadJobs(shardId, 1000, matchId ?? undefined, report.unreachable)));
     });
     return report;
   }
@@ -125,6 +143,16 @@ export class SettlementClient {
     if (this.ownsRedis) await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
+  /** A queue that cannot be read is reported, not fatal: the shard's inbox rows still count. */
+  private async deadJobs(shardId: string, limit: number, matchId: string | undefined, unreachable: UnreachableShard[]): Promise<DeadJob[]> {
+    try {
+      return await listDeadJobs(this.shards, this.queues, shardId, { limit, matchId });
+    } catch (err) {
+      unreachable.push({ shardId, reason: `failed jobs of its queue could not be read: ${err instanceof Error ? err.message : String(err)}` });
+      return [];
+    }
+  }
+
   private async eachShard(ids: readonly string[] | undefined, unreachable: UnreachableShard[], fn: (shardId: string) => Promise<void>): Promise<void> {
     const shardIds = ids ?? this.shards.shards.map((s) => s.id);
     const results = await Promise.allSettled(shardIds.map((id) => fn(this.shards.router.shard(id).id)));
@@ -133,6 +161,8 @@ export class SettlementClient {
     });
   }
 }
+
+const byFailedAt = (a: FailedSettlement, b: FailedSettlement) => a.failedAt.getTime() - b.failedAt.getTime();
 
 function checkMatchId(matchId: unknown): string {
   if (typeof matchId !== 'string' || matchId.length === 0 || matchId.length > 128) throw new ValidationError('matchId', 'must be a non-empty string of at most 128 characters');

@@ -12,6 +12,8 @@ export { contentHash, normalizeMatch } from './validate.js';
 export type { NormalizedMatch, NormalizedResult } from './validate.js';
 export { DEFAULT_LIMITS as DEFAULT_SETTLEMENT_LIMITS } from './types.js';
 export type {
+  DeadJob,
+  FailedPart,
   FailedReport,
   FailedSettlement,
   Outcome,

@@ -6,12 +6,25 @@ import type { SettlementJobData } from './validate.js';
 export interface JobPolicy {
   /** Tries per job for transient failures before BullMQ parks it (the reconciler re-drives it). Default 8. */
   attempts?: number;
-  /** First retry delay; doubles each try, with ±50% jitter. Default 500 ms. */
+  /**
+   * First retry delay; doubles each try. Jittered: BullMQ picks each delay at random between half
+   * of it and all of it (never longer), so jobs failed together do not retry together. Default 500 ms.
+   */
   backoffMs?: number;
   /** Completed jobs kept this long for inspection (the ledger is the durable record). Default 1 h. */
   keepCompletedSeconds?: number;
   /** Failed jobs kept this long (the inbox keeps the reason durably). Default 7 days. */
   keepFailedSeconds?: number;
+}
+
+/** A failed job as stored, before anything trusts it: `data` is the raw JSON text, if any. */
+export interface RawFailedJob {
+  jobId: string;
+  data: string | null;
+  failedReason: string;
+  attemptsMade: number;
+  /** Epoch ms; 0 when the hash does not say. */
+  finishedOn: number;
 }
 
 /** One BullMQ queue per shard on a shared producer connection; created on first use. */
@@ -69,6 +82,31 @@ export class SettlementQueues {
     }
     await this.enqueue(shardId, matchId);
     return true;
+  }
+
+  /**
+   * Failed jobs of a shard's queue, oldest failure first, from position `start`. Read from the job
+   * hashes themselves: BullMQ's getFailed() rejects the whole page when one job's data is not JSON,
+   * and such a job is exactly what a dead-letter listing must show. `scanned`: ids read from the
+   * failed set, jobs that vanished meanwhile included (for paging on).
+   */
+  async failedJobs(shardId: string, start: number, count: number): Promise<{ scanned: number; jobs: RawFailedJob[] }> {
+    const q = this.queue(shardId);
+    const ids = await this.client.zrange(q.toKey('failed'), start, start + count - 1);
+    if (ids.length === 0) return { scanned: 0, jobs: [] };
+    const pipeline = this.client.pipeline();
+    for (const id of ids) pipeline.hmget(q.toKey(id), 'data', 'failedReason', 'atm', 'finishedOn');
+    const replies = (await pipeline.exec()) ?? [];
+    const out: RawFailedJob[] = [];
+    ids.forEach((jobId, i) => {
+      const [err, fields] = replies[i] ?? [null, null];
+      if (err) throw err;
+      const [data, failedReason, atm, finishedOn] = (fields ?? []) as (string | null)[];
+      // Removed between the two reads (expired, or re-driven): no longer a failed job.
+      if (data === null && failedReason === null && finishedOn === null) return;
+      out.push({ jobId, data: data ?? null, failedReason: failedReason ?? '', attemptsMade: Number(atm ?? 0) || 0, finishedOn: Number(finishedOn ?? 0) || 0 });
+    });
+    return { scanned: ids.length, jobs: out };
   }
 
   async close(): Promise<void> {

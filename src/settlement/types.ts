@@ -69,14 +69,45 @@ export interface SettlementStatus {
   duplicate?: boolean;
 }
 
-/** A part that can never apply as it stands (dead letter), kept until retried. */
-export interface FailedSettlement {
+/**
+ * A dead letter: a failed inbox row (`source: 'inbox'`), or a failed job of a shard's queue that
+ * no inbox row of that shard accounts for (`source: 'queue'`).
+ */
+export type FailedSettlement = FailedPart | DeadJob;
+
+/** A part that can never apply as it stands, kept in its shard's inbox until retried. */
+export interface FailedPart {
+  source: 'inbox';
   matchId: string;
   shardId: string;
   gameId: string;
   reason: string;
   attempts: number;
   failedAt: Date;
+  /** The part's job id in its shard's queue. */
+  jobId: string;
+}
+
+/**
+ * A failed job with no inbox row behind it (malformed data, names another shard, no such part on
+ * this shard): it lives only in BullMQ's failed set, so there is nothing `retry` could re-drive.
+ * Jobs enqueued by shardline expire after `keepFailedSeconds`; others stay until removed from the
+ * queue (BullMQ `Queue#remove(jobId)`).
+ */
+export interface DeadJob {
+  source: 'queue';
+  /** The match the job data names, or null when the data names no valid match id. */
+  matchId: string | null;
+  /** The shard whose queue holds the job. */
+  shardId: string;
+  /** Only an inbox row knows the game. */
+  gameId: null;
+  /** BullMQ's failedReason, with control and invisible characters escaped. */
+  reason: string;
+  attempts: number;
+  failedAt: Date;
+  /** With control and invisible characters escaped: anything with Redis access can name a job. */
+  jobId: string;
 }
 
 /** A shard that could not be asked, and why. */
@@ -93,6 +124,8 @@ export interface FailedReport {
 export interface RetryReport {
   /** Parts put back to pending and re-enqueued, as matchId and shardId. */
   parts: { matchId: string; shardId: string }[];
+  /** Dead jobs of the target that have no inbox row: listed, left as they are, never re-driven. */
+  notRetryable: DeadJob[];
   unreachable: UnreachableShard[];
 }
 

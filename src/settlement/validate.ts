@@ -56,9 +56,11 @@ function inputSchema(limits: SettlementLimits) {
 /**
  * Checks a submission at the edge and puts it in canonical form. Throws ValidationError naming the
  * first offending field; touches nothing outside this process. Player existence is checked later,
- * on the shards, before anything is written.
+ * on the shards, before anything is written. With `router` null, ids are checked for form only, not
+ * for routing to a shard of the map: for a caller without the map (a game server in front of a
+ * remote submitter), whose submission is checked in full again where it is received.
  */
-export function normalizeMatch(input: unknown, router: Router, limits: SettlementLimits, now: number = Date.now()): NormalizedMatch {
+export function normalizeMatch(input: unknown, router: Router | null, limits: SettlementLimits, now: number = Date.now()): NormalizedMatch {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ValidationError('(input)', 'must be an object');
   const results = (input as { results?: unknown }).results;
   // Cheap bounds first, so an oversized request is refused before it is walked.
@@ -88,7 +90,7 @@ export function normalizeMatch(input: unknown, router: Router, limits: Settlemen
     let playerId: PlayerId;
     try {
       playerId = parsePlayerId(r.playerId);
-      router.shardFor(playerId); // every id must route to a shard of the map
+      router?.shardFor(playerId); // every id must route to a shard of the map
     } catch (err) {
       if (err instanceof InvalidPlayerIdError) throw new ValidationError(`results.${i}.playerId`, err.message);
       throw err;

@@ -6,7 +6,8 @@ import type { PlayerId } from '../../src/routing/index.js';
 import { SettlementClient, SettlementWorker, jobIdFor, queueNameFor, type SettlementInput } from '../../src/settlement/index.js';
 import { uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
-import { createPlayers, deleteKeysUnder, exactlyOnceProblems, faultPrefix, sharedRedis, silent, waitFor } from './support/settlement.js';
+import { shardline } from '../settlement/helpers.js';
+import { createPlayers, deleteKeysUnder, exactlyOnceProblems, faultPrefix, sharedRedis, silent, waitFor, writeMapFile } from './support/settlement.js';
 
 /**
  * Jobs written straight into the settlement queues by someone else (another tool, a bug, an
@@ -149,7 +150,45 @@ describe('malformed jobs written straight into the queues', () => {
     for (const id of ['sz-1', 'sc-1']) await q(id).resume();
     await waitFor('the real match applied', async () => (await client.settlementStatus(real.matchId))?.state === 'applied', 30_000);
     expect(await exactlyOnceProblems(t.shardSet, gameId, [real])).toEqual([]);
-    expect((await client.listFailed()).failed).toEqual([]);
     expect(await q('sz-1').getJobState(jobIdFor(real.matchId))).toBe('completed');
-  }, 120_000);
+
+    // No inbox row holds them, yet they are dead letters all the same: listed, marked as queue-only,
+    // with the job id and BullMQ's reason (and the match only when the data names a valid one).
+    const namedMatch: Record<string, string> = { 'forged-wrong-queue': real.matchId, 'forged-no-part': real.matchId, 'forged-ghost': 'ghost-match' };
+    const expected = [...forged, { shard: 'sz-2', id: 'forged-raw', reason: /malformed job data.*not json/ }].map((f) => ({
+      source: 'queue',
+      jobId: f.id,
+      shardId: f.shard,
+      matchId: namedMatch[f.id] ?? null,
+      gameId: null,
+      reason: expect.stringMatching(f.reason),
+      attempts: 1,
+      failedAt: expect.any(Date),
+    }));
+    const listed = await client.listFailed();
+    expect(listed.unreachable).toEqual([]);
+    expect([...listed.failed].sort((a, b) => a.jobId.localeCompare(b.jobId))).toEqual([...expected].sort((a, b) => a.jobId.localeCompare(b.jobId)));
+    expect(listed.failed.map((f) => f.failedAt.getTime())).toEqual(listed.failed.map((f) => f.failedAt.getTime()).sort((a, b) => a - b));
+    expect((await client.listFailed({ matchId: real.matchId })).failed.map((f) => f.jobId).sort()).toEqual(['forged-no-part', 'forged-wrong-queue']);
+    expect((await client.listFailed({ shardIds: ['na-1'], limit: 1 })).failed).toHaveLength(1);
+
+    // retry does not pretend: nothing re-enqueued, each one reported as not retryable, left failed.
+    const retried = await client.retry({ all: true });
+    expect(retried.parts).toEqual([]);
+    expect(retried.notRetryable.map((d) => d.jobId).sort()).toEqual(expected.map((e) => e.jobId).sort());
+    expect((await client.retry(real.matchId)).notRetryable.map((d) => d.jobId).sort()).toEqual(['forged-no-part', 'forged-wrong-queue']);
+    for (const f of forged) expect({ id: f.id, state: await q(f.shard).getJobState(f.id) }).toEqual({ id: f.id, state: 'failed' });
+
+    // And the CLI shows them.
+    const common = ['--map', writeMapFile(t.mapJson), '--prefix', prefix];
+    const [shown, retriedCli] = await Promise.all([shardline(['settlements', 'failed', ...common]), shardline(['settlements', 'retry', '--all', ...common])]);
+    expect(shown.code, shown.stderr).toBe(0);
+    const lines = shown.stdout.split('\n');
+    for (const f of expected) {
+      expect({ job: f.jobId, shown: lines.some((l) => l.includes(` ${f.jobId} `) && / queue /.test(l) && l.includes(` ${f.shardId} `)) }).toEqual({ job: f.jobId, shown: true });
+    }
+    expect(retriedCli.code, retriedCli.stderr).toBe(0);
+    expect(retriedCli.stdout).toContain('not retried: job forged-ghost on na-1: no inbox row behind it');
+    expect(retriedCli.stdout).toContain('0 parts re-enqueued');
+  }, 180_000);
 });

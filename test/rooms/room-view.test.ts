@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Accounts,
+  DEFAULT_SETTLEMENT_LIMITS,
   RoomService,
   Table,
   ValidationError,
@@ -170,16 +171,69 @@ describe('table game end', () => {
         ],
       }),
     ).rejects.toThrow(/not seated/);
+    const endedAt = '2025-01-02T03:04:05Z';
+    const win = { playerId: '21', scoreDelta: 1, outcome: 'win' as const };
     const bad = [
-      { matchId: '', results: [{ playerId: '21', scoreDelta: 1, outcome: 'win' as const }] },
-      { matchId: 'm', results: [] },
-      { matchId: 'm', results: [{ playerId: '21', scoreDelta: 1.5, outcome: 'win' as const }] },
-      { matchId: 'm', results: [{ playerId: '21', scoreDelta: 1, outcome: 'tie' as 'win' }] },
-      { matchId: 'm', results: [{ playerId: '21', scoreDelta: 1, outcome: 'win' as const }, { playerId: '21', scoreDelta: 1, outcome: 'win' as const }] },
+      { matchId: '', endedAt, results: [win] },
+      { matchId: 'm', endedAt, results: [] },
+      { matchId: 'm', endedAt, results: [{ ...win, scoreDelta: 1.5 }] },
+      { matchId: 'm', endedAt, results: [{ ...win, outcome: 'tie' as 'win' }] },
+      { matchId: 'm', endedAt, results: [win, win] },
+      { matchId: 'm', endedAt: '2025-01-02 03:04', results: [win] },
     ];
     for (const input of bad) expect(() => buildMatchResult('g', input)).toThrow(ValidationError);
     expect(settlement.submitted).toEqual([]);
-    await endGame(settlement, 'g', { matchId: 'solo', results: [{ playerId: '5', scoreDelta: 0, outcome: 'draw' }] });
-    expect(settlement.submitted[0]).toMatchObject({ matchId: 'solo', gameId: 'g' });
+    await endGame(settlement, 'g', { matchId: 'solo', endedAt, results: [{ playerId: '5', scoreDelta: 0, outcome: 'draw' }] });
+    expect(settlement.submitted[0]).toMatchObject({ matchId: 'solo', gameId: 'g', endedAt: new Date(endedAt) });
+  });
+
+  it("checks with settlement's own rules: its match id form and the submitter's score bounds", async () => {
+    const endedAt = new Date('2025-01-02T03:04:05Z');
+    const fieldOf = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+      } catch (err) {
+        if (err instanceof ValidationError) return err.field;
+        throw err;
+      }
+      return undefined;
+    };
+    const one = (scoreDelta: number) => [{ playerId: '31', scoreDelta, outcome: 'win' as const }];
+    // Settlement's match id rule (at most 128 printable ASCII characters, no spaces), not a looser one of its own.
+    expect(fieldOf(() => buildMatchResult('g', { matchId: 'has space', endedAt, results: one(1) }))).toBe('matchId');
+    expect(fieldOf(() => buildMatchResult('g', { matchId: 'x'.repeat(129), endedAt, results: one(1) }))).toBe('matchId');
+    expect(fieldOf(() => buildMatchResult('g', { matchId: 'x'.repeat(128), endedAt, results: one(1) }))).toBeUndefined();
+    // Default bounds are settlement's defaults (±1 000 000), not the int4 range.
+    expect(fieldOf(() => buildMatchResult('g', { matchId: 'm', endedAt, results: one(1_000_001) }))).toBe('results.0.scoreDelta');
+    // A submitter's own limits win: the table refuses what its settlement would refuse, before submitting.
+    const strict = { ...recorder(), limits: { ...DEFAULT_SETTLEMENT_LIMITS, minScoreDelta: -50, maxScoreDelta: 50 } };
+    const table = new Table({ tableId: 't-3', gameId: 'g', settlement: strict });
+    table.sit('31');
+    await expect(table.end({ matchId: 'm', results: one(51) })).rejects.toMatchObject({ code: 'VALIDATION_FAILED', field: 'results.0.scoreDelta' });
+    await table.end({ matchId: 'm', results: one(50) });
+    expect(strict.submitted).toHaveLength(1);
+    // The game end is not in the future, like any settlement.
+    const future = new Date(Date.now() + 2 * 3600_000);
+    await expect(table.end({ matchId: 'm2', endedAt: future, results: one(1) })).rejects.toMatchObject({ field: 'endedAt' });
+  });
+
+  it('resubmits the same instant when the same game end is retried, a fresh one for the next game', async () => {
+    const settlement = recorder();
+    const table = new Table({ tableId: 't-4', gameId: 'g', settlement });
+    table.sit('41');
+    const results = [{ playerId: '41', scoreDelta: 3, outcome: 'win' as const }];
+    await table.end({ matchId: 'g-1', results });
+    await new Promise((r) => setTimeout(r, 5));
+    await table.end({ matchId: 'g-1', results });
+    const [first, retry] = settlement.submitted;
+    expect(retry).toEqual(first);
+    await new Promise((r) => setTimeout(r, 5));
+    await table.end({ matchId: 'g-2', results });
+    expect(settlement.submitted[2]!.endedAt.getTime()).toBeGreaterThan(first!.endedAt.getTime());
+    // An explicit endedAt is used as given (and remembered for a retry without one).
+    const at = new Date('2025-05-05T05:05:05Z');
+    await table.end({ matchId: 'g-3', endedAt: at, results });
+    await table.end({ matchId: 'g-3', results });
+    expect(settlement.submitted.slice(3).map((m) => m.endedAt)).toEqual([at, at]);
   });
 });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { Queue } from 'bullmq';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SchemaVersionError } from '../../src/errors/index.js';
@@ -203,7 +204,9 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     for (const s of failed.shards) if (s.shardId !== victimShard.id) expect(s.state).toBe('applied');
 
     const report = await client.listFailed();
-    expect(report.failed).toEqual([expect.objectContaining({ matchId: m!.matchId, shardId: victimShard.id, reason: expect.stringMatching(/not found/) })]);
+    expect(report.failed).toEqual([
+      { source: 'inbox', matchId: m!.matchId, shardId: victimShard.id, gameId: m!.gameId, jobId: jobIdFor(m!.matchId), reason: expect.stringMatching(/not found/), attempts: 1, failedAt: expect.any(Date) },
+    ]);
     const q = new Queue(queueNameFor(victimShard.id), { connection: redisOptions(), prefix });
     try {
       const job = await q.getJob(jobIdFor(m!.matchId));
@@ -220,11 +223,35 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
       await q.close();
     }
 
+    // The malformed job has no inbox row, yet it is listed too, as a queue-only dead letter.
+    const badListed = { source: 'queue', matchId: null, shardId: victimShard.id, gameId: null, jobId: 'bad-1', reason: expect.stringMatching(/malformed job data/), attempts: 1, failedAt: expect.any(Date) };
+    expect((await client.listFailed()).failed).toEqual([report.failed[0], badListed]);
+    expect((await client.listFailed({ matchId: m!.matchId })).failed).toEqual([report.failed[0]]);
+
     await vdb.insertInto('players').values({ player_id: row.player_id, region: row.region, nickname: row.nickname }).execute();
-    expect((await client.retry(m!.matchId)).parts).toEqual([{ matchId: m!.matchId, shardId: victimShard.id }]);
+    const retried = await client.retry(m!.matchId);
+    expect(retried.parts).toEqual([{ matchId: m!.matchId, shardId: victimShard.id }]);
+    expect(retried.notRetryable).toEqual([]); // bad-1 names no match: not part of this one
     await waitFor('applied after retry', () => allApplied(client, [m!]));
     expect(await statsOf(t.shardSet, m!.gameId)).toEqual(expectedStats([m!]));
-    expect((await client.listFailed()).failed).toEqual([]);
+    // The part is gone from the list; the job with no inbox row stays (retry cannot re-drive it).
+    expect((await client.listFailed()).failed).toEqual([badListed]);
+    expect(await client.retry({ all: true })).toEqual({ parts: [], notRetryable: [badListed], unreachable: [] });
+  });
+
+  it('measures lag on the shard clock, from the part recorded to the part applied', async () => {
+    const { client } = setup();
+    const [m] = matches(1, 2);
+    const status = await client.submitSettlement(m!);
+    const shardId = status.shards[0]!.shardId;
+    const db = await t.shardSet.db(shardId);
+    // As if recorded 90 s ago by the shard's clock; the worker host's clock plays no part.
+    await db.updateTable('settlement_inbox').set({ created_at: sql`clock_timestamp() - interval '90 seconds'` }).where('match_id', '=', m!.matchId).execute();
+    const out = (await applyParts(db, [m!.matchId])).get(m!.matchId);
+    expect(out?.kind).toBe('applied');
+    const lagMs = out?.kind === 'applied' ? out.lagMs : -1;
+    expect(lagMs).toBeGreaterThanOrEqual(90_000);
+    expect(lagMs).toBeLessThan(95_000);
   });
 
   it('retries transient failures (statement timeouts under a held lock) with backoff, applying once', async () => {

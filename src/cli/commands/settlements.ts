@@ -58,7 +58,7 @@ export function registerSettlements(program: Command): void {
     },
   );
 
-  addQueueOptions(cmd.command('failed').description('dead letters: parts that cannot apply, with the reason'))
+  addQueueOptions(cmd.command('failed').description('dead letters: parts that cannot apply, and failed jobs with no inbox row, with the reason'))
     .option('--json', 'print JSON instead of a table')
     .option('--shard <id>', 'only this shard (repeatable, or comma-separated)', collect)
     .option('--limit <n>', 'most rows per shard', positiveInt('--limit'), 1000)
@@ -69,8 +69,8 @@ export function registerSettlements(program: Command): void {
       else {
         console.log(
           formatTable(
-            ['match', 'shard', 'game', 'attempts', 'failed at', 'reason'],
-            report.failed.map((f) => [f.matchId, f.shardId, f.gameId, String(f.attempts), f.failedAt.toISOString(), f.reason]),
+            ['match', 'shard', 'game', 'attempts', 'failed at', 'source', 'job', 'reason'],
+            report.failed.map((f) => [f.matchId ?? '-', f.shardId, f.gameId ?? '-', String(f.attempts), f.failedAt.toISOString(), f.source, f.jobId, f.reason]),
           ),
         );
       }
@@ -83,6 +83,7 @@ export function registerSettlements(program: Command): void {
       if ((matchId === undefined) === !flags.all) throw new Error('give a match id or --all (not both)');
       const report = await withClient(flags, (c) => c.retry(matchId ?? { all: true }));
       for (const p of report.parts) console.log(`re-enqueued ${p.matchId} on ${p.shardId}`);
+      for (const d of report.notRetryable) console.log(`not retried: job ${d.jobId} on ${d.shardId}: no inbox row behind it, nothing to re-drive (${d.reason})`);
       console.log(`${report.parts.length} part${report.parts.length === 1 ? '' : 's'} re-enqueued`);
       reportUnreachable(report.unreachable);
     });
