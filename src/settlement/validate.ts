@@ -36,7 +36,21 @@ const idString = (what: string, max: number) =>
     .max(max, `${what} must be at most ${max} characters`)
     .regex(ID_RE, `${what} must be printable ASCII without spaces`);
 
+// zod compiles a schema on its first parses: building one per submission cost more CPU than the
+// rest of the validation. One schema per pair of score bounds (the only limits it embeds).
+const inputSchemas = new Map<string, ReturnType<typeof buildInputSchema>>();
+
 function inputSchema(limits: SettlementLimits) {
+  const key = `${limits.minScoreDelta}:${limits.maxScoreDelta}`;
+  let schema = inputSchemas.get(key);
+  if (!schema) {
+    schema = buildInputSchema(limits);
+    inputSchemas.set(key, schema);
+  }
+  return schema;
+}
+
+function buildInputSchema(limits: Pick<SettlementLimits, 'minScoreDelta' | 'maxScoreDelta'>) {
   const result = z.strictObject({
     playerId: z.union([z.string(), z.bigint()], { error: 'must be a decimal string or bigint' }),
     scoreDelta: z
