@@ -20,52 +20,22 @@ import { pino } from 'pino';
 import { ShardMigrator, ShardSet, validateShardMap, type PlayerId } from '../src/index.js';
 import { SettlementClient, redisOptionsFromUrl, type SettlementInput } from '../src/settlement/index.js';
 import type { BenchWorkerConfig, BenchWorkerMessage } from './settlement-worker.js';
+import { BENCH_LAYOUT, option, percentile, round, urlFor, withAdmin } from './support.js';
 import type { BenchResult } from './types.js';
 
-const ADMIN_URL = process.env.SHARDLINE_BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const REDIS_URL = process.env.SHARDLINE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const POOL = 8; // connections per shard, for shardline and both baselines
 /** Worker settings of the bench (its own process, one Postgres pool of POOL per shard). */
 const WORKER = { concurrency: 256, batchSize: 64, lingerMs: 2, maxInFlightBatches: 4 };
-const LAYOUT = [
-  { id: 'sz-1', region: 'shenzhen', buckets: '0-1023' },
-  { id: 'sz-2', region: 'shenzhen', buckets: '1024-2047' },
-  { id: 'sc-1', region: 'sichuan', buckets: '2048-3071' },
-  { id: 'na-1', region: 'north-america', buckets: '3072-4095' },
-];
-
-function option(name: string, envName: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const raw = i >= 0 ? process.argv[i + 1] : process.env[envName];
-  const n = raw === undefined ? fallback : Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, got ${raw}`);
-  return n;
-}
-
-function urlFor(database: string): string {
-  const u = new URL(ADMIN_URL);
-  u.pathname = `/${database}`;
-  return u.toString();
-}
-
-async function admin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ connectionString: ADMIN_URL });
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end();
-  }
-}
 
 async function createShards(base: string, databases: string[]): Promise<{ set: ShardSet; rawMap: unknown }> {
   const template = `${base}_tpl`;
   databases.push(template);
-  await admin((c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(template)}`));
+  await withAdmin((c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(template)}`));
   const tpl = validateShardMap({ version: 1, buckets: 4096, regions: ['t'], shards: [{ id: 't', region: 't', connection: urlFor(template), buckets: ['0-4095'] }] });
   await new ShardMigrator(tpl.shards[0]!).applyPending();
-  const names = LAYOUT.map((_, i) => `${base}_${i}`);
-  await admin(async (c) => {
+  const names = BENCH_LAYOUT.map((_, i) => `${base}_${i}`);
+  await withAdmin(async (c) => {
     for (const n of names) {
       databases.push(n);
       await c.query(`CREATE DATABASE ${pg.escapeIdentifier(n)} TEMPLATE ${pg.escapeIdentifier(template)}`);
@@ -74,8 +44,8 @@ async function createShards(base: string, databases: string[]): Promise<{ set: S
   const rawMap = {
     version: 1,
     buckets: 4096,
-    regions: [...new Set(LAYOUT.map((s) => s.region))],
-    shards: LAYOUT.map((s, i) => ({ id: s.id, region: s.region, connection: urlFor(names[i]!), buckets: [s.buckets] })),
+    regions: [...new Set(BENCH_LAYOUT.map((s) => s.region))],
+    shards: BENCH_LAYOUT.map((s, i) => ({ id: s.id, region: s.region, connection: urlFor(names[i]!), buckets: [s.buckets] })),
   };
   const map = validateShardMap(rawMap);
   await Promise.all(map.shards.map((s) => new ShardMigrator(s).latest()));
@@ -146,11 +116,6 @@ async function direct(set: ShardSet, players: PlayerId[], perTx: number, seconds
   return done / seconds;
 }
 
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
-};
-const round = (n: number, d = 1) => Math.round(n * 10 ** d) / 10 ** d;
 
 /** The worker process (bench/settlement-worker.ts), as `shardline worker` runs beside the game servers. */
 function startWorker(config: BenchWorkerConfig, onCommitted: (m: Extract<BenchWorkerMessage, { type: 'committed' }>) => void) {
@@ -248,12 +213,13 @@ async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opt
     await Promise.race([allDone, new Promise((_, reject) => setTimeout(() => reject(new Error(`${submittedAt.size} matches not applied within 60 s`)), 60_000))]);
     const seconds = (lastApplied - start) / 1000;
     tx = await worker.stop();
+    const sortedLatencies = [...latencies].sort((a, b) => a - b);
     return {
       avgTxMs: (tx.txSeconds / Math.max(1, tx.txCount)) * 1000,
       submitMs: submitTime / Math.max(1, submitted),
       throughput: applied / seconds,
-      p50: percentile(latencies, 50),
-      p99: percentile(latencies, 99),
+      p50: percentile(sortedLatencies, 50),
+      p99: percentile(sortedLatencies, 99),
       matches: submitted,
       avgBatch: batchSizes.reduce((a, b) => a + b, 0) / Math.max(1, batchSizes.length),
     };
@@ -289,14 +255,14 @@ export async function run(): Promise<BenchResult[]> {
     const ceiling = await direct(set, players, 100, seconds, 'ceiling');
     const e2e = await endToEnd(set, created.rawMap, players, { seconds, submitters, matchSize, gameId: 'e2e' });
     const extra = {
-      p50ms: round(e2e.p50),
-      p99ms: round(e2e.p99),
+      p50ms: round(e2e.p50, 1),
+      p99ms: round(e2e.p99, 1),
       matches: e2e.matches,
       playersPerMatch: matchSize,
       submitters,
-      avgPartsPerTx: round(e2e.avgBatch),
-      avgTxMs: round(e2e.avgTxMs),
-      avgSubmitMs: round(e2e.submitMs),
+      avgPartsPerTx: round(e2e.avgBatch, 1),
+      avgTxMs: round(e2e.avgTxMs, 1),
+      avgSubmitMs: round(e2e.submitMs, 1),
       poolPerShard: POOL,
     };
     return [
@@ -323,7 +289,7 @@ export async function run(): Promise<BenchResult[]> {
     ];
   } finally {
     await set?.close();
-    await admin(async (c) => {
+    await withAdmin(async (c) => {
       for (const n of databases) await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(n)} WITH (FORCE)`);
     });
   }
