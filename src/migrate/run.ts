@@ -26,6 +26,10 @@ export interface MigrateShardsOptions extends ShardMigratorOptions {
   concurrency?: number;
   /** Create missing databases first (local development). */
   createDatabases?: boolean;
+  /** A shard's turn has come (it was waiting for a slot of `concurrency`). */
+  onShardStart?: (shardId: string) => void;
+  /** A shard has finished, successfully or not, while others may still run. */
+  onShardDone?: (result: ShardMigrateResult) => void;
 }
 
 /**
@@ -39,20 +43,27 @@ export async function migrateShards(
 ): Promise<ShardMigrateResult[]> {
   refuseSharedDatabases({ shards });
   return mapLimit(shards, options.concurrency ?? 4, async (shard) => {
-    const m = new ShardMigrator(shard, options);
-    const base = { shardId: shard.id, region: shard.region, target: targetOf(shard) };
-    let createdDatabase = false;
-    try {
-      if (options.createDatabases) createdDatabase = await m.createDatabase();
-      const changed = action === 'latest' ? await m.latest() : await m.rollback();
-      const st = await m.status();
-      return { ...base, ok: true, changed, version: st.version, createdDatabase };
-    } catch (err) {
-      const st = await m.status();
-      const e = err as Error & { code?: string };
-      return { ...base, ok: false, changed: [], version: st.version, createdDatabase, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
-    }
+    options.onShardStart?.(shard.id);
+    const result = await migrateOne(shard, action, options);
+    options.onShardDone?.(result);
+    return result;
   });
+}
+
+async function migrateOne(shard: ShardSpec, action: MigrateAction, options: MigrateShardsOptions): Promise<ShardMigrateResult> {
+  const m = new ShardMigrator(shard, options);
+  const base = { shardId: shard.id, region: shard.region, target: targetOf(shard) };
+  let createdDatabase = false;
+  try {
+    if (options.createDatabases) createdDatabase = await m.createDatabase();
+    const changed = action === 'latest' ? await m.latest() : await m.rollback();
+    const st = await m.status();
+    return { ...base, ok: true, changed, version: st.version, createdDatabase };
+  } catch (err) {
+    const st = await m.status();
+    const e = err as Error & { code?: string };
+    return { ...base, ok: false, changed: [], version: st.version, createdDatabase, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
+  }
 }
 
 export interface SchemaStatusReport {

@@ -3,6 +3,7 @@ import { ShardSet } from '../../db/index.js';
 import { migrateShards, schemaStatus, type MigrateAction, type MigrateProgress } from '../../migrate/index.js';
 import type { ShardMap, ShardSpec } from '../../shardmap/index.js';
 import { collect, env, formatTable, loadMap, positiveInt } from '../context.js';
+import { LiveProgress } from '../progress.js';
 
 interface MigrateFlags {
   map?: string;
@@ -18,16 +19,6 @@ export function selectShards(map: ShardMap, ids: readonly string[] | undefined):
   return ids.map((id) => router.shard(id));
 }
 
-/** Live per-shard progress on a terminal (one rewritten line), plain lines otherwise. */
-function progressPrinter(): (p: MigrateProgress) => void {
-  const tty = process.stdout.isTTY === true;
-  return (p) => {
-    const line = `[${p.shardId}] ${p.step}/${p.of} ${p.migration}`;
-    if (tty) process.stdout.write(`\r\x1b[2K${line}`);
-    else console.log(line);
-  };
-}
-
 function addCommon(cmd: Command): Command {
   return cmd
     .option('--map <file>', 'shard map file (default: $SHARDLINE_MAP, then shardmap/local.json)')
@@ -38,13 +29,16 @@ function addCommon(cmd: Command): Command {
 async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<void> {
   const map = await loadMap(flags.map);
   const shards = selectShards(map, flags.shard);
+  const live = process.stdout.isTTY === true ? new LiveProgress(shards.map((s) => s.id), process.stdout) : undefined;
   const results = await migrateShards(shards, action, {
     concurrency: flags.concurrency ?? 4,
     createDatabases: flags.createDatabases ?? false,
     ...(flags.appRole ? { appRole: flags.appRole } : {}),
-    onProgress: progressPrinter(),
+    onShardStart: (id) => live?.set(id, { kind: 'running' }),
+    onProgress: (p: MigrateProgress) =>
+      live ? live.set(p.shardId, { kind: 'step', step: p.step, of: p.of, migration: p.migration }) : console.log(`[${p.shardId}] ${p.step}/${p.of} ${p.migration}`),
+    onShardDone: (r) => live?.set(r.shardId, { kind: r.ok ? 'done' : 'failed' }),
   });
-  if (process.stdout.isTTY) process.stdout.write('\r\x1b[2K');
   console.log(
     formatTable(
       ['shard', 'region', 'schema version', 'result'],
