@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import pg from 'pg';
@@ -6,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   Accounts,
   Leaderboards,
+  PlayerNotFoundError,
   ShardMigrator,
   SchemaVersionError,
   ShardSet,
@@ -14,9 +16,11 @@ import {
   migrateShards,
   schemaStatus,
   validateShardMap,
+  type Player,
   type ShardMap,
 } from '../../src/index.js';
-import { SettlementClient, SettlementWorker } from '../../src/settlement/index.js';
+import { SettlementClient, SettlementWorker, jobIdFor, type SettlementInput, type SettlementStatus } from '../../src/settlement/index.js';
+import { runCli, writeTempMap } from '../support/cli.js';
 import { startEmbeddedPg, within, type EmbeddedPg } from '../support/embedded-pg.js';
 import { REDIS_URL } from '../support/env.js';
 
@@ -38,19 +42,24 @@ let ownerMap: ShardMap;
 let appMap: ShardMap;
 let app: ShardSet;
 
+/** The map the tests use; connections come from $LP_1 and $LP_2 (a subprocess gets them in its environment). */
+const MAP_JSON = {
+  version: 1,
+  buckets: 4096,
+  regions: ['shenzhen', 'sichuan'],
+  shards: [
+    { id: 'lp-1', region: 'shenzhen', connection: 'env:LP_1', buckets: ['0-2047'] },
+    { id: 'lp-2', region: 'sichuan', connection: 'env:LP_2', buckets: ['2048-4095'] },
+  ],
+};
+
+/** The connection URLs of both shards as `user`: what $LP_1 and $LP_2 hold. */
+function envAs(user: string, password: string): { LP_1: string; LP_2: string } {
+  return { LP_1: server.urlFor(DBS[0]!, { user, password }), LP_2: server.urlFor(DBS[1]!, { user, password }) };
+}
+
 function mapAs(user: string, password: string): ShardMap {
-  return validateShardMap(
-    {
-      version: 1,
-      buckets: 4096,
-      regions: ['shenzhen', 'sichuan'],
-      shards: [
-        { id: 'lp-1', region: 'shenzhen', connection: 'env:LP_1', buckets: ['0-2047'] },
-        { id: 'lp-2', region: 'sichuan', connection: 'env:LP_2', buckets: ['2048-4095'] },
-      ],
-    },
-    { env: { LP_1: server.urlFor(DBS[0]!, { user, password }), LP_2: server.urlFor(DBS[1]!, { user, password }) } },
-  );
+  return validateShardMap(MAP_JSON, { env: envAs(user, password) });
 }
 
 beforeAll(async () => {
@@ -346,4 +355,314 @@ describe('least privilege: the application role', () => {
     expect(superApp?.error).toMatch(/"super_app" is a superuser or bypasses row security/);
     expect(() => new ShardMigrator(one('lp_self', OWNER)[0]!, { appRole: 'Robert"; DROP ROLE x; --' })).toThrow(ValidationError);
   });
+});
+
+// ---- every library operation, and the CLI, as the application role --------------------------
+
+const silent = pino({ level: 'silent' });
+
+/** Polls `fn` every 100 ms until it holds, for at most `ms`. */
+async function until(what: string, fn: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function matchOf(matchId: string, gameId: string, endedAt: Date, results: readonly (readonly [Player, number, 'win' | 'loss' | 'draw'])[]): SettlementInput {
+  return {
+    matchId,
+    gameId,
+    endedAt: endedAt.toISOString(),
+    results: results.map(([p, scoreDelta, outcome]) => ({ playerId: String(p.id), scoreDelta, outcome })),
+  };
+}
+
+const partStates = (s: SettlementStatus | null) => s?.shards.map((p) => [p.shardId, p.state]);
+const byMatchAndShard = (a: { matchId: string | null; shardId: string }, b: { matchId: string | null; shardId: string }) =>
+  `${a.matchId}/${a.shardId}` < `${b.matchId}/${b.shardId}` ? -1 : 1;
+
+/** Deletes a player as the application role does when an account goes; the row comes back with restorePlayer. */
+const deletePlayer = (p: Player) => asApp((c) => c.query('DELETE FROM players WHERE player_id = $1', [String(p.id)]), DBS[p.region === 'shenzhen' ? 0 : 1]);
+const restorePlayer = (p: Player) =>
+  asApp((c) => c.query('INSERT INTO players (player_id, region, nickname) VALUES ($1, $2, $3)', [String(p.id), p.region, p.nickname]), DBS[p.region === 'shenzhen' ? 0 : 1]);
+
+/** Long-running `shardline` processes this file started, so afterAll can end exactly these. */
+const children = new Set<ChildProcess>();
+
+/** `shardline worker ...args` (the real bin) with `env` added to this process's environment. */
+function startWorkerCli(args: readonly string[], env: Record<string, string>, limitMs = 180_000) {
+  const child = spawn(process.execPath, ['src/cli/bin.js', 'worker', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      children.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  const alive = () => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`shardline worker exited early:\n${out.slice(-3000)}`);
+  };
+  return { child, done, output: () => out, alive };
+}
+
+describe('least privilege: every library operation as the application role', () => {
+  afterAll(() => {
+    for (const child of children) child.kill('SIGKILL');
+  });
+
+  it('dead-letters, lists, retries and reconciles settlements; ranks, pages history, reads partially, updates profiles', async () => {
+    const prefix = `{slsec_${randomBytes(4).toString('hex')}}`;
+    const tag = randomBytes(4).toString('hex');
+    const game = 'poker';
+    const accounts = new Accounts(app);
+    const boards = new Leaderboards(app);
+    const client = new SettlementClient({ shards: app, connection: redisOptions(), prefix, logger: silent });
+    let worker: SettlementWorker | undefined;
+    let half: ShardSet | undefined;
+    try {
+      const a = await accounts.createPlayer({ region: 'shenzhen', nickname: 'lp-a' });
+      const d = await accounts.createPlayer({ region: 'shenzhen', nickname: 'lp-d' });
+      const b = await accounts.createPlayer({ region: 'sichuan', nickname: 'lp-b' });
+      const lost = await accounts.createPlayer({ region: 'sichuan', nickname: 'lp-lost' });
+      const t0 = Date.now() - 60_000;
+      const m1 = matchOf(`${tag}-m1`, game, new Date(t0), [[a, 10, 'win'], [b, -10, 'loss']]);
+      const m2 = matchOf(`${tag}-m2`, game, new Date(t0 + 1000), [[a, 5, 'win'], [d, -5, 'loss']]);
+      const m3 = matchOf(`${tag}-m3`, game, new Date(t0 + 2000), [[a, 1, 'win'], [b, -1, 'loss']]);
+      const bad = matchOf(`${tag}-bad`, game, new Date(t0 + 3000), [[d, 7, 'win'], [lost, -7, 'loss']]);
+      for (const m of [m1, m2, m3, bad]) expect((await client.submitSettlement(m)).state).toBe('pending');
+      // The account goes before its match is settled: that part can never apply as it stands.
+      await deletePlayer(lost);
+
+      // Redis loses every job (restart without persistence): reconcile re-enqueues from the inbox.
+      await deleteKeys(prefix);
+      const reconciled = await client.reconcile({ olderThanMs: 0 });
+      expect(reconciled.unreachable).toEqual([]);
+      expect(reconciled.checked).toBe(7);
+      expect([...reconciled.requeued].sort(byMatchAndShard)).toEqual(
+        [
+          [m1, 'lp-1'],
+          [m1, 'lp-2'],
+          [m2, 'lp-1'],
+          [m3, 'lp-1'],
+          [m3, 'lp-2'],
+          [bad, 'lp-1'],
+          [bad, 'lp-2'],
+        ]
+          .map(([m, shardId]) => ({ matchId: (m as SettlementInput).matchId, shardId: shardId as string }))
+          .sort(byMatchAndShard),
+      );
+
+      // The worker, as the app role, applies the rest and writes the dead letter of the lost player's part.
+      worker = new SettlementWorker({ shards: app, connection: redisOptions(), prefix, logger: silent, lingerMs: 5 });
+      await worker.start();
+      await within(
+        until(
+          'the matches to settle and the lost player\'s part to fail',
+          async () => {
+            const states = await Promise.all([m1, m2, m3, bad].map(async (m) => (await client.settlementStatus(m.matchId))?.state));
+            return states.join() === 'applied,applied,applied,failed';
+          },
+          60_000,
+        ),
+        65_000,
+        'settlement',
+      );
+      const badStatus = await client.settlementStatus(bad.matchId);
+      expect(partStates(badStatus)).toEqual([
+        ['lp-1', 'applied'],
+        ['lp-2', 'failed'],
+      ]);
+      const reason = `player not found on this shard: ${lost.id}`;
+      expect(badStatus?.shards[1]).toMatchObject({ shardId: 'lp-2', state: 'failed', attempts: 1, reason });
+      expect(
+        (await asApp((c) => c.query('SELECT status, attempts, last_error FROM settlement_inbox WHERE match_id = $1', [bad.matchId]), DBS[1])).rows,
+      ).toEqual([{ status: 'failed', attempts: 1, last_error: reason }]);
+
+      // The dead letters: one inbox part (the failed BullMQ job is accounted for by it).
+      const expectedFailed = { source: 'inbox', matchId: bad.matchId, shardId: 'lp-2', gameId: game, reason, attempts: 1, jobId: jobIdFor(bad.matchId) };
+      const failed = await client.listFailed();
+      expect(failed.unreachable).toEqual([]);
+      expect(failed.failed).toEqual([{ ...expectedFailed, failedAt: expect.any(Date) }]);
+      expect((await client.listFailed({ shardIds: ['lp-1'] })).failed).toEqual([]);
+      expect((await client.listFailed({ shardIds: ['lp-2'], matchId: bad.matchId, limit: 5 })).failed).toHaveLength(1);
+
+      // Match history, a page at a time, newest first.
+      const page1 = await accounts.getMatchHistory(a.id, { gameId: game, limit: 2 });
+      expect(page1.items.map((i) => [i.matchId, i.scoreDelta, i.outcome])).toEqual([
+        [m3.matchId, 1, 'win'],
+        [m2.matchId, 5, 'win'],
+      ]);
+      expect(page1.nextCursor).not.toBeNull();
+      const page2 = await accounts.getMatchHistory(a.id, { gameId: game, limit: 2, before: page1.nextCursor! });
+      expect(page2).toEqual({ items: [expect.objectContaining({ matchId: m1.matchId, scoreDelta: 10 })], nextCursor: null });
+
+      // Ranks: a 16, d 2, b -11 (the lost player has no row at all).
+      expect(await boards.rankOf(a.id, game)).toEqual({ playerId: a.id, gameId: game, score: 16n, rank: 1, region: null });
+      expect(await boards.rankOf(b.id, game)).toMatchObject({ score: -11n, rank: 3, region: null });
+      expect(await boards.rankOf(d.id, game, { region: 'shenzhen' })).toEqual({ playerId: d.id, gameId: game, score: 2n, rank: 2, region: 'shenzhen' });
+      expect(await boards.rankOf(b.id, game, { region: 'sichuan' })).toMatchObject({ score: -11n, rank: 1, region: 'sichuan' });
+      await expect(boards.rankOf(lost.id, game)).rejects.toBeInstanceOf(PlayerNotFoundError);
+
+      // Several players at once: one no longer exists; then with a shard down, the partial answer.
+      const many = await accounts.getPlayers([a.id, lost.id, b.id], { gameId: game });
+      expect([many.players.map((p) => [p.nickname, p.stats?.score]), many.missing, many.unavailable]).toEqual([
+        [
+          ['lp-a', 16n],
+          ['lp-b', -11n],
+        ],
+        [lost.id],
+        [],
+      ]);
+      half = new ShardSet(validateShardMap(MAP_JSON, { env: { ...envAs(LOGIN, LOGIN_PW), LP_2: `postgres://${LOGIN}@127.0.0.1:1/${DBS[1]}` } }), {
+        ...opts,
+        connectionTimeoutMs: 3000,
+      });
+      const partial = await new Accounts(half).getPlayers([b.id, a.id, d.id], { partial: true, gameId: game });
+      expect(partial.players.map((p) => [p.nickname, p.stats?.score])).toEqual([
+        ['lp-a', 16n],
+        ['lp-d', 2n],
+      ]);
+      expect(partial.missing).toEqual([]);
+      expect(partial.unavailable.map((u) => [u.shardId, u.playerIds])).toEqual([['lp-2', [b.id]]]);
+
+      // Profiles.
+      expect(await accounts.updateProfile(b.id, { nickname: 'lp-b2', status: 'suspended' })).toMatchObject({ nickname: 'lp-b2', status: 'suspended' });
+      expect(await accounts.getPlayer(b.id)).toMatchObject({ nickname: 'lp-b2', status: 'suspended' });
+      expect(await accounts.updateProfile(b.id, { status: 'active' })).toMatchObject({ nickname: 'lp-b2', status: 'active' });
+
+      // The account is restored: retry re-drives the dead letter and the worker applies it.
+      await restorePlayer(lost);
+      const retried = await client.retry(bad.matchId);
+      expect(retried).toEqual({ parts: [{ matchId: bad.matchId, shardId: 'lp-2' }], notRetryable: [], unreachable: [] });
+      await within(
+        until('the retried part to apply', async () => (await client.settlementStatus(bad.matchId))?.state === 'applied', 60_000),
+        65_000,
+        'retry',
+      );
+      expect((await client.listFailed()).failed).toEqual([]);
+      expect(await client.retry({ all: true })).toEqual({ parts: [], notRetryable: [], unreachable: [] });
+      expect(await boards.rankOf(lost.id, game)).toMatchObject({ score: -7n, rank: 3 });
+      expect(await boards.rankOf(lost.id, game, { region: 'sichuan' })).toMatchObject({ score: -7n, rank: 1 });
+      expect(await boards.rankOf(b.id, game, { region: 'sichuan' })).toMatchObject({ score: -11n, rank: 2 });
+    } finally {
+      await worker?.stop(5000);
+      await client.close();
+      await half?.close();
+      await deleteKeys(prefix);
+    }
+  }, 180_000);
+
+  it('runs `shardline worker` and `shardline settlements status|failed|retry|reconcile` with the app login in the environment', async () => {
+    const prefix = `{slsec_${randomBytes(4).toString('hex')}}`;
+    const tag = randomBytes(4).toString('hex');
+    const game = 'gomoku';
+    // Only the app login's URLs: the owner's password is in no environment the subprocesses see.
+    const env = { ...envAs(LOGIN, LOGIN_PW), REDIS_URL, SHARDLINE_MAP: '' };
+    const common = ['--map', writeTempMap(MAP_JSON), '--prefix', prefix];
+    const cli = async (args: readonly string[]) => {
+      const r = await runCli(args, { env, timeoutMs: 120_000 });
+      expect(r.stderr).not.toMatch(/permission denied|42501/);
+      return r;
+    };
+    const accounts = new Accounts(app);
+    const client = new SettlementClient({ shards: app, connection: redisOptions(), prefix, logger: silent });
+    let worker: ReturnType<typeof startWorkerCli> | undefined;
+    try {
+      const a = await accounts.createPlayer({ region: 'shenzhen', nickname: 'cli-a' });
+      const b = await accounts.createPlayer({ region: 'sichuan', nickname: 'cli-b' });
+      const lost = await accounts.createPlayer({ region: 'sichuan', nickname: 'cli-lost' });
+      const good = matchOf(`${tag}-good`, game, new Date(Date.now() - 5000), [[a, 3, 'win'], [b, -3, 'loss']]);
+      const bad = matchOf(`${tag}-bad`, game, new Date(Date.now() - 4000), [[a, 2, 'draw'], [lost, 2, 'draw']]);
+      await client.submitSettlement(good);
+      await client.submitSettlement(bad);
+      await deletePlayer(lost);
+
+      // Each `shardline` process starts tsx: seconds apiece on a loaded machine, hence the timeouts.
+      worker = startWorkerCli([...common, '--concurrency', '4', '--batch-size', '2', '--grace-ms', '5000'], env);
+      const w = worker;
+      await until(
+        'the worker process to settle one match and dead-letter the other',
+        async () => {
+          w.alive();
+          return [(await client.settlementStatus(good.matchId))?.state, (await client.settlementStatus(bad.matchId))?.state].join() === 'applied,failed';
+        },
+        150_000,
+      );
+      w.child.kill('SIGTERM');
+      const ended = await w.done;
+      expect({ ...ended, permissionDenied: /permission denied|42501/.test(w.output()) }, w.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
+      expect(w.output()).toContain('settlement worker started');
+      expect(w.output()).toContain('settlement part failed permanently');
+      const reason = `player not found on this shard: ${lost.id}`;
+      expect((await asApp((c) => c.query('SELECT status, last_error FROM settlement_inbox WHERE match_id = $1', [bad.matchId]), DBS[1])).rows).toEqual([
+        { status: 'failed', last_error: reason },
+      ]);
+
+      const shown = await cli(['settlements', 'status', bad.matchId, ...common]);
+      expect(shown.code, shown.stderr).toBe(0);
+      const status = JSON.parse(shown.stdout) as SettlementStatus;
+      expect([status.state, partStates(status)]).toEqual([
+        'failed',
+        [
+          ['lp-1', 'applied'],
+          ['lp-2', 'failed'],
+        ],
+      ]);
+      expect(status.shards[1]?.reason).toBe(reason);
+
+      const failed = await cli(['settlements', 'failed', '--json', ...common]);
+      expect(failed.code, failed.stderr).toBe(0);
+      expect(JSON.parse(failed.stdout)).toEqual([
+        { source: 'inbox', matchId: bad.matchId, shardId: 'lp-2', gameId: game, reason, attempts: 1, failedAt: expect.any(String), jobId: jobIdFor(bad.matchId) },
+      ]);
+      const table = await cli(['settlements', 'failed', '--shard', 'lp-2', ...common]);
+      expect(table.code, table.stderr).toBe(0);
+      expect(table.stdout).toContain(bad.matchId);
+
+      await restorePlayer(lost);
+      const retried = await cli(['settlements', 'retry', bad.matchId, ...common]);
+      expect(retried.code, retried.stderr).toBe(0);
+      expect(retried.stdout).toContain(`re-enqueued ${bad.matchId} on lp-2`);
+      expect(retried.stdout).toContain('1 part re-enqueued');
+
+      // Redis loses the re-driven job before any worker takes it: reconcile finds the pending part.
+      await deleteKeys(prefix);
+      const reconciled = await cli(['settlements', 'reconcile', '--older-than-ms', '0', ...common]);
+      expect(reconciled.code, reconciled.stderr).toBe(0);
+      expect(reconciled.stdout).toContain('checked 1 pending parts, re-enqueued 1');
+
+      worker = startWorkerCli([...common, '--grace-ms', '5000'], env);
+      const w2 = worker;
+      await until(
+        'the worker process to apply the retried part',
+        async () => {
+          w2.alive();
+          return (await client.settlementStatus(bad.matchId))?.state === 'applied';
+        },
+        150_000,
+      );
+      w2.child.kill('SIGTERM');
+      const ended2 = await w2.done;
+      expect({ ...ended2, permissionDenied: /permission denied|42501/.test(w2.output()) }, w2.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
+      expect([(await accounts.getStats(lost.id, game)).score, (await accounts.getStats(a.id, game)).score]).toEqual([2n, 5n]);
+
+      const after = await cli(['settlements', 'failed', ...common]);
+      expect(after).toMatchObject({ code: 0, stdout: 'no failed settlements\n' });
+    } finally {
+      if (worker && worker.child.exitCode === null && worker.child.signalCode === null) {
+        worker.child.kill('SIGTERM');
+        await worker.done;
+      }
+      await client.close();
+      await deleteKeys(prefix);
+    }
+  }, 420_000);
 });
