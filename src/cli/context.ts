@@ -1,6 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { ValidationError } from '../errors/index.js';
+import { redisOptionsFromUrl } from '../settlement/index.js';
 import { loadShardMap, redactSecrets, secretsOfUrl, type ShardMap } from '../shardmap/index.js';
 
 /** The CLI is one of the two places (with the worker entry) allowed to read the environment. */
@@ -60,6 +62,40 @@ function readSecretFile(file: string): string {
   const text = readFileSync(file, 'utf8').trim();
   registerSecrets([...secretsOfUrl(text), text]);
   return text;
+}
+
+const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+
+/**
+ * $REDIS_URL, or the file named by $REDIS_URL_FILE (read like a shard's `NAME_FILE`, so its
+ * password is masked from then on), or the local server. Messages name the variable or the file,
+ * never what they hold: a value that is not a URL may still be a password.
+ */
+export function redisUrlFromEnv(): string {
+  // Empty counts as unset, as for the shards, so a blank REDIS_URL left in a unit file cannot shadow the file.
+  const direct = env.REDIS_URL ?? '';
+  const file = env.REDIS_URL_FILE ?? '';
+  if (direct !== '' && file !== '') throw new ValidationError('REDIS_URL', 'both REDIS_URL and REDIS_URL_FILE are set; set only one');
+  if (direct === '' && file === '') return DEFAULT_REDIS_URL;
+  const source = direct !== '' ? 'REDIS_URL' : 'REDIS_URL_FILE';
+  let url = direct;
+  if (direct === '') {
+    try {
+      url = readSecretFile(file);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+      throw new ValidationError(source, `cannot read the file "${file}" named by REDIS_URL_FILE (${code})`);
+    }
+  }
+  try {
+    redisOptionsFromUrl(url);
+  } catch (err) {
+    // Its reasons (scheme, database number) hold no credentials, but they name REDIS_URL whatever the source.
+    if (err instanceof ValidationError) throw new ValidationError(source, err.message.replace(/^REDIS_URL: /, ''));
+    const holder = source === 'REDIS_URL' ? 'the value' : `the file "${file}"`;
+    throw new ValidationError(source, `${holder} does not hold a redis:// or rediss:// URL`);
+  }
+  return url;
 }
 
 const packageRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -273,8 +273,45 @@ describe('no CLI output ever holds a password', () => {
     expect(badPg.stderr).toMatch(/password authentication failed for user "cli_owner"/);
   }, 120_000);
 
+  it('REDIS_URL_FILE: read like a shard\'s NAME_FILE, its password masked, a wrong one never echoed', async () => {
+    // REDIS_URL is blanked (empty counts as unset), so the only source of the Redis password is the file.
+    const urlFile = (name: string, url: string) => {
+      const file = path.join(dir, name);
+      writeFileSync(file, `${url}\n`, { mode: 0o600 });
+      return file;
+    };
+    const rightFile = urlFile('redis-url', redisUrl);
+    const wrongFile = urlFile('redis-url-wrong', redisUrl.replace(encodeURIComponent(REDIS_PASSWORD), encodeURIComponent(WRONG)));
+    const fromFile = (file: string) => ({ ...env, REDIS_URL: '', REDIS_URL_FILE: file });
+    const [worker, failed] = await Promise.all([
+      cli(['worker', '--map', mapFile, '--grace-ms', '1000'], fromFile(wrongFile)),
+      cli(['settlements', 'failed', '--map', mapFile], fromFile(wrongFile)),
+    ]);
+    expect(worker.code).toBe(1);
+    expect(worker.stderr).toMatch(/WRONGPASS/);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/sz-1: unreachable: .*WRONGPASS/);
+    // The right file works, and a match id that happens to be its password is masked on output.
+    const [ok, pasted] = await Promise.all([
+      cli(['settlements', 'failed', '--map', mapFile], fromFile(rightFile)),
+      cli(['settlements', 'status', REDIS_PASSWORD, '--map', mapFile], fromFile(rightFile)),
+    ]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/no failed settlements/);
+    expect(pasted.code).toBe(1);
+    expect(pasted.stderr).toMatch(/no shard knows match "\*\*\*"/);
+    const [both, missing] = await Promise.all([
+      cli(['settlements', 'failed', '--map', mapFile], { ...env, REDIS_URL_FILE: rightFile }),
+      cli(['settlements', 'failed', '--map', mapFile], fromFile(path.join(dir, 'nope'))),
+    ]);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toMatch(/both REDIS_URL and REDIS_URL_FILE are set; set only one/);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/cannot read the file ".*nope" named by REDIS_URL_FILE \(ENOENT\)/);
+  }, 240_000);
+
   it('every output of every run above is free of passwords and stack traces', () => {
-    expect(outputs.length).toBeGreaterThanOrEqual(28);
+    expect(outputs.length).toBeGreaterThanOrEqual(36);
     for (const { args, result } of outputs) {
       const text = result.stdout + result.stderr;
       for (const secret of SECRETS) expect({ args, leaked: text.includes(secret) }).toEqual({ args, leaked: false });

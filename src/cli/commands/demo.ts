@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { Cleanup, runDemo } from '../../demo/run-demo.js';
-import { env, loadMap, positiveInt } from '../context.js';
+import { loadMap, positiveInt, redisUrlFromEnv } from '../context.js';
 
 interface DemoFlags {
   players: number;
@@ -38,7 +38,7 @@ export function registerDemo(program: Command): void {
           matches: flags.matches,
           keep: flags.keep === true,
           ...(flags.map ? { existing: { map: await loadMap(flags.map), mapFile: flags.map } } : {}),
-          redisUrl: env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+          redisUrl: redisUrlFromEnv(),
           out: (line) => console.log(line),
           status: (line) => {
             if (tty) process.stdout.write(`\r\x1b[2K${line}`);

@@ -2,16 +2,16 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { ShardSet } from '../../db/index.js';
 import { DEFAULT_SETTLEMENT_PREFIX as DEFAULT_PREFIX, SettlementClient, redisOptionsFromUrl, type RedisConnection } from '../../settlement/index.js';
-import { collect, env, formatTable, loadMap, positiveInt } from '../context.js';
+import { collect, env, formatTable, loadMap, positiveInt, redisUrlFromEnv } from '../context.js';
 
 export interface QueueFlags {
   map?: string;
   prefix?: string;
 }
 
-/** REDIS_URL, default the local server. */
+/** $REDIS_URL or $REDIS_URL_FILE, default the local server. */
 export function redisFromEnv(): RedisConnection {
-  return redisOptionsFromUrl(env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+  return redisOptionsFromUrl(redisUrlFromEnv());
 }
 
 export function prefixOf(flags: QueueFlags): string {
@@ -24,7 +24,7 @@ export function addQueueOptions(cmd: Command): Command {
     .option('--prefix <prefix>', `BullMQ key prefix, a Redis hash tag (default: $SHARDLINE_QUEUE_PREFIX, then ${DEFAULT_PREFIX})`);
 }
 
-/** A client on the map's shards and $REDIS_URL, closed (with the shards) after `fn`. */
+/** A client on the map's shards and Redis (see redisFromEnv), closed (with the shards) after `fn`. */
 export async function withClient<T>(flags: QueueFlags, fn: (client: SettlementClient) => Promise<T>): Promise<T> {
   const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-cli' });
   const client = new SettlementClient({ shards, connection: redisFromEnv(), prefix: prefixOf(flags), logger: pino({ level: 'warn' }, process.stderr) });
