@@ -73,6 +73,8 @@ export class RoomService {
   private readonly zoneCalls = new Map<string, ZoneCall>();
   private readonly watches = new Set<ZoneWatch>();
   private readonly sweepers = new Set<ZoneSweeper>();
+  /** The sweeper each watched zone gets, shared by its watches. */
+  private readonly watchSweepers = new Map<string, { sweeper: ZoneSweeper; watchers: number }>();
   private closed = false;
 
   constructor(options: RoomServiceOptions) {
@@ -232,6 +234,7 @@ export class RoomService {
   watch(zone: string, options: WatchOptions = {}): ZoneWatch {
     this.assertOpen();
     const call = this.call(zone);
+    const unwatch = options.sweepMs === false ? () => undefined : this.sweepWhileWatched(zone, options.sweepMs ?? 1000);
     const client = duplicateConnection(this.connection, `${this.prefix}:watch:${zone}`);
     const w: ZoneWatch = new ZoneWatch(
       {
@@ -240,12 +243,34 @@ export class RoomService {
         changesKey: call.changes,
         snapshot: () => this.listRooms(zone),
         currentVersion: async () => Number((await this.client.get(call.version)) ?? 0),
-        onClose: () => this.watches.delete(w),
+        onClose: () => {
+          this.watches.delete(w);
+          unwatch();
+        },
       },
       options,
     );
     this.watches.add(w);
     return w;
+  }
+
+  /** Starts (or joins) the zone's watch sweeper; the returned function leaves it, the last one stops it. */
+  private sweepWhileWatched(zone: string, intervalMs: number): () => void {
+    let entry = this.watchSweepers.get(zone);
+    if (!entry) {
+      entry = { sweeper: this.startSweeper([zone], { intervalMs }), watchers: 0 };
+      this.watchSweepers.set(zone, entry);
+    }
+    entry.watchers++;
+    const joined = entry;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      if (--joined.watchers > 0) return;
+      if (this.watchSweepers.get(zone) === joined) this.watchSweepers.delete(zone);
+      void joined.sweeper.stop();
+    };
   }
 
   /** Frees every expired seat of the zone (in bounded batches); returns how many. */

@@ -14,6 +14,13 @@ export interface WatchOptions {
   readonly blockMs?: number;
   /** Changes read per round trip (default 500). */
   readonly batchSize?: number;
+  /**
+   * While a zone is watched, the service reaps its lapsed seats this often (default 1000 ms), so
+   * a watcher of an idle zone still sees a dead client's seat go within about a second of its
+   * lease. One sweeper per zone per service, however many watches; `false` leaves reaping to the
+   * calls that touch the zone and to `startSweeper`.
+   */
+  readonly sweepMs?: number | false;
 }
 
 export interface ZoneWatchSource {

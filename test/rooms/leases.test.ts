@@ -102,3 +102,26 @@ describe('seat leases', () => {
     }
   });
 });
+
+describe('watching a zone', () => {
+  it('reaps lapsed seats while the zone is watched, so a watcher sees a dead client leave', async () => {
+    await f.service.createRoom('lease-w', 'lw');
+    const w = f.service.watch('lease-w', { sweepMs: 50 });
+    try {
+      expect((await w.next()).value).toMatchObject({ type: 'snapshot' });
+      await longLease.enter('lw', '8');
+      await longLease.leave('lw', '8');
+      // A client that enters and dies: after this, nothing but the watch's sweeper touches the zone.
+      await f.service.enter('lw', '9');
+      const counts: number[] = [];
+      while (counts.length < 4) {
+        const r = await w.next();
+        if (!r.done && r.value.type === 'change') counts.push(r.value.count);
+      }
+      expect(counts).toEqual([1, 0, 1, 0]);
+      assertInvariants(await readZone(f.client, f.prefix, 'lease-w'));
+    } finally {
+      w.close();
+    }
+  });
+});
