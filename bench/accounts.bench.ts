@@ -83,6 +83,8 @@ export async function run(): Promise<BenchResult[]> {
         baselineName: `${ids.length} sequential getPlayer calls`,
         baseline: round(baseline),
         ratio: round(baseline / value),
+        target: 'round trips = shards touched',
+        met: roundTrips === shardsTouched,
         extra: {
           p99: round(percentile(batch, 99)),
           roundTrips,

@@ -8,6 +8,7 @@ function fmt(n: number): string {
 
 /** Did the ratio meet its target? Targets are written like ">= 0.5". */
 export function meetsTarget(r: BenchResult): boolean | undefined {
+  if (r.met !== undefined) return r.met;
   const m = /^>=\s*([\d.]+)/.exec(r.target ?? '');
   return m ? r.ratio >= Number(m[1]) : undefined;
 }

@@ -9,8 +9,10 @@ export interface BenchResult {
   baseline: number;
   /** value / baseline for throughputs; baseline / value for latencies (higher is always better). */
   ratio: number;
-  /** Target ratio from the issue, if any, e.g. ">= 0.5". */
+  /** Target ratio from the issue, if any, e.g. ">= 0.5", or a condition described in words. */
   target?: string;
+  /** Whether a target that is not a ratio (e.g. "round trips = shards touched") was met. */
+  met?: boolean;
   /** Extra figures worth printing (p99, round trips, ...). */
   extra?: Record<string, number | string>;
 }
