@@ -58,17 +58,19 @@ export function registerWorker(program: Command): void {
       if (metrics) logger.info({ port: metrics.port }, 'metrics served at /metrics');
       const signal = await stopped;
       logger.info({ signal, graceMs: flags.graceMs }, 'stopping: no new jobs, finishing those in flight');
-      // The grace period bounds the whole shutdown: a statement still waiting when it ends (on a
-      // lock, on a slow shard) would hold shards.close() until its statement timeout, or forever
-      // without one. Exiting drops its connection, Postgres rolls it back, and the job runs again.
+      // The grace period bounds the whole shutdown, so a supervisor's kill timeout set to it never
+      // fires: in-flight jobs get most of it, closing connections the rest. A statement still
+      // waiting at the end (on a lock, on a slow shard) would hold shards.close() until its
+      // statement timeout; exiting drops its connection, Postgres rolls it back, the job runs again.
+      const deadline = Date.now() + flags.graceMs;
       setTimeout(() => {
         logger.warn({ graceMs: flags.graceMs }, 'shards did not close within the grace period; exiting anyway');
         process.exit(0);
-      }, flags.graceMs + 1000).unref();
-      await worker.stop(flags.graceMs);
+      }, flags.graceMs).unref();
+      await worker.stop(flags.graceMs - Math.min(1000, Math.floor(flags.graceMs / 5)));
       await metrics?.close();
       await shards.close();
-      // Everything is closed; if a library left a handle open, do not hang the supervisor.
-      setTimeout(() => process.exit(0), 2000).unref();
+      // Everything is closed; if a library left a handle open, do not outlive the grace period.
+      setTimeout(() => process.exit(0), Math.max(0, Math.min(2000, deadline - Date.now()))).unref();
     });
 }
