@@ -54,19 +54,29 @@ export function identityProblem(shard: ShardSpec, found: ShardIdentity | null): 
 }
 
 /**
- * Shards the map points at one host:port/database, each with the reason, by shard id. The same
- * test as refuseSharedDatabases, reported per shard rather than thrown at the first pair.
+ * Each shard the map points at a host:port/database that an earlier shard of the map already has,
+ * in map order, with that earlier shard: the one test behind refusing such a map (ShardSet,
+ * migrate) and reporting it per shard (status).
  */
-export function sharedDatabaseProblems(shards: readonly ShardSpec[]): Map<string, string> {
-  const byTarget = new Map<string, string[]>();
+export function sharedDatabases(shards: readonly ShardSpec[]): { shardId: string; sharedWith: string; target: string }[] {
+  const first = new Map<string, string>();
+  const repeats: { shardId: string; sharedWith: string; target: string }[] = [];
   for (const s of shards) {
     if (!s.url) continue;
-    const t = targetOf(s);
-    byTarget.set(t, [...(byTarget.get(t) ?? []), s.id]);
+    const target = targetOf(s);
+    const earlier = first.get(target);
+    if (earlier === undefined) first.set(target, s.id);
+    else repeats.push({ shardId: s.id, sharedWith: earlier, target });
   }
+  return repeats;
+}
+
+/** sharedDatabases as a reason for every shard involved (the first of each group too), by shard id. */
+export function sharedDatabaseProblems(shards: readonly ShardSpec[]): Map<string, string> {
+  const groups = new Map<string, string[]>();
+  for (const r of sharedDatabases(shards)) groups.set(r.target, [...(groups.get(r.target) ?? [r.sharedWith]), r.shardId]);
   const problems = new Map<string, string>();
-  for (const [target, ids] of byTarget) {
-    if (ids.length < 2) continue;
+  for (const [target, ids] of groups) {
     const names = ids.map((id) => `"${id}"`).join(' and ');
     for (const id of ids) problems.set(id, `the map points shards ${names} at the same database ${target}`);
   }

@@ -5,7 +5,7 @@ import { showValue } from '../errors/show-value.js';
 import { Router, type PlayerId } from '../routing/index.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 import { poolConfig, targetOf, type ConnectionOptions } from './connection.js';
-import { checkIdentity } from './identity.js';
+import { checkIdentity, sharedDatabases } from './identity.js';
 import { toShardError } from './pg-errors.js';
 import type { ShardDatabase } from './schema.js';
 
@@ -123,12 +123,9 @@ export class ShardSet {
 
 /** Two shards at one host:port/database would mix their record sets: refuse the map outright. */
 export function refuseSharedDatabases(map: Pick<ShardMap, 'shards'>): void {
-  const seen = new Map<string, string>();
-  for (const s of map.shards) {
-    if (!s.url) continue;
-    const t = targetOf(s);
-    const other = seen.get(t);
-    if (other) throw new ShardIdentityError(s.id, t, other, `the map points shards ${showValue(other)} and ${showValue(s.id)} at the same database`);
-    seen.set(t, s.id);
+  const [shared] = sharedDatabases(map.shards);
+  if (shared) {
+    const { shardId, sharedWith, target } = shared;
+    throw new ShardIdentityError(shardId, target, sharedWith, `the map points shards ${showValue(sharedWith)} and ${showValue(shardId)} at the same database`);
   }
 }

@@ -23,15 +23,31 @@ export function showValue(value: unknown): string {
 }
 
 function quote(s: string): string {
-  let head = s;
-  if (s.length > SHOWN_MAX_LENGTH) {
-    // Never split a surrogate pair: half of one would show as a lone surrogate escape.
-    const cut = isHighSurrogate(s.charCodeAt(SHOWN_MAX_LENGTH - 1)) ? SHOWN_MAX_LENGTH - 1 : SHOWN_MAX_LENGTH;
-    head = s.slice(0, cut);
-  }
+  const head = cutToLength(s, SHOWN_MAX_LENGTH);
   // JSON.stringify already escapes C0 controls, quotes, backslashes and lone surrogates.
-  const quoted = JSON.stringify(head).replace(UNSAFE, (c) => unicodeEscape(c.charCodeAt(0)) + (c.length > 1 ? unicodeEscape(c.charCodeAt(1)) : ''));
-  return head.length === s.length ? quoted : `${quoted}… (${s.length} characters)`;
+  const quoted = escapeUnsafe(JSON.stringify(head));
+  return head.length === s.length ? quoted : `${quoted}${lengthNote(s)}`;
+}
+
+/**
+ * Untrusted text for a listing rather than a message (no quotes): cut to `max` code units, the
+ * original length stated, with every control, invisible or bidi character escaped.
+ */
+export function printable(s: string, max: number): string {
+  const head = cutToLength(s, max);
+  return escapeUnsafe(head.length === s.length ? s : `${head}${lengthNote(s)}`);
+}
+
+/** At most `max` UTF-16 units of `s`, never half a surrogate pair (it would show as a lone escape). */
+function cutToLength(s: string, max: number): string {
+  if (s.length <= max) return s;
+  return s.slice(0, isHighSurrogate(s.charCodeAt(max - 1)) ? max - 1 : max);
+}
+
+const lengthNote = (s: string) => `… (${s.length} characters)`;
+
+function escapeUnsafe(text: string): string {
+  return text.replace(UNSAFE, (c) => c.split('').map((unit) => unicodeEscape(unit.charCodeAt(0))).join(''));
 }
 
 function unicodeEscape(unit: number): string {

@@ -1,13 +1,13 @@
 import type { ShardSet } from '../db/shard-set.js';
+import { printable } from '../errors/show-value.js';
 import { inboxRowsAmong } from './inbox-store.js';
 import type { RawFailedJob, SettlementQueues } from './queues.js';
 import type { DeadJob } from './types.js';
 import { parseJobData } from './validate.js';
 
 const PAGE = 200;
+// Anyone with Redis access can write a job: its reason and id are escaped and bounded when shown.
 const REASON_MAX = 500;
-// What a terminal or log viewer acts on but JSON.stringify leaves raw (see errors/show-value.ts).
-const UNSAFE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 /**
  * The failed jobs of a shard's queue that no inbox row of that shard accounts for, oldest first.
@@ -58,14 +58,4 @@ function deadJob(shardId: string, job: RawFailedJob, matchId: string | null): De
     failedAt: new Date(job.finishedOn),
     jobId: printable(job.jobId, REASON_MAX),
   };
-}
-
-/** Anyone with Redis access can write a job: escape what would act on a terminal, and bound it. */
-function printable(s: string, max: number): string {
-  let head = s;
-  if (s.length > max) {
-    const high = s.charCodeAt(max - 1) >= 0xd800 && s.charCodeAt(max - 1) <= 0xdbff; // never half a surrogate pair
-    head = `${s.slice(0, high ? max - 1 : max)}… (${s.length} characters)`;
-  }
-  return head.replace(UNSAFE, (c) => c.split('').map((unit) => `\\u${unit.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''));
 }
