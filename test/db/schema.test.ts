@@ -54,13 +54,39 @@ describe('the self-closed schema', () => {
 
   it('generates collision-free ids from the shard sequence under concurrent inserts', async () => {
     const pool = t.shardSet.pool('sz-1');
+    // Far more than 1024 per millisecond: the clock borrows the next millisecond instead of repeating.
     const batches = await Promise.all(
       Array.from({ length: 5 }, () =>
-        pool.query<{ id: bigint }>(`SELECT shardline_player_id(7) AS id FROM generate_series(1, 400)`),
+        pool.query<{ id: bigint }>(`SELECT shardline_player_id(7) AS id FROM generate_series(1, 2000)`),
       ),
     );
     const ids = batches.flatMap((b) => b.rows.map((r) => r.id));
-    expect(new Set(ids).size).toBe(2000);
+    expect(new Set(ids).size).toBe(10_000);
     for (const id of ids) expect(t.shardSet.router.shardFor(id as never).id).toBe('sz-1');
+    // Within one session the ids only go up.
+    for (const b of batches) {
+      const own = b.rows.map((r) => r.id);
+      expect(own.every((id, i) => i === 0 || id > own[i - 1]!)).toBe(true);
+    }
+  });
+
+  it('releases the id lock when a call is cancelled, so id creation goes on', async () => {
+    const pool = t.shardSet.pool('sz-1');
+    const holder = await pool.connect();
+    const waiter = await pool.connect();
+    try {
+      await holder.query(`SELECT pg_advisory_lock(hashtext('shardline:player_id'))`);
+      await waiter.query(`SET statement_timeout = 200`);
+      await expect(waiter.query(`SELECT shardline_player_id(1)`)).rejects.toMatchObject({ code: '57014' });
+      await holder.query(`SELECT pg_advisory_unlock(hashtext('shardline:player_id'))`);
+      const r = await waiter.query<{ id: bigint }>(`SELECT shardline_player_id(1) AS id`);
+      expect(typeof r.rows[0]?.id).toBe('bigint');
+      const other = await holder.query<{ id: bigint }>(`SELECT shardline_player_id(1) AS id`);
+      expect(other.rows[0]!.id > r.rows[0]!.id).toBe(true);
+    } finally {
+      await waiter.query(`RESET statement_timeout`).catch(() => undefined);
+      holder.release();
+      waiter.release();
+    }
   });
 });

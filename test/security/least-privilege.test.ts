@@ -14,6 +14,7 @@ import {
   ValidationError,
   expectedVersion,
   migrateShards,
+  migrationNames,
   schemaStatus,
   validateShardMap,
   type Player,
@@ -286,24 +287,49 @@ describe('least privilege: the application role', () => {
     }
   });
 
+  it('mints player ids only through the pinned owner function, with no right to move the id clock', async () => {
+    await asApp(async (c) => {
+      const fn = await c.query(
+        `SELECT pg_get_userbyid(p.proowner) AS owner, p.prosecdef AS definer, p.proconfig AS config,
+                EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public_execute,
+                has_function_privilege(current_user, p.oid, 'EXECUTE') AS app_execute
+         FROM pg_proc p WHERE p.proname = 'shardline_player_id'`,
+      );
+      expect(fn.rows).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
+      await c.query('BEGIN');
+      // setval would let the application rewind the clock and mint ids that exist already.
+      expect(await refusal(c, `SELECT setval('player_id_seq', 1)`)).toBe('42501');
+      await c.query('ROLLBACK');
+      const ids = await c.query<{ id: string }>(`SELECT shardline_player_id(5)::text AS id FROM generate_series(1, 3)`);
+      expect(new Set(ids.rows.map((r) => r.id)).size).toBe(3);
+    });
+  });
+
   it('rolling the function back restores SELECT on knex_migrations, and the check still works either way', async () => {
     const shard = appMap.shards[1]!;
     const canRead = () => asApp(async (c) => (await c.query<{ ok: boolean }>(`SELECT has_table_privilege(current_user, 'knex_migrations', 'SELECT') AS ok`)).rows[0]?.ok, DBS[1]);
+    // The migrations from 0004 on, newest last: roll back down to 0004's, which is the one under test.
+    const above = migrationNames().filter((n) => n >= '0004');
+    expect(above[0]).toMatch(/^0004_applied_migrations_function$/);
+    for (const name of above.slice(1).reverse()) {
+      const [undone] = await migrateShards(ownerMap.shards.slice(1), 'rollback', { ...opts, appRole: APP_ROLE });
+      expect(undone).toMatchObject({ ok: true, changed: [name] });
+    }
     // Another --app-role than the one 0003 granted to is refused, in both directions.
     const [wrongDown] = await migrateShards(ownerMap.shards.slice(1), 'rollback', { ...opts, appRole: 'other_app' });
     expect(wrongDown?.error).toMatch(/role "other_app" is not the application role migration 0003 granted to/);
 
     const [down] = await migrateShards(ownerMap.shards.slice(1), 'rollback', { ...opts, appRole: APP_ROLE });
-    expect(down).toMatchObject({ ok: true, changed: [expectedVersion()] });
+    expect(down).toMatchObject({ ok: true, changed: [above[0]] });
     expect(await canRead()).toBe(true);
     // An older schema: the app role's check falls back to the table, and sees it is behind.
     await expect(new ShardMigrator(shard, opts).assertCurrent()).rejects.toBeInstanceOf(SchemaVersionError);
-    expect((await schemaStatus([shard], opts)).shards[0]).toMatchObject({ reachable: true, pending: [expectedVersion()] });
+    expect((await schemaStatus([shard], opts)).shards[0]).toMatchObject({ reachable: true, pending: above });
 
     const [wrongUp] = await migrateShards(ownerMap.shards.slice(1), 'latest', { ...opts, appRole: 'other_app' });
     expect(wrongUp?.error).toMatch(/role "other_app" is not the application role migration 0003 granted to/);
     const [up] = await migrateShards(ownerMap.shards.slice(1), 'latest', { ...opts, appRole: APP_ROLE });
-    expect(up).toMatchObject({ ok: true, changed: [expectedVersion()] });
+    expect(up).toMatchObject({ ok: true, changed: above });
     expect(await canRead()).toBe(false);
     await new ShardMigrator(shard, opts).assertCurrent();
   });
