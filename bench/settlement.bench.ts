@@ -210,7 +210,16 @@ async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opt
     );
     submitting = false;
     if (submittedAt.size === 0) resolveDone();
-    await Promise.race([allDone, new Promise((_, reject) => setTimeout(() => reject(new Error(`${submittedAt.size} matches not applied within 60 s`)), 60_000))]);
+    let drainTimer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        allDone,
+        new Promise((_, reject) => (drainTimer = setTimeout(() => reject(new Error(`${submittedAt.size} matches not applied within 60 s`)), 60_000))),
+      ]);
+    } finally {
+      // A pending timer would hold the process open for the rest of the minute after the report.
+      clearTimeout(drainTimer);
+    }
     const seconds = (lastApplied - start) / 1000;
     tx = await worker.stop();
     const sortedLatencies = [...latencies].sort((a, b) => a - b);
