@@ -170,13 +170,7 @@ export class ShardMigrator {
 
   /** Refuses unless the shard is at exactly the version this code expects. */
   async assertCurrent(): Promise<void> {
-    const expected = expectedVersion(this.dir);
-    const applied = await this.withClient((c) => appliedMigrations(c));
-    const version = applied.at(-1) ?? null;
-    if (version === expected) return;
-    const known = migrationNames(this.dir);
-    const hint = version !== null && !known.includes(version) ? 'the shard is ahead of this code: deploy the newer code' : 'run "shardline migrate latest"';
-    throw new SchemaVersionError(this.shard.id, version, expected, hint);
+    await this.withClient((c) => assertSchemaCurrent(c, this.shard.id, this.dir));
   }
 
   private async run<T>(fn: (k: Knex) => Promise<T>): Promise<T> {
@@ -189,6 +183,20 @@ export class ShardMigrator {
       await k.destroy();
     }
   }
+}
+
+/**
+ * Refuses (SchemaVersionError) unless the shard behind `db` is at exactly the version this code
+ * expects. Takes any client or pool, so a long-running process checks through the connections it
+ * already has, with their timeouts, instead of opening one of its own.
+ */
+export async function assertSchemaCurrent(db: Pick<pg.ClientBase, 'query'>, shardId: string, dir: string = MIGRATIONS_DIR): Promise<void> {
+  const expected = expectedVersion(dir);
+  const version = (await appliedMigrations(db)).at(-1) ?? null;
+  if (version === expected) return;
+  const known = migrationNames(dir);
+  const hint = version !== null && !known.includes(version) ? 'the shard is ahead of this code: deploy the newer code' : 'run "shardline migrate latest"';
+  throw new SchemaVersionError(shardId, version, expected, hint);
 }
 
 /** knex pool hook: every migration connection carries the app role name for the grants migration. */

@@ -4,9 +4,10 @@ import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ShardUnavailableError } from '../errors/index.js';
-import { isTransientDbError } from '../db/pg-errors.js';
+import { targetOf } from '../db/connection.js';
+import { isTransientDbError, toShardError } from '../db/pg-errors.js';
 import type { ShardSet } from '../db/shard-set.js';
-import { ShardMigrator } from '../migrate/index.js';
+import { assertSchemaCurrent } from '../migrate/index.js';
 import { applyParts, type PartOutcome } from './apply.js';
 import { Batcher } from './batcher.js';
 import { markFailed } from './inbox-store.js';
@@ -151,7 +152,11 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
 
   private async checkShard(id: string): Promise<void> {
     await this.opts.shards.withShard(id, async () => undefined); // identity
-    await new ShardMigrator(this.opts.shards.router.shard(id)).assertCurrent(); // schema not behind
+    // Schema not behind, through the worker's own pool and its timeouts.
+    const pool = this.opts.shards.pool(id);
+    await assertSchemaCurrent(pool, id).catch((err: unknown) => {
+      throw toShardError(err, id, targetOf(this.opts.shards.router.shard(id)));
+    });
   }
 
   private retryShardLater(id: string, reason: unknown): void {
