@@ -4,8 +4,7 @@ import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ShardUnavailableError } from '../errors/index.js';
-import { targetOf } from '../db/connection.js';
-import { isTransientDbError, toShardError } from '../db/pg-errors.js';
+import { isTransientDbError } from '../db/pg-errors.js';
 import type { ShardSet } from '../db/shard-set.js';
 import { assertSchemaCurrent } from '../migrate/index.js';
 import { applyParts, type PartOutcome } from './apply.js';
@@ -151,12 +150,8 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
   }
 
   private async checkShard(id: string): Promise<void> {
-    await this.opts.shards.withShard(id, async () => undefined); // identity
-    // Schema not behind, through the worker's own pool and its timeouts.
-    const pool = this.opts.shards.pool(id);
-    await assertSchemaCurrent(pool, id).catch((err: unknown) => {
-      throw toShardError(err, id, targetOf(this.opts.shards.router.shard(id)));
-    });
+    // Identity (withShard), then schema not behind, through the worker's own pool and its timeouts.
+    await this.opts.shards.withShard(id, () => assertSchemaCurrent(this.opts.shards.pool(id), id));
   }
 
   private retryShardLater(id: string, reason: unknown): void {

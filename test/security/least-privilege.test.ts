@@ -133,6 +133,18 @@ async function refusal(c: pg.Client, statement: string): Promise<string | undefi
   }
 }
 
+/** Owner, SECURITY DEFINER, pinned settings and EXECUTE rights of the functions named `name`. */
+async function functionRights(c: pg.Client, name: string) {
+  const r = await c.query<{ owner: string; definer: boolean; config: string[] | null; public_execute: boolean; app_execute: boolean }>(
+    `SELECT pg_get_userbyid(p.proowner) AS owner, p.prosecdef AS definer, p.proconfig AS config,
+            EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public_execute,
+            has_function_privilege(current_user, p.oid, 'EXECUTE') AS app_execute
+     FROM pg_proc p WHERE p.proname = $1`,
+    [name],
+  );
+  return r.rows;
+}
+
 describe('least privilege: the application role', () => {
   it('runs the library: identity check, routing, accounts, leaderboards, schema check', async () => {
     const accounts = new Accounts(app);
@@ -267,13 +279,7 @@ describe('least privilege: the application role', () => {
               unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p`,
       );
       expect(privileges.rows.filter((r) => r.ok)).toEqual([]);
-      const fn = await c.query<{ owner: string; definer: boolean; config: string[] | null; public_execute: boolean; app_execute: boolean }>(
-        `SELECT pg_get_userbyid(p.proowner) AS owner, p.prosecdef AS definer, p.proconfig AS config,
-                EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public_execute,
-                has_function_privilege(current_user, p.oid, 'EXECUTE') AS app_execute
-         FROM pg_proc p WHERE p.proname = 'shardline_applied_migrations'`,
-      );
-      expect(fn.rows).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
+      expect(await functionRights(c, 'shardline_applied_migrations')).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
       return (await c.query<{ names: string[] }>('SELECT shardline_applied_migrations() AS names')).rows[0]?.names;
     });
     // The same list the owner reads from the table itself.
@@ -289,13 +295,7 @@ describe('least privilege: the application role', () => {
 
   it('mints player ids only through the pinned owner function, with no right to move the id clock', async () => {
     await asApp(async (c) => {
-      const fn = await c.query(
-        `SELECT pg_get_userbyid(p.proowner) AS owner, p.prosecdef AS definer, p.proconfig AS config,
-                EXISTS (SELECT 1 FROM aclexplode(p.proacl) a WHERE a.grantee = 0) AS public_execute,
-                has_function_privilege(current_user, p.oid, 'EXECUTE') AS app_execute
-         FROM pg_proc p WHERE p.proname = 'shardline_player_id'`,
-      );
-      expect(fn.rows).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
+      expect(await functionRights(c, 'shardline_player_id')).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
       await c.query('BEGIN');
       // setval would let the application rewind the clock and mint ids that exist already.
       expect(await refusal(c, `SELECT setval('player_id_seq', 1)`)).toBe('42501');
