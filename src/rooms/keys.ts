@@ -12,9 +12,7 @@ import { showValue } from '../errors/show-value.js';
 
 /** Letters, digits, `_`, `.` and `-`; no braces, colons or spaces, so names cannot break a key or its hash tag. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const PREFIX = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
 
-export const DEFAULT_PREFIX = 'shardline';
 export const DEFAULT_CAPACITY = 400;
 /** Above this a "room" is a lobby; member lists and per-room reaping are sized for rooms. */
 export const MAX_CAPACITY = 100_000;
@@ -32,13 +30,6 @@ export function validateRoomId(roomId: unknown, field = 'roomId'): string {
     throw new ValidationError(field, `${showValue(roomId)} is not a room id (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)`);
   }
   return roomId;
-}
-
-export function validatePrefix(prefix: unknown): string {
-  if (typeof prefix !== 'string' || !PREFIX.test(prefix)) {
-    throw new ValidationError('prefix', `${showValue(prefix)} is not a key prefix (1-64 of A-Z a-z 0-9 _ . : -, no braces)`);
-  }
-  return prefix;
 }
 
 export function validateCapacity(capacity: unknown, field = 'capacity'): number {
@@ -106,10 +97,6 @@ export function zoneKeys(prefix: string, zone: string): ZoneKeys {
 /** KEYS[1..7] of every zone script, in order. */
 export function scriptKeys(k: ZoneKeys): [string, string, string, string, string, string, string] {
   return [k.capacity, k.count, k.open, k.seatOf, k.leases, k.version, k.changes];
-}
-
-export function membersKey(k: ZoneKeys, roomId: string): string {
-  return k.members + roomId;
 }
 
 /** hash room id -> zone. Room ids are unique across zones so `enter(roomId, ...)` needs no zone. */

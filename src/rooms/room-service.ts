@@ -2,16 +2,16 @@ import type { Redis } from 'ioredis';
 import { UnknownRoomError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
-import { defineZoneScripts, duplicateConnection, resolveConnection, type RedisConnection, type ZoneScripts } from './connection.js';
+import { duplicateConnection, resolveConnection, type RedisConnection } from '../redis/connection.js';
+import { DEFAULT_KEY_PREFIX, validateKeyPrefix } from '../redis/prefix.js';
+import { defineZoneScripts, type ZoneScripts } from './zone-scripts.js';
 import {
   DEFAULT_CAPACITY,
-  DEFAULT_PREFIX,
   directoryKey,
   scriptKeys,
   validateCapacity,
   validateLeaseMs,
   validatePositiveInt,
-  validatePrefix,
   validateRoomId,
   validateZone,
   zoneKeys,
@@ -78,7 +78,7 @@ export class RoomService {
   private closed = false;
 
   constructor(options: RoomServiceOptions) {
-    this.prefix = validatePrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.prefix = validateKeyPrefix(options.prefix ?? DEFAULT_KEY_PREFIX);
     this.leaseMs = validateLeaseMs(options.leaseMs ?? 30_000);
     this.defaultCapacity = validateCapacity(options.defaultCapacity ?? DEFAULT_CAPACITY, 'defaultCapacity');
     this.logLength = String(validatePositiveInt(options.changeLogLength ?? 10_000, 'changeLogLength', 10_000_000));

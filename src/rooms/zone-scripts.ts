@@ -1,0 +1,25 @@
+import type { Redis } from 'ioredis';
+import { ROOM_SCRIPTS, ZONE_SCRIPT_KEY_COUNT, type RoomScriptName } from './scripts.js';
+
+type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
+export type ZoneScripts = Record<RoomScriptName, ScriptCall>;
+
+/**
+ * Loads the zone scripts on a client with `defineCommand` (EVALSHA, falling back to EVAL once
+ * after a script flush). Names are versioned so two shardline versions sharing a client never
+ * overwrite each other's scripts.
+ */
+export function defineZoneScripts(client: Redis): ZoneScripts {
+  const out: Partial<ZoneScripts> = {};
+  for (const name of Object.keys(ROOM_SCRIPTS) as RoomScriptName[]) {
+    const command = `shardlineRooms_${name}_v1`;
+    const table = client as unknown as Record<string, ScriptCall | undefined>;
+    if (typeof table[command] !== 'function') {
+      client.defineCommand(command, { lua: ROOM_SCRIPTS[name], numberOfKeys: ZONE_SCRIPT_KEY_COUNT });
+    }
+    const fn = table[command];
+    if (typeof fn !== 'function') throw new Error(`ioredis did not define ${command}`);
+    out[name] = fn.bind(client);
+  }
+  return out as ZoneScripts;
+}
