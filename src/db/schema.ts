@@ -39,7 +39,13 @@ export interface PlayerStatsTable {
   updated_at: Timestamp;
 }
 
-export type Outcome = 'win' | 'loss' | 'draw';
+/**
+ * A player's result in a match: the one list behind the type, the input validation and the
+ * worker's stats. migrations/0001 checks the same values in SQL (a migration never changes), so a
+ * new outcome also needs a migration widening settlement_ledger_outcome_check.
+ */
+export const OUTCOMES = ['win', 'loss', 'draw'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
 
 export interface SettlementLedgerTable {
   match_id: string;
@@ -57,7 +63,12 @@ export interface MetaTable {
   updated_at: Generated<Date>;
 }
 
-export type SettlementPartStatus = 'pending' | 'applied' | 'failed';
+/**
+ * The state of one shard's part of a match (settlement_inbox.status): the one list behind the
+ * column type and the settlement status. migrations/0002 checks the same values in SQL.
+ */
+export const PART_STATES = ['pending', 'applied', 'failed'] as const;
+export type PartState = (typeof PART_STATES)[number];
 
 /** A meta/queue table keyed by match_id (not a player table): this shard's part of one match. */
 export interface SettlementInboxTable {
@@ -68,7 +79,7 @@ export interface SettlementInboxTable {
   /** [{ playerId: decimal string, scoreDelta, outcome }] */
   results: ColumnType<unknown, string, never>;
   shard_ids: ColumnType<string[], string[], never>;
-  status: ColumnType<SettlementPartStatus, SettlementPartStatus | undefined, SettlementPartStatus>;
+  status: ColumnType<PartState, PartState | undefined, PartState>;
   attempts: ColumnType<number, number | undefined, number>;
   last_error: string | null;
   created_at: ColumnType<Date, Date | string | undefined, never>;

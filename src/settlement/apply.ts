@@ -1,5 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import type { ShardDatabase } from '../db/schema.js';
+import type { PartState, ShardDatabase } from '../db/schema.js';
 import { parseStoredResults, type StoredResult } from './validate.js';
 
 export type PartOutcome =
@@ -15,7 +15,7 @@ interface InboxRow {
   game_id: string;
   ended_at: Date;
   results: unknown;
-  status: 'pending' | 'applied' | 'failed';
+  status: PartState;
   last_error: string | null;
 }
 
@@ -65,13 +65,27 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     let good: GoodPart[] = [];
     for (const matchId of ids) {
       const row = byId.get(matchId);
-      if (!row) out.set(matchId, { kind: 'failed', matchId, reason: 'no inbox row for this match on this shard', recorded: false });
-      else if (row.status === 'applied') out.set(matchId, { kind: 'duplicate', matchId });
-      else if (row.status === 'failed') out.set(matchId, { kind: 'failed', matchId, reason: row.last_error ?? 'failed', recorded: true });
-      else {
-        const parsed = parseStoredResults(row.results);
-        if (parsed.ok) good.push({ row, results: parsed.results });
-        else failed.push({ matchId, reason: parsed.reason });
+      if (!row) {
+        out.set(matchId, { kind: 'failed', matchId, reason: 'no inbox row for this match on this shard', recorded: false });
+        continue;
+      }
+      switch (row.status) {
+        case 'applied':
+          out.set(matchId, { kind: 'duplicate', matchId });
+          break;
+        case 'failed':
+          out.set(matchId, { kind: 'failed', matchId, reason: row.last_error ?? 'failed', recorded: true });
+          break;
+        case 'pending': {
+          const parsed = parseStoredResults(row.results);
+          if (parsed.ok) good.push({ row, results: parsed.results });
+          else failed.push({ matchId, reason: parsed.reason });
+          break;
+        }
+        default: {
+          const unhandled: never = row.status;
+          throw new Error(`inbox row of ${matchId} has unknown status ${String(unhandled)}`);
+        }
       }
     }
 
@@ -161,9 +175,22 @@ function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[]
         deltas.set(key, d);
       }
       d.score += BigInt(r.scoreDelta);
-      if (r.outcome === 'win') d.wins++;
-      else if (r.outcome === 'loss') d.losses++;
-      else d.draws++;
+      switch (r.outcome) {
+        case 'win':
+          d.wins++;
+          break;
+        case 'loss':
+          d.losses++;
+          break;
+        case 'draw':
+          d.draws++;
+          break;
+        default: {
+          // A new outcome must say which counter it moves (and needs a migration for the CHECK).
+          const unhandled: never = r.outcome;
+          throw new Error(`no stats counter for outcome ${String(unhandled)}`);
+        }
+      }
       d.games++;
       d.lastMatchId = p.row.match_id;
     }

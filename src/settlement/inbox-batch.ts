@@ -1,10 +1,9 @@
 import { sql, type Kysely } from 'kysely';
-import type { ShardDatabase } from '../db/schema.js';
+import type { PartState, ShardDatabase } from '../db/schema.js';
 import type { ShardSet } from '../db/shard-set.js';
 import { Coalescer } from './coalesce.js';
 import type { ClaimRow, LedgerRow, MatchOnShard, PartRow } from './inbox-store.js';
 import type { SettlementQueues } from './queues.js';
-import type { PartState } from './types.js';
 
 /**
  * The submit path's statements for many concurrent submissions at once (see Coalescer): the same

@@ -1,6 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { ShardDatabase } from '../db/schema.js';
-import type { PartState } from './types.js';
+import type { Outcome, PartState, ShardDatabase } from '../db/schema.js';
 import type { StoredResult } from './validate.js';
 
 /** SQL on one shard's settlement_inbox / settlement_inbox_claims tables (see migrations/0002). */
@@ -19,7 +18,7 @@ export interface InboxSummary {
 export interface LedgerRow {
   playerId: string;
   scoreDelta: number;
-  outcome: string;
+  outcome: Outcome;
   gameId: string;
   endedAt: string;
 }

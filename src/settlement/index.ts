@@ -28,4 +28,5 @@ export type {
   ShardSettlementStatus,
   UnreachableShard,
 } from './types.js';
-export type { SettlementInboxClaimsTable, SettlementInboxTable, SettlementPartStatus } from '../db/schema.js';
+export { OUTCOMES, PART_STATES } from '../db/schema.js';
+export type { SettlementInboxClaimsTable, SettlementInboxTable } from '../db/schema.js';

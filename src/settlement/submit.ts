@@ -164,7 +164,7 @@ export function partState(shardId: string, v: MatchOnShard): ShardSettlementStat
 }
 
 export function summarize(matchId: string, contentHash: string | null, shards: ShardSettlementStatus[], duplicate?: boolean): SettlementStatus {
-  const has = (s: string) => shards.some((x) => x.state === s);
+  const has = (s: ShardSettlementStatus['state']) => shards.some((x) => x.state === s);
   const state = has('failed') ? 'failed' : has('unknown') ? 'unknown' : has('pending') ? 'pending' : 'applied';
   return { matchId, state, contentHash, shards, ...(duplicate !== undefined ? { duplicate } : {}) };
 }

@@ -1,8 +1,8 @@
 import type { Redis, RedisOptions } from 'ioredis';
-import type { Outcome } from '../db/schema.js';
+import type { Outcome, PartState } from '../db/schema.js';
 import type { PlayerId } from '../routing/index.js';
 
-export type { Outcome };
+export type { Outcome, PartState };
 
 /** One player's result as the caller submits it. Ids as PlayerId or decimal string. */
 export interface SettlementResultInput {
@@ -43,8 +43,6 @@ export const DEFAULT_LIMITS: Readonly<SettlementLimits> = Object.freeze({
 
 /** An ioredis instance (the caller keeps ownership) or ioredis options (shardline connects). */
 export type RedisConnection = Redis | RedisOptions;
-
-export type PartState = 'pending' | 'applied' | 'failed';
 
 /** The state of one shard's part of a match. `unknown`: the shard could not be asked. */
 export interface ShardSettlementStatus {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidPlayerIdError, ValidationError } from '../errors/index.js';
-import type { Outcome } from '../db/schema.js';
+import { OUTCOMES, type Outcome } from '../db/schema.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
 import type { SettlementLimits } from './types.js';
 
@@ -23,7 +23,6 @@ export interface NormalizedMatch {
   contentHash: string;
 }
 
-const OUTCOMES = ['win', 'loss', 'draw'] as const;
 // Printable ASCII without spaces: safe in logs, URLs, Redis keys and BullMQ job ids (after encoding).
 const ID_RE = /^[\x21-\x7e]+$/;
 const ISO_WITH_ZONE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;

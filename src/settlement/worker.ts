@@ -216,6 +216,10 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
       case 'error':
         this.metrics.retried.inc({ shard: shardId });
         throw r.error instanceof Error ? r.error : new Error(String(r.error));
+      default: {
+        const unhandled: never = r;
+        throw new Error(`unhandled part result ${JSON.stringify(unhandled)}`);
+      }
     }
   }
 
@@ -257,17 +261,25 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     const label = { shard: shardId };
     const event: BatchCommitted = { shardId, applied: [], duplicates: [], failed: [] };
     for (const r of out.values()) {
-      if (r.kind === 'applied') {
-        event.applied.push(r.matchId);
-        this.metrics.partsApplied.inc(label);
-        this.metrics.resultsApplied.inc(label, r.inserted);
-        this.metrics.lag.observe(label, r.lagMs / 1000);
-      } else if (r.kind === 'duplicate') {
-        event.duplicates.push(r.matchId);
-        this.metrics.duplicates.inc(label);
-      } else {
-        event.failed.push({ matchId: r.matchId, reason: r.reason });
-        this.metrics.failed.inc(label);
+      switch (r.kind) {
+        case 'applied':
+          event.applied.push(r.matchId);
+          this.metrics.partsApplied.inc(label);
+          this.metrics.resultsApplied.inc(label, r.inserted);
+          this.metrics.lag.observe(label, r.lagMs / 1000);
+          break;
+        case 'duplicate':
+          event.duplicates.push(r.matchId);
+          this.metrics.duplicates.inc(label);
+          break;
+        case 'failed':
+          event.failed.push({ matchId: r.matchId, reason: r.reason });
+          this.metrics.failed.inc(label);
+          break;
+        default: {
+          const unhandled: never = r;
+          throw new Error(`unhandled part outcome ${JSON.stringify(unhandled)}`);
+        }
       }
     }
     this.metrics.batchSize.observe(label, out.size);
