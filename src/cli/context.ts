@@ -4,6 +4,7 @@ import path from 'node:path';
 import { ValidationError } from '../errors/index.js';
 import { redisOptionsFromUrl } from '../settlement/index.js';
 import { loadShardMap, redactSecrets, secretsOfUrl, type ShardMap } from '../shardmap/index.js';
+import { connectionUrlOf } from '../shardmap/connection-url.js';
 
 /** The CLI is one of the two places (with the worker entry) allowed to read the environment. */
 export const env: Readonly<Record<string, string | undefined>> = process.env;
@@ -111,7 +112,7 @@ export function resolveMapPath(flag: string | undefined): string {
 
 export async function loadMap(flag: string | undefined): Promise<ShardMap> {
   const map = await loadShardMap(resolveMapPath(flag), env, { readSecretFile });
-  for (const shard of map.shards) registerSecrets(secretsOfUrl(shard.url));
+  for (const shard of map.shards) registerSecrets(secretsOfUrl(connectionUrlOf(shard)));
   return map;
 }
 

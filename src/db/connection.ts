@@ -3,7 +3,8 @@ import { isIP } from 'node:net';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import pg from 'pg';
 import { ShardUnavailableError } from '../errors/index.js';
-import type { ShardSpec } from '../shardmap/index.js';
+import { connectionUrlOf } from '../shardmap/connection-url.js';
+import type { ShardSpec } from '../shardmap/types.js';
 
 export interface ConnectionOptions {
   /** Max connections per shard pool; the map's `pool.max` wins for its shard. Default 10. */
@@ -32,17 +33,12 @@ const types = {
 };
 
 /** host:port/database of a shard: safe to print (no user, no password). */
-export function targetOf(shard: Pick<ShardSpec, 'url' | 'connectionRef'>): string {
-  try {
-    const u = new URL(shard.url);
-    return `${u.hostname}:${u.port || '5432'}${u.pathname}`;
-  } catch {
-    return shard.connectionRef;
-  }
+export function targetOf(shard: Pick<ShardSpec, 'target'>): string {
+  return shard.target;
 }
 
-export function databaseOf(shard: Pick<ShardSpec, 'url'>): string {
-  return decodeURIComponent(new URL(shard.url).pathname.slice(1));
+export function databaseOf(shard: ShardSpec): string {
+  return decodeURIComponent(new URL(connectionUrlOf(shard)).pathname.slice(1));
 }
 
 /**
@@ -86,9 +82,9 @@ export function sslConfig(shard: ShardSpec): pg.PoolConfig['ssl'] {
 
 type ConnectionOptionsTls = Exclude<pg.PoolConfig['ssl'], boolean | undefined>;
 
-function hostOf(shard: Pick<ShardSpec, 'url'>): string {
+function hostOf(shard: ShardSpec): string {
   // URL keeps IPv6 literals in brackets; certificates and isIP want them bare.
-  return new URL(shard.url).hostname.replace(/^\[(.*)\]$/, '$1');
+  return new URL(connectionUrlOf(shard)).hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
 function readCa(shard: ShardSpec, file: string): string {
@@ -115,7 +111,7 @@ function withoutSslParams(url: URL): URL {
 }
 
 export function poolConfig(shard: ShardSpec, options: ConnectionOptions = {}): pg.PoolConfig {
-  const url = withoutSslParams(new URL(shard.url));
+  const url = withoutSslParams(new URL(connectionUrlOf(shard)));
   return {
     connectionString: url.toString(),
     ssl: sslConfig(shard),

@@ -3,6 +3,7 @@ import { ShardIdentityError } from '../errors/index.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { sqlState } from './pg-errors.js';
 import { targetOf } from './connection.js';
+import { connectionUrlOf } from '../shardmap/connection-url.js';
 
 /** What a shard knows about itself, stamped by `shardline migrate`. */
 export interface ShardIdentity {
@@ -62,7 +63,7 @@ export function sharedDatabases(shards: readonly ShardSpec[]): { shardId: string
   const first = new Map<string, string>();
   const repeats: { shardId: string; sharedWith: string; target: string }[] = [];
   for (const s of shards) {
-    if (!s.url) continue;
+    if (!connectionUrlOf(s)) continue;
     const target = targetOf(s);
     const earlier = first.get(target);
     if (earlier === undefined) first.set(target, s.id);

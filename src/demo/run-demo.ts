@@ -12,6 +12,7 @@ import { consistencyChecks, shardTotals, type Check } from './checks.js';
 import { ensureRedis } from './redis-server.js';
 import { startCluster, type DemoCluster } from './servers.js';
 import { DEMO_GAME, createPlayers, playMatches, seatPlayers, type Counters } from './simulate.js';
+import { connectionUrlOf } from '../shardmap/connection-url.js';
 
 export interface DemoOptions {
   players: number;
@@ -152,7 +153,7 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     o.out(`\ndemo ${ok ? 'passed' : 'FAILED'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     if (o.keep) {
       o.out(`\nservers left running (Ctrl-C stops and removes them):`);
-      for (const s of cluster.map.shards) o.out(`  ${s.id}: ${s.url}`);
+      for (const s of cluster.map.shards) o.out(`  ${s.id}: ${connectionUrlOf(s)}`);
       o.out(`  redis: ${redis.url} (settlement prefix ${settlementPrefix}, rooms prefix ${roomPrefix})`);
       o.out(`  map: ${cluster.mapFile}   e.g. npx shardline shards check --map ${cluster.mapFile}`);
     }

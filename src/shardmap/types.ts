@@ -7,8 +7,11 @@ export interface ShardSpec {
   readonly index: number;
   /** The connection as written in the map (`env:NAME` or a password-free URL): safe to print. */
   readonly connectionRef: string;
-  /** The resolved connection URL. May hold a password: never print it, use `redactUrl`. */
-  readonly url: string;
+  /**
+   * host:port/database the shard connects to: safe to print (no user, no password). The resolved
+   * URL itself is deliberately not on this object, so a logged or serialized spec leaks nothing.
+   */
+  readonly target: string;
   /** Inclusive bucket ranges, sorted. */
   readonly buckets: readonly (readonly [number, number])[];
   readonly bucketCount: number;

@@ -1,5 +1,6 @@
 import { dirname, isAbsolute, join } from 'node:path';
 import { ShardMapError } from '../errors/index.js';
+import { attachConnectionUrl, targetOfUrl } from './connection-url.js';
 import { secretsOfUrl } from './redact.js';
 import { BUCKET_COUNT, shardMapSchema, sslModes, type ShardMapFile, type SslMode } from './schema.js';
 import type { RegionSpec, ShardMap, ShardSpec } from './types.js';
@@ -152,17 +153,17 @@ function buildShard(s: ShardMapFile['shards'][number], index: number, options: V
     .map(parseRange)
     .filter((r): r is [number, number] => r !== undefined && r[0] <= r[1])
     .sort((a, b) => a[0] - b[0]);
-  return {
+  return attachConnectionUrl({
     id: s.id,
     region: s.region,
     index,
     connectionRef: s.connection,
-    url,
+    target: targetOfUrl(url, s.connection),
     buckets,
     bucketCount: buckets.reduce((n, [a, b]) => n + (b - a + 1), 0),
     ...(ssl ? { ssl } : {}),
     ...(s.pool ? { pool: s.pool } : {}),
-  };
+  }, url);
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   waitFor,
   writeMapFile,
 } from './support/settlement.js';
+import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 
 /**
  * The real `shardline worker` stopped with SIGTERM while it holds jobs. The jobs are kept in
@@ -47,7 +48,7 @@ describe('the worker CLI stopped with SIGTERM', () => {
 
   async function lockLedgers(): Promise<void> {
     for (const s of t.map.shards) {
-      const c = new pg.Client({ connectionString: s.url });
+      const c = new pg.Client({ connectionString: connectionUrlOf(s) });
       c.on('error', () => undefined);
       await c.connect();
       await c.query('BEGIN');

@@ -1,7 +1,10 @@
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ShardMapError, poolConfig, redactSecrets, redactUrl, secretsOfUrl, validateShardMap } from '../../src/index.js';
+import { Router, ShardMapError, redactSecrets, redactUrl, secretsOfUrl, validateShardMap } from '../../src/index.js';
 import { secretsInEnv } from '../../src/cli/context.js';
+import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
+import { poolConfig } from '../../src/db/connection.js';
 
 /** Where credentials may come from, and that no error about them shows them. */
 const PW = 'S3cr3t/p@ss:word';
@@ -30,14 +33,14 @@ function issuesOf(fn: () => unknown): string {
 
 describe('credentials in the shard map', () => {
   it('env:NAME reads $NAME, or the file named by $NAME_FILE through the reader the edge passes in', () => {
-    expect(validateShardMap(mapWith({}), { env: { SHARD_URL: URL_WITH_PW } }).shards[0]?.url).toBe(URL_WITH_PW);
+    expect(connectionUrlOf(validateShardMap(mapWith({}), { env: { SHARD_URL: URL_WITH_PW } }).shards[0]!)).toBe(URL_WITH_PW);
     const read: string[] = [];
     const map = validateShardMap(mapWith({}), {
       env: { SHARD_URL_FILE: '/run/secrets/shard-url' },
       readSecretFile: (file) => (read.push(file), `${URL_WITH_PW}\n`),
     });
     expect(read).toEqual(['/run/secrets/shard-url']);
-    expect(map.shards[0]?.url).toBe(URL_WITH_PW); // the trailing newline of the file is not part of it
+    expect(connectionUrlOf(map.shards[0]!)).toBe(URL_WITH_PW); // the trailing newline of the file is not part of it
     expect(map.shards[0]?.connectionRef).toBe('env:SHARD_URL');
   });
 
@@ -112,5 +115,28 @@ describe('masking', () => {
     expect(found).toEqual(expect.arrayContaining([PW, 'redis-secret-1', 'pg-secret-2', 'tok-secret-3']));
     expect(found).not.toContain('true');
     expect(found).not.toContain('/root');
+  });
+});
+
+describe('no public object carries the resolved URL', () => {
+  it('the map, a ShardSpec, router.shardFor and the Router itself print and serialize without the password', () => {
+    const map = validateShardMap(mapWith({}), { env: { SHARD_URL: URL_WITH_PW } });
+    const router = new Router(map);
+    const shard = router.shardFor(router.newPlayerId('r'));
+    expect(shard.target).toBe('db.internal:5432/shard1');
+    const shown = [
+      JSON.stringify(map, (_k, v: unknown) => (v instanceof Uint16Array ? [...v.slice(0, 4)] : v)),
+      JSON.stringify(shard),
+      JSON.stringify({ ...shard }),
+      inspect(map, { depth: null, showHidden: true }),
+      inspect(shard, { depth: null, showHidden: true }),
+      inspect(router, { depth: null, showHidden: true }),
+    ];
+    for (const text of shown) {
+      for (const secret of secretsOfUrl(URL_WITH_PW)) expect(text).not.toContain(secret);
+      expect(text).not.toContain('app:');
+    }
+    // The connection still reaches pg, through the internal accessor only.
+    expect(poolConfig(shard).connectionString).toBe(URL_WITH_PW);
   });
 });

@@ -21,6 +21,7 @@ import type { JobPolicy } from '../../src/settlement/queues.js';
 import { REDIS_URL, uniqueName } from '../support/env.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 import { createPlayers, deleteKeys, expectedStats, interleave, makeMatch, redisOptions, silent, statsOf, testPrefix, waitFor, writeMapFile } from './helpers.js';
+import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 
 describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
   let t: TestShards;
@@ -263,7 +264,7 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     // Hold the ledger of every shard for a while: the worker's inserts time out (SQLSTATE 57014).
     const lockers = await Promise.all(
       t.map.shards.map(async (s) => {
-        const c = new pg.Client({ connectionString: s.url });
+        const c = new pg.Client({ connectionString: connectionUrlOf(s) });
         await c.connect();
         await c.query('BEGIN');
         await c.query('LOCK TABLE settlement_ledger IN ACCESS EXCLUSIVE MODE');

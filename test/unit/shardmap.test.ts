@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ShardMapError, loadShardMap, validateShardMap } from '../../src/index.js';
+import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 
 const fixture = (name: string) => `test/fixtures/maps/${name}.json`;
 const local = JSON.parse(readFileSync('shardmap/local.json', 'utf8')) as {
@@ -45,7 +46,7 @@ describe('shard map validation', () => {
   it('resolves env: connections from the env it is given, never from process.env', () => {
     const raw = structuredClone(JSON.parse(readFileSync(fixture('missing-env'), 'utf8')));
     const map = validateShardMap(raw, { env: { SHARDLINE_TEST_UNSET_URL: 'postgres://u:secret@h:5432/db' } });
-    expect(map.shards[0]?.url).toBe('postgres://u:secret@h:5432/db');
+    expect(connectionUrlOf(map.shards[0]!)).toBe('postgres://u:secret@h:5432/db');
     expect(map.shards[0]?.connectionRef).toBe('env:SHARDLINE_TEST_UNSET_URL');
   });
 
