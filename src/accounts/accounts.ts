@@ -19,12 +19,13 @@ import type {
   ProfilePatch,
   UnavailableShard,
 } from './types.js';
-import { normalizeNickname, validateGameId, validateLimit, validateRegionName, validateStatus } from './validation.js';
+import { normalizeNickname, refuseUnknownFields, validateGameId, validateLimit, validateRegionName, validateStatus } from './validation.js';
 
 export const DEFAULT_MAX_BATCH_SIZE = 1000;
 const HISTORY_DEFAULT_LIMIT = 20;
 const HISTORY_MAX_LIMIT = 100;
-const PATCH_FIELDS = new Set(['nickname', 'status']);
+const CREATE_FIELDS: readonly (keyof CreatePlayerInput)[] = ['region', 'nickname', 'status'];
+const PATCH_FIELDS: readonly (keyof ProfilePatch)[] = ['nickname', 'status'];
 
 /**
  * Player accounts over the shards. Every call touches only the shards owning the ids involved;
@@ -45,6 +46,7 @@ export class Accounts {
    */
   async createPlayer(input: CreatePlayerInput): Promise<Player> {
     if (typeof input !== 'object' || input === null) throw new ValidationError('input', 'must be an object');
+    refuseUnknownFields(input, CREATE_FIELDS, 'is not a field of a new player');
     const region = validateRegionName(input.region);
     const nickname = normalizeNickname(input.nickname);
     const status = input.status === undefined ? 'active' : validateStatus(input.status);
@@ -121,9 +123,7 @@ export class Accounts {
   async updateProfile(id: PlayerId | string, patch: ProfilePatch): Promise<Player> {
     const pid = parsePlayerId(id);
     if (typeof patch !== 'object' || patch === null) throw new ValidationError('patch', 'must be an object');
-    for (const key of Object.keys(patch)) {
-      if (!PATCH_FIELDS.has(key)) throw new ValidationError(key, 'cannot be changed by updateProfile (allowed: nickname, status)');
-    }
+    refuseUnknownFields(patch, PATCH_FIELDS, 'cannot be changed by updateProfile');
     const nickname = patch.nickname === undefined ? undefined : normalizeNickname(patch.nickname);
     const status = patch.status === undefined ? undefined : validateStatus(patch.status);
     if (nickname === undefined && status === undefined) return this.getPlayer(pid);

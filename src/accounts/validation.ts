@@ -60,6 +60,16 @@ export function validateRegionName(value: unknown, field = 'region'): string {
   return value;
 }
 
+/**
+ * Refuses a key of `input` outside `allowed`, naming it: a misspelt field (`nickName`) or one the
+ * call does not take (`id`, `region` in a patch) would otherwise be dropped without a word.
+ */
+export function refuseUnknownFields(input: object, allowed: readonly string[], reason: string): void {
+  for (const key of Object.keys(input)) {
+    if (!allowed.includes(key)) throw new ValidationError(key, `${reason} (allowed: ${allowed.join(', ')})`);
+  }
+}
+
 function typeOf(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
 }

@@ -72,6 +72,21 @@ describe.each(LAYOUTS)('accounts (%s)', (layout) => {
     expect((await errorOf(accounts.createPlayer({ region: 'atlantis', nickname: 'ok' })) as { code: string }).code).toBe('UNKNOWN_REGION');
   });
 
+  it('createPlayer refuses unknown fields, as updateProfile does, before any statement', async () => {
+    counter.reset();
+    for (const [input, field] of [
+      [{ region: 'shenzhen', nickname: 'ok', nickName: 'typo' }, 'nickName'],
+      [{ region: 'shenzhen', nickname: 'ok', id: '42' }, 'id'],
+      [{ region: 'shenzhen', nickname: 'ok', status: 'active', score: 10 }, 'score'],
+    ] as const) {
+      const err = await errorOf(accounts.createPlayer(input as never));
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).field).toBe(field);
+      expect((err as ValidationError).message).toMatch(/allowed: region, nickname, status/);
+    }
+    expect(Object.values(counter.counts()).every((n) => n === 0)).toBe(true);
+  });
+
   it('getPlayer reads one player; unknown and malformed ids are errors', async () => {
     const p = created[0]!;
     expect(await accounts.getPlayer(String(p.id))).toEqual(p);
