@@ -183,6 +183,17 @@ export class ZoneFullError extends ShardlineError {
   }
 }
 
+/** A `sit()` at a table whose seats are all taken; the table is unchanged. */
+export class TableFullError extends ShardlineError {
+  readonly tableId: string;
+  readonly seats: number;
+  constructor(tableId: string, seats: number) {
+    super('TABLE_FULL', `table ${showValue(tableId)} is full (${seats} seats)`);
+    this.tableId = tableId;
+    this.seats = seats;
+  }
+}
+
 export class UnknownRoomError extends ShardlineError {
   readonly roomId: string;
   constructor(roomId: string) {

@@ -1,9 +1,14 @@
 import type { Outcome } from '../db/schema.js';
-import { ValidationError } from '../errors/index.js';
+import { TableFullError, ValidationError } from '../errors/index.js';
 import { formatPlayerId, parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
 import { DEFAULT_LIMITS, type SettlementLimits } from '../settlement/types.js';
 import { normalizeMatch } from '../settlement/validate.js';
+import { validatePositiveInt } from './keys.js';
 import type { PlayerIdInput } from './types.js';
+
+/** Dou dizhu's three, the game shardline's walk-through builds; other games pass `seats`. */
+export const DEFAULT_TABLE_SEATS = 3;
+export const MAX_TABLE_SEATS = 1000;
 
 export interface TablePlayerResult {
   readonly playerId: PlayerIdInput;
@@ -36,6 +41,8 @@ export interface TableOptions<R> {
   readonly tableId: string;
   readonly gameId: string;
   readonly settlement: SettlementSubmitter<R>;
+  /** How many players the table seats; a `sit()` beyond it throws TableFullError. Default 3 (1..1000). */
+  readonly seats?: number;
 }
 
 export interface EndGameInput {
@@ -64,6 +71,7 @@ export interface EndGameInput {
 export class Table<R = unknown> {
   readonly tableId: string;
   readonly gameId: string;
+  readonly seats: number;
   private readonly settlement: SettlementSubmitter<R>;
   private readonly seated = new Set<PlayerId>();
   /** The last game end handed to settlement: bounded to one, as a table plays one game at a time. */
@@ -74,6 +82,7 @@ export class Table<R = unknown> {
     if (!options.gameId) throw new ValidationError('gameId', 'required');
     this.tableId = options.tableId;
     this.gameId = options.gameId;
+    this.seats = validatePositiveInt(options.seats ?? DEFAULT_TABLE_SEATS, 'seats', MAX_TABLE_SEATS);
     this.settlement = options.settlement;
   }
 
@@ -81,8 +90,12 @@ export class Table<R = unknown> {
     return [...this.seated];
   }
 
+  /** Seats a player; sitting again is a no-op. Throws TableFullError when every seat is taken by others. */
   sit(playerId: PlayerIdInput): void {
-    this.seated.add(parsePlayerId(playerId));
+    const id = parsePlayerId(playerId);
+    if (this.seated.has(id)) return;
+    if (this.seated.size >= this.seats) throw new TableFullError(this.tableId, this.seats);
+    this.seated.add(id);
   }
 
   stand(playerId: PlayerIdInput): void {
