@@ -1,4 +1,5 @@
-import { InvalidPlayerIdError, UnknownRegionError, UnknownShardError } from '../errors/index.js';
+import { InvalidPlayerIdError, UnknownRegionError, UnknownShardError, ValidationError } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 import type { RegionSpec, ShardMap, ShardSpec } from '../shardmap/types.js';
 import { PlayerIdGenerator, type PlayerIdGeneratorOptions } from './id-generator.js';
 import { MAX_PLAYER_ID, bucketOf, type PlayerId } from './player-id.js';
@@ -12,6 +13,8 @@ export class Router {
   private readonly ownerShard: ShardSpec[];
   private readonly regionByName: Map<string, RegionSpec>;
   private readonly shardById: Map<string, ShardSpec>;
+  /** Per region, its shards that own buckets (a shard added ahead of a bucket move may own none). */
+  private readonly ownersByRegion: Map<string, ShardSpec[]>;
   private readonly regionCursor = new Map<string, number>();
   private readonly generator: PlayerIdGenerator;
 
@@ -20,6 +23,7 @@ export class Router {
     this.ownerShard = Array.from(map.bucketOwner, (i) => map.shards[i] as ShardSpec);
     this.regionByName = new Map(map.regions.map((r) => [r.name, r]));
     this.shardById = new Map(map.shards.map((s) => [s.id, s]));
+    this.ownersByRegion = new Map(map.regions.map((r) => [r.name, r.shards.filter((s) => s.bucketCount > 0)]));
     this.generator = new PlayerIdGenerator(idOptions);
   }
 
@@ -73,9 +77,11 @@ export class Router {
    */
   pickBucket(region: string): { bucket: number; shard: ShardSpec } {
     const r = this.region(region);
+    const owners = this.ownersByRegion.get(r.name) ?? [];
+    if (owners.length === 0) throw new ValidationError('region', `region ${showValue(region)} owns no buckets yet: its shards have "buckets": []`);
     const turn = this.regionCursor.get(region) ?? 0;
     this.regionCursor.set(region, turn + 1);
-    const shard = r.shards[turn % r.shards.length] as ShardSpec;
+    const shard = owners[turn % owners.length] as ShardSpec;
     let k = Math.floor(Math.random() * shard.bucketCount);
     for (const [lo, hi] of shard.buckets) {
       const n = hi - lo + 1;

@@ -31,14 +31,28 @@ const shardSchema = z.strictObject({
    * without any credential (refused when it holds a password): the map is not a secret store.
    */
   connection: z.string().min(1),
-  buckets: z.array(bucketRange).min(1),
+  /**
+   * May be empty: a shard added ahead of the bucket moves that will fill it (it is migrated and
+   * checked like any other, and routing never sends it a player until it owns a bucket).
+   */
+  buckets: z.array(bucketRange),
   ssl: sslSchema.optional(),
   pool: z.strictObject({ max: z.number().int().min(1).max(500) }).optional(),
 });
 
+/**
+ * The deployment's Redis key prefix (settlement queues, rooms): a plain name, since shardline
+ * places the Redis Cluster hash tags itself, and no colon, which Redis keys use as the separator.
+ */
+export const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
 export const shardMapSchema = z.strictObject({
   version: z.literal(1),
   name: z.string().optional(),
+  prefix: z
+    .string()
+    .regex(PREFIX_PATTERN, 'a plain Redis key prefix: letters, digits, "_", "." and "-", starting with a letter or digit, at most 64 characters (no braces, no colons)')
+    .optional(),
   buckets: z.literal(BUCKET_COUNT),
   regions: z.array(name).min(1),
   shards: z.array(shardSchema).min(1),

@@ -26,15 +26,8 @@ export interface ValidateOptions {
  */
 export function validateShardMap(raw: unknown, options: ValidateOptions = {}): ShardMap {
   const file = options.file ?? '<shard map>';
-  const parsed = shardMapSchema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ShardMapError(
-      file,
-      parsed.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`),
-    );
-  }
-  const issues: string[] = [];
-  const map = parsed.data;
+  const { map, issues } = parseSchema(raw);
+  if (!map) throw new ShardMapError(file, issues);
   checkNames(map, issues);
   const owner = assignBuckets(map, issues);
   const shards = map.shards.map((s, index) => buildShard(s, index, options, issues));
@@ -48,10 +41,31 @@ export function validateShardMap(raw: unknown, options: ValidateOptions = {}): S
     file,
     version: 1,
     ...(map.name !== undefined ? { name: map.name } : {}),
+    ...(map.prefix !== undefined ? { prefix: map.prefix } : {}),
     regions,
     shards,
     bucketOwner: owner,
   };
+}
+
+/**
+ * The schema's verdict. Unknown keys alone do not stop the checks that follow (buckets, regions,
+ * connections): they are reported with every other fault, so one run of `map check` shows them
+ * all. Any other schema fault does, since the later checks need the shape the schema guarantees.
+ */
+function parseSchema(raw: unknown): { map: ShardMapFile | undefined; issues: string[] } {
+  const first = shardMapSchema.safeParse(raw);
+  if (first.success) return { map: first.data, issues: [] };
+  const issues = first.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`);
+  const unknownKeys = first.error.issues.filter((i) => i.code === 'unrecognized_keys');
+  if (unknownKeys.length < first.error.issues.length) return { map: undefined, issues };
+  const stripped = structuredClone(raw);
+  for (const i of unknownKeys) {
+    const holder = i.path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown>)[k], stripped) as Record<string, unknown>;
+    for (const key of i.keys) delete holder[key];
+  }
+  const second = shardMapSchema.safeParse(stripped);
+  return { map: second.success ? second.data : undefined, issues };
 }
 
 function checkNames(map: ShardMapFile, issues: string[]): void {

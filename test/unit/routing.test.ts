@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -5,10 +6,12 @@ import {
   PlayerIdGenerator,
   Router,
   UnknownRegionError,
+  ValidationError,
   decodePlayerId,
   encodePlayerId,
   loadShardMap,
   parsePlayerId,
+  validateShardMap,
   type PlayerId,
 } from '../../src/index.js';
 
@@ -123,5 +126,32 @@ describe('router', () => {
       }),
       { numRuns: 50 },
     );
+  });
+});
+
+describe('router over a map with an empty shard', () => {
+  const withEmpty = (extraRegion: boolean) => {
+    const raw = JSON.parse(readFileSync('shardmap/local.json', 'utf8')) as { regions: string[]; shards: Record<string, unknown>[] };
+    raw.shards.push({ id: 'sz-3', region: 'shenzhen', connection: 'postgres://postgres@127.0.0.1:5432/sz3', buckets: [] });
+    if (extraRegion) {
+      raw.regions.push('europe');
+      raw.shards.push({ id: 'eu-1', region: 'europe', connection: 'postgres://postgres@127.0.0.1:5432/eu1', buckets: [] });
+    }
+    return new Router(validateShardMap(raw));
+  };
+
+  it('never routes to it, never picks it for a new player, and groupByShard leaves it out', () => {
+    const r = withEmpty(false);
+    const ids = Array.from({ length: 400 }, () => r.newPlayerId('shenzhen'));
+    expect(new Set(ids.map((id) => r.shardFor(id).id))).toEqual(new Set(['sz-1', 'sz-2']));
+    const all = Array.from({ length: 4096 }, (_, b) => encodePlayerId({ time: 1, bucket: b, seq: 0 }));
+    expect([...r.groupByShard(all).keys()].sort()).toEqual(['na-1', 'sc-1', 'sz-1', 'sz-2']);
+    expect(r.shard('sz-3').bucketCount).toBe(0);
+  });
+
+  it('a region whose shards own no bucket yet refuses new players with a typed error', () => {
+    const r = withEmpty(true);
+    expect(() => r.newPlayerId('europe')).toThrow(ValidationError);
+    expect(() => r.newPlayerId('europe')).toThrow(/region "europe" owns no buckets yet/);
   });
 });

@@ -93,3 +93,62 @@ describe('shard map validation', () => {
     );
   });
 });
+
+describe('shard map: every fault at once, empty shards, prefix', () => {
+  const base = () => structuredClone(local) as unknown as { prefix?: unknown; shards: Record<string, unknown>[] } & Record<string, unknown>;
+  const issuesOf = (raw: unknown): string[] => {
+    try {
+      validateShardMap(raw);
+    } catch (err) {
+      expect(err).toBeInstanceOf(ShardMapError);
+      return [...(err as ShardMapError).issues];
+    }
+    throw new Error('accepted');
+  };
+
+  it('reports unknown keys together with bucket, region and connection faults', () => {
+    const raw = base();
+    raw.colour = 'blue';
+    raw.shards[0]!.weight = 2;
+    raw.shards[3]!.buckets = ['3072-4000'];
+    raw.shards[1]!.connection = 'env:SHARDLINE_TEST_NEVER_SET_URL';
+    const issues = issuesOf(raw).join('\n');
+    expect(issues).toMatch(/\(root\): Unrecognized key: "colour"/);
+    expect(issues).toMatch(/shards\[0\]: Unrecognized key: "weight"/);
+    expect(issues).toMatch(/buckets: 4001-4095 owned by no shard/);
+    expect(issues).toMatch(/shards\[1\]\.connection: environment variable SHARDLINE_TEST_NEVER_SET_URL is not set/);
+  });
+
+  it('reports unknown keys with every other schema fault', () => {
+    const raw = base();
+    raw.shards[0]!.weight = 2;
+    raw.shards[2]!.id = 'Bad_Id';
+    const issues = issuesOf(raw).join('\n');
+    expect(issues).toMatch(/shards\[0\]: Unrecognized key: "weight"/);
+    expect(issues).toMatch(/shards\[2\]\.id: lower-case letters/);
+  });
+
+  it('accepts a shard with "buckets": [], which owns nothing and takes no new player', () => {
+    const raw = base();
+    raw.shards.push({ id: 'sz-3', region: 'shenzhen', connection: 'postgres://postgres@127.0.0.1:5432/shardline_sz_3', buckets: [] });
+    const map = validateShardMap(raw);
+    const sz3 = map.shards.find((s) => s.id === 'sz-3')!;
+    expect(sz3).toMatchObject({ buckets: [], bucketCount: 0, index: 4 });
+    expect(map.regions.find((r) => r.name === 'shenzhen')!.shards.map((s) => s.id)).toEqual(['sz-1', 'sz-2', 'sz-3']);
+    expect([...map.bucketOwner].includes(4)).toBe(false);
+  });
+
+  it('takes an optional plain "prefix", refusing braces, colons and other non-names', () => {
+    expect(validateShardMap(base()).prefix).toBeUndefined();
+    for (const ok of ['shardline', 'game-1', 'prod.eu_2', 'A', 'x'.repeat(64)]) {
+      const raw = base();
+      raw.prefix = ok;
+      expect(validateShardMap(raw).prefix).toBe(ok);
+    }
+    for (const bad of ['{shardline}', 'a:b', '', '-x', 'x'.repeat(65), 'sp ace', 42]) {
+      const raw = base();
+      raw.prefix = bad;
+      expect(issuesOf(raw).join('\n')).toMatch(/^prefix: /m);
+    }
+  });
+});

@@ -17,7 +17,7 @@ export function registerMap(program: Command): void {
             s.region,
             s.id,
             String(s.bucketCount),
-            s.buckets.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(','),
+            s.buckets.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',') || '(none yet)',
             s.connectionRef,
           ]),
         ),
