@@ -183,6 +183,22 @@ export class ZoneFullError extends ShardlineError {
   }
 }
 
+/**
+ * A zone that does not exist: no room was ever defined in it (`autoEnter`), or, for a service with
+ * a router, it is not a region of the shard map (`createRoom`, `defineRooms`; then `known` lists them).
+ */
+export class UnknownZoneError extends ShardlineError {
+  readonly zone: string;
+  /** The zones the shard map knows, when the zone was refused against the map; else null. */
+  readonly known: readonly string[] | null;
+  constructor(zone: string, known: readonly string[] | null = null) {
+    const reason = known === null ? 'no room was ever defined in it' : `the shard map has no region of that name (its zones: ${known.join(', ')})`;
+    super('UNKNOWN_ZONE', `unknown zone ${showValue(zone)}: ${reason}`);
+    this.zone = zone;
+    this.known = known;
+  }
+}
+
 /** A `sit()` at a table whose seats are all taken; the table is unchanged. */
 export class TableFullError extends ShardlineError {
   readonly tableId: string;
@@ -212,5 +228,14 @@ export class RedisConfigError extends ShardlineError {
     super('REDIS_CONFIG', `Redis ${setting} is ${showValue(found)}, expected ${expected}`);
     this.setting = setting;
     this.found = found;
+  }
+}
+
+/** Redis did not answer in time: `target` is host:port (never the password), `hint` says where it was configured. */
+export class RedisUnavailableError extends ShardlineError {
+  readonly target: string;
+  constructor(target: string, reason: string, hint: string, options?: { cause?: unknown }) {
+    super('REDIS_UNAVAILABLE', `Redis at ${target} is unreachable: ${reason} (hint: ${hint})`, options);
+    this.target = target;
   }
 }

@@ -1,4 +1,4 @@
-import { RoomFullError, UnknownRoomError, ZoneFullError } from '../errors/index.js';
+import { RoomFullError, UnknownRoomError, UnknownZoneError, ZoneFullError } from '../errors/index.js';
 import type { PlayerId } from '../routing/index.js';
 import type { RoomCount, Seat, ZoneSnapshot } from './types.js';
 
@@ -42,6 +42,8 @@ export function toSeat(zone: string, playerId: PlayerId, reply: unknown): Seat {
       throw new RoomFullError(str(r[1]), num(r[3]));
     case 'ZONE_FULL':
       throw new ZoneFullError(zone);
+    case 'UNKNOWN_ZONE':
+      throw new UnknownZoneError(zone);
     case 'UNKNOWN_ROOM':
       throw new UnknownRoomError(str(r[1]));
     default:

@@ -180,7 +180,8 @@ export class RoomService {
 
   /**
    * Seats the player in the fullest room of the zone that still has a seat, in one atomic step
-   * (O(log rooms)). A player already seated in the zone keeps their seat. Throws ZoneFullError.
+   * (O(log rooms)). A player already seated in the zone keeps their seat. Throws ZoneFullError when
+   * every room is full, UnknownZoneError when no room was ever defined in the zone.
    */
   async autoEnter(zone: string, playerId: PlayerIdInput): Promise<Seat> {
     const id = parsePlayerId(playerId);

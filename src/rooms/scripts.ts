@@ -125,6 +125,8 @@ return {'OK', room, n + 1, cap, exp, cur or '', 0}
 /** ARGV[3] player, ARGV[4] lease ms. */
 const AUTO_ENTER = `
 local player, lease = ARGV[3], tonumber(ARGV[4])
+-- A zone exists once a room is defined in it (rooms are never deleted): none is not a full zone.
+if redis.call('EXISTS', K_CAP) == 0 then return {'UNKNOWN_ZONE'} end
 local now = now_ms()
 reap_zone(now, ZONE_REAP)
 local exp = int(now + lease)

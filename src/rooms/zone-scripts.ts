@@ -7,12 +7,12 @@ export type ZoneScripts = Record<RoomScriptName, ScriptCall>;
 /**
  * Loads the zone scripts on a client with `defineCommand` (EVALSHA, falling back to EVAL once
  * after a script flush). Names are versioned so two shardline versions sharing a client never
- * overwrite each other's scripts.
+ * overwrite each other's scripts: bump the version whenever a script's source changes.
  */
 export function defineZoneScripts(client: Redis): ZoneScripts {
   const out: Partial<ZoneScripts> = {};
   for (const name of Object.keys(ROOM_SCRIPTS) as RoomScriptName[]) {
-    const command = `shardlineRooms_${name}_v1`;
+    const command = `shardlineRooms_${name}_v2`;
     const table = client as unknown as Record<string, ScriptCall | undefined>;
     if (typeof table[command] !== 'function') {
       client.defineCommand(command, { lua: ROOM_SCRIPTS[name], numberOfKeys: ZONE_SCRIPT_KEY_COUNT });

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RoomFullError, RoomService, UnknownRoomError, ValidationError, ZoneFullError, type RoomDefinition } from '../../src/index.js';
+import { RoomFullError, RoomService, UnknownRoomError, UnknownZoneError, ValidationError, ZoneFullError, type RoomDefinition } from '../../src/index.js';
 import { assertInvariants, playerIds, readZone, roomsFixture, type RoomsFixture } from '../rooms/helpers.js';
 
 /** Every key under the fixture's prefix with its serialized value: equal snapshots, nothing changed. */
@@ -51,10 +51,12 @@ describe('bad room operations: a typed error and no trace', () => {
     }
     // A player seated in the zone who tries an unknown room keeps their seat.
     expect(await f.service.roomOf('z-bad', p!)).toBe('bad-a');
-    // A zone nobody created has no seat to give: ZoneFullError, and still nothing is written.
+    // A zone nobody created is unknown, not full, and still nothing is written.
     const err = await unchanged('autoEnter', () => f.service.autoEnter('z-never-made', p!));
-    expect(err).toBeInstanceOf(ZoneFullError);
-    expect(err).toMatchObject({ code: 'ZONE_FULL', zone: 'z-never-made' });
+    expect(err).toBeInstanceOf(UnknownZoneError);
+    expect(err).not.toBeInstanceOf(ZoneFullError);
+    expect(err).toMatchObject({ code: 'UNKNOWN_ZONE', zone: 'z-never-made', known: null });
+    expect((err as Error).message).toBe('unknown zone "z-never-made": no room was ever defined in it');
   });
 
   it('negative, zero and fractional capacities: ValidationError naming the field, no room created', async () => {

@@ -4,6 +4,7 @@ import {
   RoomService,
   Router,
   UnknownRoomError,
+  UnknownZoneError,
   ValidationError,
   ZoneFullError,
   loadShardMap,
@@ -176,6 +177,18 @@ describe('zones: listRooms and autoEnter', () => {
     await f.service.leave('auto-b', ids[3]!);
     expect(await f.service.autoEnter('z-auto', '31337')).toMatchObject({ roomId: 'auto-b' });
     await check('z-auto');
+  });
+
+  it('autoEnter of a zone with no room is UnknownZoneError, not ZoneFullError, until a room is defined', async () => {
+    const err = await f.service.autoEnter('z-later', '31338').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnknownZoneError);
+    expect(err).toMatchObject({ code: 'UNKNOWN_ZONE', zone: 'z-later' });
+    expect(await f.service.roomOf('z-later', '31338')).toBeNull();
+    await f.service.createRoom('z-later', 'later-1', { capacity: 1 });
+    expect(await f.service.autoEnter('z-later', '31338')).toMatchObject({ roomId: 'later-1', count: 1 });
+    // The zone now exists: full is full.
+    await expect(f.service.autoEnter('z-later', '31339')).rejects.toBeInstanceOf(ZoneFullError);
+    await check('z-later');
   });
 
   it('autoEnter in a zone of thousands of rooms stays exact, and the listing stays compact', async () => {
