@@ -180,7 +180,6 @@ async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opt
     if (!submitting && submittedAt.size === 0) resolveDone();
   };
   const worker = startWorker({ map: rawMap, pool: POOL, redisUrl: REDIS_URL, prefix, ...WORKER }, onCommitted);
-  let tx = { txSeconds: 0, txCount: 0 };
   try {
     await worker.ready;
     const start = now();
@@ -221,7 +220,7 @@ async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opt
       clearTimeout(drainTimer);
     }
     const seconds = (lastApplied - start) / 1000;
-    tx = await worker.stop();
+    const tx = await worker.stop();
     const sortedLatencies = [...latencies].sort((a, b) => a - b);
     return {
       avgTxMs: (tx.txSeconds / Math.max(1, tx.txCount)) * 1000,
