@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { UnknownRoomError, ValidationError } from '../errors/index.js';
+import { UnknownRoomError, UnknownZoneError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
 import { duplicateConnection, resolveConnection, type RedisConnection } from '../redis/connection.js';
@@ -25,9 +25,16 @@ import { ZoneWatch, type WatchOptions } from './zone-watch.js';
 export interface RoomServiceOptions {
   /** An ioredis client to share (left open by `close()`), or options for one the service owns. */
   readonly connection: RedisConnection;
-  /** Gives each player a default zone: the region of their id (`defaultZoneFor`). */
+  /**
+   * The shard map's router. It gives each player a default zone, the region of their id
+   * (`defaultZoneFor`), and makes the map's regions the only zones: `createRoom`/`defineRooms` of
+   * any other zone is refused with UnknownZoneError. Without it, any valid zone name is a zone.
+   */
   readonly router?: Router;
-  /** Key prefix; every zone's keys are hash-tagged `{<prefix>:zone:<zone>}`. Default "shardline". */
+  /**
+   * Key prefix, a plain name (no braces, no colons): every zone's keys are hash-tagged
+   * `{<prefix>:zone:<zone>}`. Default: the router's map `"prefix"`, else "shardline".
+   */
   readonly prefix?: string;
   /** Seat lease: a seat not renewed by `heartbeat` for this long is freed. Default 30 000 ms. */
   readonly leaseMs?: number;
@@ -78,7 +85,7 @@ export class RoomService {
   private closed = false;
 
   constructor(options: RoomServiceOptions) {
-    this.prefix = validateKeyPrefix(options.prefix ?? DEFAULT_KEY_PREFIX);
+    this.prefix = prefixOf(options);
     this.leaseMs = validateLeaseMs(options.leaseMs ?? 30_000);
     this.defaultCapacity = validateCapacity(options.defaultCapacity ?? DEFAULT_CAPACITY, 'defaultCapacity');
     this.logLength = String(validatePositiveInt(options.changeLogLength ?? 10_000, 'changeLogLength', 10_000_000));
@@ -105,10 +112,11 @@ export class RoomService {
 
   /**
    * Creates a room in a zone, or sets its capacity. Room ids are unique across zones; lowering a
-   * capacity below the room's current count is refused (no one is ever evicted by it).
+   * capacity below the room's current count is refused (no one is ever evicted by it). With a
+   * router, a zone that is not a region of the map is refused (UnknownZoneError) before any write.
    */
   async createRoom(zone: string, roomId: string, options: { capacity?: number } = {}): Promise<RoomInfo> {
-    validateZone(zone);
+    this.validateDefinableZone(zone);
     validateRoomId(roomId);
     const capacity = validateCapacity(options.capacity ?? this.defaultCapacity);
     // Claim the id first: a crash before the zone step leaves a claimed id whose enters answer
@@ -132,7 +140,7 @@ export class RoomService {
    * still refuse one room of an accepted batch.
    */
   async defineRooms(zone: string, rooms: readonly RoomDefinition[]): Promise<RoomInfo[]> {
-    validateZone(zone);
+    this.validateDefinableZone(zone);
     const seen = new Set<string>();
     rooms.forEach((r, i) => {
       validateRoomId(r.roomId, `rooms.${i}.roomId`);
@@ -333,7 +341,20 @@ export class RoomService {
     return c;
   }
 
+  /** A valid zone name, and with a router one of the map's regions (the zones it gives players). */
+  private validateDefinableZone(zone: string): void {
+    validateZone(zone);
+    if (this.router && !this.router.regions.includes(zone)) throw new UnknownZoneError(zone, this.router.regions);
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new Error('RoomService is closed');
   }
+}
+
+/** The option wins; else the map's `"prefix"`, so rooms and settlement of one deployment share it. */
+function prefixOf(options: RoomServiceOptions): string {
+  if (options.prefix !== undefined) return validateKeyPrefix(options.prefix);
+  const fromMap = options.router?.map.prefix;
+  return fromMap === undefined ? DEFAULT_KEY_PREFIX : validateKeyPrefix(fromMap, 'router.map.prefix');
 }

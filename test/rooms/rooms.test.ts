@@ -10,8 +10,9 @@ import {
   loadShardMap,
   parsePlayerId,
 } from '../../src/index.js';
-import { REDIS_URL } from '../support/env.js';
-import { assertInvariants, playerIds, readZone, redis, roomsFixture, sum, type RoomsFixture } from './helpers.js';
+import { zoneKeys } from '../../src/rooms/keys.js';
+import { REDIS_URL, uniqueName } from '../support/env.js';
+import { assertInvariants, deleteKeys, playerIds, readZone, redis, roomsFixture, sum, type RoomsFixture } from './helpers.js';
 
 let f: RoomsFixture;
 beforeAll(async () => {
@@ -202,6 +203,50 @@ describe('zones: listRooms and autoEnter', () => {
     // Room id, count and capacity only: no member lists travel with the zone listing.
     expect(JSON.stringify(snap).length).toBeLessThan(2000 * 60);
     await check('z-big');
+  });
+
+  it('with a router, defines rooms only in the zones of the map, creating nothing otherwise', async () => {
+    const router = new Router(await loadShardMap('shardmap/local.json'));
+    const s = new RoomService({ connection: f.client, prefix: f.prefix, router });
+    try {
+      for (const call of [() => s.defineRooms('shenzen', [{ roomId: 'typo-1' }]), () => s.defineRooms('shenzen', []), () => s.createRoom('shenzen', 'typo-1')]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(UnknownZoneError);
+        expect(err).toMatchObject({ code: 'UNKNOWN_ZONE', zone: 'shenzen', known: ['shenzhen', 'sichuan', 'north-america'] });
+        expect((err as Error).message).toMatch(/^unknown zone "shenzen": the shard map has no region of that name \(its zones: shenzhen, sichuan, north-america\)$/);
+      }
+      await expect(s.zoneOf('typo-1')).rejects.toBeInstanceOf(UnknownRoomError);
+      expect(await f.client.exists(...Object.values(zoneKeys(f.prefix, 'shenzen')))).toBe(0);
+      // An invalid name is still a ValidationError first.
+      await expect(s.defineRooms('a:b', [])).rejects.toBeInstanceOf(ValidationError);
+      expect(await s.defineRooms('sichuan', [{ roomId: 'sc-regional-1', capacity: 3 }])).toEqual([{ zone: 'sichuan', roomId: 'sc-regional-1', count: 0, capacity: 3 }]);
+      // Without a router any valid name is a zone, as before.
+      expect(await f.service.createRoom('shenzen', 'free-zone-1')).toMatchObject({ zone: 'shenzen' });
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("takes the map's prefix when given a router and no prefix option; the option wins", async () => {
+    const base = await loadShardMap('shardmap/local.json');
+    const mapPrefix = uniqueName('slroomsmap');
+    const router = new Router({ ...base, prefix: mapPrefix });
+    const fromMap = new RoomService({ connection: f.client, router });
+    const overridden = new RoomService({ connection: f.client, router, prefix: f.prefix });
+    const plain = new RoomService({ connection: f.client, router: new Router(base) });
+    try {
+      expect(fromMap.prefix).toBe(mapPrefix);
+      expect(overridden.prefix).toBe(f.prefix);
+      expect(plain.prefix).toBe('shardline');
+      await fromMap.createRoom('shenzhen', 'map-prefixed-1', { capacity: 2 });
+      expect(await f.client.hget(zoneKeys(mapPrefix, 'shenzhen').capacity, 'map-prefixed-1')).toBe('2');
+      expect(await f.client.hget(zoneKeys(f.prefix, 'shenzhen').capacity, 'map-prefixed-1')).toBeNull();
+      // A map built in code is held to the same prefix rule, naming where the prefix came from.
+      expect(() => new RoomService({ connection: f.client, router: new Router({ ...base, prefix: '{x}' }) })).toThrow(/^router\.map\.prefix: /);
+    } finally {
+      await Promise.all([fromMap.close(), overridden.close(), plain.close()]);
+      await deleteKeys(f.client, mapPrefix);
+    }
   });
 
   it('gives each player the zone of its region', async () => {

@@ -62,7 +62,7 @@ beforeAll(async () => {
   created = 1;
   for (const s of t.map.shards) tablesBefore.set(s.id, await tables(s.id));
   rooms = new RoomService({ connection: redisOptions(), router: t.shardSet.router, prefix: roomPrefix });
-  await rooms.createRoom('z1', 'r1');
+  await rooms.createRoom('shenzhen', 'r1');
   settlement = new SettlementClient({ shards: t.shardSet, connection: redisOptions(), prefix: queuePrefix, logger: pino({ level: 'silent' }) });
 });
 afterAll(async () => {
@@ -165,9 +165,9 @@ const probes: Probe[] = [
   { api: 'RoomService.createRoom(zone)', call: (s) => rooms.createRoom(s, `r-${tag}`) },
   {
     api: 'RoomService.createRoom(roomId)',
-    call: (s) => rooms.createRoom('z1', s),
+    call: (s) => rooms.createRoom('shenzhen', s),
     async accepted(s) {
-      expect(await rooms.zoneOf(s)).toBe('z1');
+      expect(await rooms.zoneOf(s)).toBe('shenzhen');
     },
   },
   { api: 'RoomService.enter(roomId)', call: (s) => rooms.enter(s, id()) },
