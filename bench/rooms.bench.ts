@@ -13,7 +13,8 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { ROOM_SCRIPTS, RoomService } from '../src/index.js';
+import { RoomService } from '../src/index.js';
+import { ROOM_SCRIPTS } from '../src/rooms/scripts.js';
 import { printResults } from './report.js';
 import type { BenchResult } from './types.js';
 

@@ -16,7 +16,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const DEFAULT_CAPACITY = 400;
 /** Above this a "room" is a lobby; member lists and per-room reaping are sized for rooms. */
 export const MAX_CAPACITY = 100_000;
-export const MAX_LEASE_MS = 24 * 60 * 60 * 1000;
+const MAX_LEASE_MS = 24 * 60 * 60 * 1000;
 
 export function validateZone(zone: unknown, field = 'zone'): string {
   if (typeof zone !== 'string' || !NAME.test(zone)) {
@@ -76,7 +76,7 @@ export interface ZoneKeys {
   readonly members: string;
 }
 
-export function zoneTag(prefix: string, zone: string): string {
+function zoneTag(prefix: string, zone: string): string {
   return `{${prefix}:zone:${zone}}`;
 }
 

@@ -38,7 +38,7 @@ export interface RoomView {
 type DirectoryAnswer = Awaited<ReturnType<PlayerDirectory['getPlayers']>>;
 
 /** Ids per directory call: a default room (400) is one call; bigger rooms stay under batch limits. */
-export const ROOM_VIEW_BATCH = 500;
+const ROOM_VIEW_BATCH = 500;
 
 /**
  * Reads the seated players through the directory: one call per ROOM_VIEW_BATCH ids (one call for

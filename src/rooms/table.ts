@@ -7,8 +7,8 @@ import { validatePositiveInt } from './keys.js';
 import type { PlayerIdInput } from './types.js';
 
 /** Dou dizhu's three, the game shardline's walk-through builds; other games pass `seats`. */
-export const DEFAULT_TABLE_SEATS = 3;
-export const MAX_TABLE_SEATS = 1000;
+const DEFAULT_TABLE_SEATS = 3;
+const MAX_TABLE_SEATS = 1000;
 
 export interface TablePlayerResult {
   readonly playerId: PlayerIdInput;

@@ -153,7 +153,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   }
 }
 
-export function toChange(zone: string, id: string, fields: readonly string[]): RoomChange {
+function toChange(zone: string, id: string, fields: readonly string[]): RoomChange {
   let roomId = '';
   let count = 0;
   let capacity = 0;
