@@ -11,8 +11,8 @@ export default defineConfig(
   {
     languageOptions: {
       parserOptions: {
-        // Files outside tsconfig.json's include (this config, src/cli/bin.js, scripts/) get the same compiler options.
-        projectService: { allowDefaultProject: ['*.js', 'src/cli/*.js', 'scripts/*.ts'], defaultProject: 'tsconfig.json' },
+        // Files outside tsconfig.json's include (this config, src/cli/bin.js) get the same compiler options.
+        projectService: { allowDefaultProject: ['*.js', 'src/cli/*.js'], defaultProject: 'tsconfig.json' },
         tsconfigRootDir: import.meta.dirname,
       },
     },
