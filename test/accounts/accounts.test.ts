@@ -8,17 +8,9 @@ import {
   type Player,
   type PlayerId,
 } from '../../src/index.js';
+import { errorOf } from '../support/errors.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 import { countQueries, type QueryCounter } from './query-counter.js';
-
-async function errorOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 async function fieldOf(p: Promise<unknown>): Promise<string> {
   const e = await errorOf(p);

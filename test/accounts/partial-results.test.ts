@@ -9,19 +9,11 @@ import {
   type Player,
   type PlayerId,
 } from '../../src/index.js';
+import { errorOf } from '../support/errors.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 
 /** Nothing listens on port 1: connecting is refused at once, by the real network stack. */
 const CLOSED_PORT_URL = 'postgres://postgres@127.0.0.1:1/shardline_down';
-
-async function errorOf(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe.each(LAYOUTS)('reads with a shard down (%s)', (layout) => {
   let t: TestShards;

@@ -1,38 +1,75 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+export { writeMapFile as writeTempMap } from './maps.js';
+
+/** The real `shardline` bin of this checkout (runs the TypeScript sources through tsx). */
+export const SHARDLINE_BIN = 'src/cli/bin.js';
 
 export interface CliResult {
-  code: number;
+  /** The exit code; null when a signal ended the process. */
+  code: number | null;
+  /** The signal that ended the process, if one did. */
+  signal?: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
 
-/** Runs the real `shardline` bin as a subprocess, the way operators do. */
-export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['src/cli/bin.js', ...args], {
-      env: { ...process.env, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+export interface CliOptions {
+  /** Added to the environment; a variable set to undefined is removed from it. */
+  env?: Record<string, string | undefined>;
+  /** The process is SIGKILLed after this long (default 60 s), so no test waits on a hung command. */
+  timeoutMs?: number;
+  /** Working directory (default this one, the checkout). */
+  cwd?: string;
 }
 
-/** Writes a map object to a temp file and returns its path. */
-export function writeTempMap(map: unknown): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'shardline-map-'));
-  const file = path.join(dir, 'map.json');
-  writeFileSync(file, JSON.stringify(map, null, 2));
-  return file;
+export interface CliProcess {
+  readonly child: ChildProcess;
+  /** stdout and stderr so far, interleaved as they came. */
+  output(): string;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves when the process has exited and its output is read. */
+  readonly done: Promise<CliResult>;
+}
+
+/**
+ * Starts `shardline ...args` as a subprocess, the way operators run it. Its environment is this
+ * process's without SHARDLINE_MAP (so a developer's shell cannot point a test at another map), plus
+ * `options.env`.
+ */
+export function startCli(args: readonly string[], options: CliOptions = {}): CliProcess {
+  const child = spawn(process.execPath, [path.resolve(SHARDLINE_BIN), ...args], {
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    env: { ...process.env, SHARDLINE_MAP: '', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+    output += d.toString();
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+  return { child, done, output: () => output, stdout: () => stdout, stderr: () => stderr };
+}
+
+/** Runs `shardline ...args` to its end (see startCli). */
+export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+  return startCli(args, options).done;
 }
