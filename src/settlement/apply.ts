@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import type { PartState, ShardDatabase } from '../db/schema.js';
+import type { ShardDatabase } from '../db/schema.js';
+import { lockParts, markAppliedSql, markFailed, type AppliedRow, type LockedPart, type PartFailure } from './inbox-store.js';
 import { parseStoredResults, type StoredResult } from './validate.js';
 
 export type PartOutcome =
@@ -10,17 +11,8 @@ export type PartOutcome =
   /** Can never apply as it stands; `recorded` when the inbox row now says failed with the reason. */
   | { kind: 'failed'; matchId: string; reason: string; recorded: boolean };
 
-interface InboxRow {
-  match_id: string;
-  game_id: string;
-  ended_at: Date;
-  results: unknown;
-  status: PartState;
-  last_error: string | null;
-}
-
 interface GoodPart {
-  row: InboxRow;
+  row: LockedPart;
   results: StoredResult[];
 }
 
@@ -55,13 +47,9 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     // applied in this same transaction, so a commit lost in a crash is lost whole (ledger, stats and
     // flip together) and the reconciler runs the part again. Exactly-once holds; only lag grows.
     const out = new Map<string, PartOutcome>();
-    // Sorted, so concurrent batches lock inbox rows in one order and cannot deadlock on them.
-    const rows = await sql<InboxRow>`
-      WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))
-      SELECT match_id, game_id, ended_at, results, status, last_error
-      FROM settlement_inbox, cfg WHERE match_id = ANY(${ids}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox`.execute(trx);
-    const byId = new Map(rows.rows.map((r) => [r.match_id, r]));
-    const failed: { matchId: string; reason: string }[] = [];
+    const rows = await lockParts(trx, ids);
+    const byId = new Map(rows.map((r) => [r.match_id, r]));
+    const failed: PartFailure[] = [];
     let good: GoodPart[] = [];
     for (const matchId of ids) {
       const row = byId.get(matchId);
@@ -107,21 +95,12 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     const inserted = good.length > 0 ? await insertLedger(trx, good) : [];
     const lagBy = new Map<string, number>();
     if (good.length > 0) {
-      // Lag on the database's clock alone: created_at is its clock too, and a worker host's clock may be off.
-      const markApplied = sql<LagRow>`
-        UPDATE settlement_inbox SET status = 'applied', applied_at = now(), updated_at = now(), attempts = attempts + 1, last_error = NULL
-        WHERE match_id = ANY(${good.map((p) => p.row.match_id)}::text[])
-        RETURNING match_id, (extract(epoch FROM clock_timestamp() - created_at) * 1000)::float8 AS lag_ms`;
+      const markApplied = markAppliedSql(good.map((p) => p.row.match_id));
       // One round trip for both when there are stats to move.
       const lags = inserted.length > 0 ? await upsertStats(trx, statDeltas(good, inserted), markApplied) : (await markApplied.execute(trx)).rows;
       for (const l of lags) lagBy.set(l.match_id, l.lag_ms);
     }
-    if (failed.length > 0) {
-      await sql`
-        UPDATE settlement_inbox AS i SET status = 'failed', last_error = f.reason, updated_at = now(), attempts = i.attempts + 1
-        FROM unnest(${failed.map((f) => f.matchId)}::text[], ${failed.map((f) => f.reason)}::text[]) AS f(match_id, reason)
-        WHERE i.match_id = f.match_id`.execute(trx);
-    }
+    await markFailed(trx, failed);
 
     const insertedBy = new Map<string, number>();
     for (const r of inserted) insertedBy.set(r.match_id, (insertedBy.get(r.match_id) ?? 0) + 1);
@@ -132,11 +111,6 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     for (const f of failed) out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true });
     return out;
   });
-}
-
-interface LagRow {
-  match_id: string;
-  lag_ms: number;
 }
 
 interface InsertedRow {
@@ -200,8 +174,8 @@ function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[]
 }
 
 /** Runs `alongside` in the same statement and returns its rows. */
-async function upsertStats(trx: Kysely<ShardDatabase>, deltas: readonly StatDelta[], alongside: RawBuilder<LagRow>): Promise<LagRow[]> {
-  const r = await sql<LagRow>`
+async function upsertStats(trx: Kysely<ShardDatabase>, deltas: readonly StatDelta[], alongside: RawBuilder<AppliedRow>): Promise<AppliedRow[]> {
+  const r = await sql<AppliedRow>`
     WITH alongside AS (${alongside}),
     upserted AS (
       INSERT INTO player_stats AS s (player_id, game_id, score, wins, losses, draws, games_played, last_match_id, updated_at)

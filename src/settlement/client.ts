@@ -78,13 +78,13 @@ export class SettlementClient {
    */
   async submitSettlement(input: SettlementInput): Promise<SettlementStatus> {
     const match = normalizeMatch(input, this.shards.router, this.limits);
-    return submitMatch({ shards: this.shards, queues: this.queues, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, match);
+    return submitMatch({ shards: this.shards, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, match);
   }
 
   /** Pending / applied / failed per shard, or null when no shard knows the match. */
   async settlementStatus(matchId: string): Promise<SettlementStatus | null> {
     checkMatchId(matchId);
-    return readStatus(this.shards, matchId);
+    return readStatus(this.shards, this.batches, matchId);
   }
 
   /**

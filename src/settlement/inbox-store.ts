@@ -1,10 +1,16 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Outcome, PartState, ShardDatabase } from '../db/schema.js';
 import type { StoredResult } from './validate.js';
 
-/** SQL on one shard's settlement_inbox / settlement_inbox_claims tables (see migrations/0002). */
+/**
+ * Every statement on one shard's settlement_inbox and settlement_inbox_claims tables (see
+ * migrations/0002), each for many matches at once: the submit path groups concurrent submissions
+ * into one statement per step (inbox-batch.ts), the worker applies many parts per transaction.
+ */
 
 type Db = Kysely<ShardDatabase>;
+
+// ---- what a shard knows about a match (submit and status) ------------------------------------
 
 export interface InboxSummary {
   hash: string;
@@ -31,35 +37,55 @@ export interface MatchOnShard {
   found: Set<string>;
 }
 
+export interface ReadRequest {
+  matchId: string;
+  /** Players whose existence to check (none for a status read). */
+  playerIds: readonly string[];
+}
+
 interface RawMatchRow {
+  i: number;
   claim: { hash: string; shardIds: string[] } | null;
   inbox: (Omit<InboxSummary, 'appliedAt'> & { appliedAt: string | null }) | null;
   ledger: LedgerRow[] | null;
-  found: string[];
+  found: string[] | null;
 }
 
-/** Everything the submit and status paths need to know about a match on a shard, in one round trip. */
-export async function readMatch(db: Db, matchId: string, playerIds: readonly string[] = []): Promise<MatchOnShard> {
+/** Claim, inbox part, ledger rows and existing players of each request, in one round trip. */
+export async function readMatches(db: Db, reqs: readonly ReadRequest[]): Promise<MatchOnShard[]> {
+  const pi: number[] = [];
+  const pids: string[] = [];
+  reqs.forEach((r, i) => {
+    for (const p of r.playerIds) {
+      pi.push(i + 1);
+      pids.push(p);
+    }
+  });
   const r = await sql<RawMatchRow>`
-    SELECT
+    WITH m AS (SELECT match_id, i::int AS i FROM unnest(${reqs.map((q) => q.matchId)}::text[]) WITH ORDINALITY AS m(match_id, i)),
+    f AS (SELECT x.i, array_agg(p.player_id::text) AS found
+          FROM unnest(${pi}::int[], ${pids}::bigint[]) AS x(i, pid) JOIN players p ON p.player_id = x.pid GROUP BY x.i)
+    SELECT m.i,
       (SELECT json_build_object('hash', content_hash, 'shardIds', shard_ids)
-         FROM settlement_inbox_claims WHERE match_id = ${matchId}) AS claim,
+         FROM settlement_inbox_claims c WHERE c.match_id = m.match_id) AS claim,
       (SELECT json_build_object('hash', content_hash, 'status', status, 'attempts', attempts, 'error', last_error,
                                 'appliedAt', applied_at, 'players', jsonb_array_length(results))
-         FROM settlement_inbox WHERE match_id = ${matchId}) AS inbox,
+         FROM settlement_inbox b WHERE b.match_id = m.match_id) AS inbox,
       (SELECT json_agg(json_build_object('playerId', player_id::text, 'scoreDelta', score_delta, 'outcome', outcome,
                                          'gameId', game_id, 'endedAt', ended_at))
-         FROM settlement_ledger WHERE match_id = ${matchId}) AS ledger,
-      (SELECT coalesce(array_agg(player_id::text), '{}') FROM players WHERE player_id = ANY(${[...playerIds]}::bigint[])) AS found`.execute(db);
-  const row = r.rows[0];
-  if (!row) throw new Error('readMatch returned no row');
-  return {
+         FROM settlement_ledger l WHERE l.match_id = m.match_id) AS ledger,
+      f.found
+    FROM m LEFT JOIN f ON f.i = m.i ORDER BY m.i`.execute(db);
+  if (r.rows.length !== reqs.length) throw new Error(`readMatches returned ${r.rows.length} rows for ${reqs.length} matches`);
+  return r.rows.map((row) => ({
     claim: row.claim,
     inbox: row.inbox ? { ...row.inbox, appliedAt: row.inbox.appliedAt ? new Date(row.inbox.appliedAt) : null } : null,
     ledger: row.ledger ?? [],
-    found: new Set(row.found),
-  };
+    found: new Set(row.found ?? []),
+  }));
 }
+
+// ---- recording (submit) ------------------------------------------------------------------------
 
 export interface ClaimRow {
   matchId: string;
@@ -78,49 +104,128 @@ export interface PartRow {
   shardIds: readonly string[];
 }
 
+export interface ClaimRequest {
+  claim: ClaimRow;
+  /** The home shard's own part, when it has players in the match. */
+  part: PartRow | null;
+}
+
+const partJson = (p: PartRow) => ({
+  match_id: p.matchId,
+  content_hash: p.contentHash,
+  game_id: p.gameId,
+  ended_at: p.endedAt.toISOString(),
+  results: p.results,
+  shard_ids: p.shardIds,
+});
+
 /**
- * On the home shard: claims the match id and, when the home shard has players in the match, records
- * its part in the same statement (so one round trip, one commit). The part is only written when
- * the claim was won; a lost claim is resolved by the caller comparing hashes.
+ * On the home shard: claims each match id and, for a claim won, records the home part in the same
+ * statement and commit. A lost claim is resolved by the caller comparing hashes. Match ids must be
+ * distinct (the group commit's key sees to it).
  */
-export async function claimMatch(db: Db, claim: ClaimRow, part: PartRow | null): Promise<{ claimed: boolean; inserted: boolean }> {
-  const claimSql = sql`
-    INSERT INTO settlement_inbox_claims (match_id, content_hash, game_id, shard_ids, player_count)
-    VALUES (${claim.matchId}, ${claim.contentHash}, ${claim.gameId}, ${[...claim.shardIds]}::text[], ${claim.playerCount})
-    ON CONFLICT (match_id) DO NOTHING RETURNING 1`;
-  if (!part) {
-    const r = await sql<{ claimed: number }>`WITH c AS (${claimSql}) SELECT count(*)::int AS claimed FROM c`.execute(db);
-    return { claimed: (r.rows[0]?.claimed ?? 0) > 0, inserted: false };
-  }
-  const r = await sql<{ claimed: number; inserted: number }>`
-    WITH c AS (${claimSql}),
+export async function claimMatches(db: Db, reqs: readonly ClaimRequest[]): Promise<{ claimed: boolean; inserted: boolean }[]> {
+  const rows = reqs.map(({ claim, part }) => ({
+    match_id: claim.matchId,
+    content_hash: claim.contentHash,
+    game_id: claim.gameId,
+    shard_ids: claim.shardIds,
+    player_count: claim.playerCount,
+    part: part ? partJson(part) : null,
+  }));
+  const r = await sql<{ claimed: string[]; inserted: string[] }>`
+    WITH x AS (
+      SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+        AS x(match_id text, content_hash text, game_id text, shard_ids text[], player_count int, part jsonb)),
+    c AS (
+      INSERT INTO settlement_inbox_claims (match_id, content_hash, game_id, shard_ids, player_count)
+      SELECT match_id, content_hash, game_id, shard_ids, player_count FROM x ORDER BY match_id
+      ON CONFLICT (match_id) DO NOTHING RETURNING match_id),
     p AS (
       INSERT INTO settlement_inbox (match_id, content_hash, game_id, ended_at, results, shard_ids)
-      SELECT ${part.matchId}, ${part.contentHash}, ${part.gameId}, ${part.endedAt}::timestamptz, ${JSON.stringify(part.results)}::jsonb, ${[...part.shardIds]}::text[]
-      WHERE EXISTS (SELECT 1 FROM c)
-      ON CONFLICT (match_id) DO NOTHING RETURNING 1)
-    SELECT (SELECT count(*) FROM c)::int AS claimed, (SELECT count(*) FROM p)::int AS inserted`.execute(db);
-  return { claimed: (r.rows[0]?.claimed ?? 0) > 0, inserted: (r.rows[0]?.inserted ?? 0) > 0 };
+      SELECT y.match_id, y.content_hash, y.game_id, y.ended_at, y.results, y.shard_ids
+      FROM x JOIN c USING (match_id),
+        LATERAL jsonb_to_record(x.part) AS y(match_id text, content_hash text, game_id text, ended_at timestamptz, results jsonb, shard_ids text[])
+      WHERE jsonb_typeof(x.part) = 'object' ORDER BY y.match_id
+      ON CONFLICT (match_id) DO NOTHING RETURNING match_id)
+    SELECT (SELECT coalesce(array_agg(match_id), '{}') FROM c) AS claimed, (SELECT coalesce(array_agg(match_id), '{}') FROM p) AS inserted`.execute(db);
+  const claimed = new Set(r.rows[0]?.claimed ?? []);
+  const inserted = new Set(r.rows[0]?.inserted ?? []);
+  return reqs.map(({ claim }) => ({ claimed: claimed.has(claim.matchId), inserted: inserted.has(claim.matchId) }));
 }
 
-/** Records a shard's part; false when a row for the match was already there. */
-export async function writePart(db: Db, part: PartRow): Promise<boolean> {
-  const r = await sql`
+/** Records parts (distinct match ids); for each, false when a row for the match was already there. */
+export async function writeParts(db: Db, parts: readonly PartRow[]): Promise<boolean[]> {
+  const r = await sql<{ match_id: string }>`
     INSERT INTO settlement_inbox (match_id, content_hash, game_id, ended_at, results, shard_ids)
-    VALUES (${part.matchId}, ${part.contentHash}, ${part.gameId}, ${part.endedAt}::timestamptz, ${JSON.stringify(part.results)}::jsonb, ${[...part.shardIds]}::text[])
-    ON CONFLICT (match_id) DO NOTHING RETURNING 1`.execute(db);
-  return r.rows.length > 0;
+    SELECT match_id, content_hash, game_id, ended_at, results, shard_ids
+    FROM jsonb_to_recordset(${JSON.stringify(parts.map(partJson))}::jsonb)
+      AS x(match_id text, content_hash text, game_id text, ended_at timestamptz, results jsonb, shard_ids text[])
+    ORDER BY match_id
+    ON CONFLICT (match_id) DO NOTHING RETURNING match_id`.execute(db);
+  const inserted = new Set(r.rows.map((row) => row.match_id));
+  return parts.map((p) => inserted.has(p.matchId));
 }
 
-export async function readClaimHash(db: Db, matchId: string): Promise<string | null> {
-  const row = await db.selectFrom('settlement_inbox_claims').select('content_hash').where('match_id', '=', matchId).executeTakeFirst();
-  return row?.content_hash ?? null;
+// ---- applying (worker) -------------------------------------------------------------------------
+
+export interface LockedPart {
+  match_id: string;
+  game_id: string;
+  ended_at: Date;
+  results: unknown;
+  status: PartState;
+  last_error: string | null;
 }
 
-export async function readPartHash(db: Db, matchId: string): Promise<string | null> {
-  const row = await db.selectFrom('settlement_inbox').select('content_hash').where('match_id', '=', matchId).executeTakeFirst();
-  return row?.content_hash ?? null;
+/**
+ * Locks the inbox rows of `sortedIds` (sorted, so concurrent batches lock in one order and cannot
+ * deadlock) for the rest of the transaction, and lets that transaction commit without waiting for
+ * fsync (why that is safe: see applyParts).
+ */
+export async function lockParts(trx: Db, sortedIds: readonly string[]): Promise<LockedPart[]> {
+  const r = await sql<LockedPart>`
+    WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))
+    SELECT match_id, game_id, ended_at, results, status, last_error
+    FROM settlement_inbox, cfg WHERE match_id = ANY(${[...sortedIds]}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox`.execute(trx);
+  return r.rows;
 }
+
+export interface AppliedRow {
+  match_id: string;
+  /** From the part's recording to its flip to applied, both on the shard's clock. */
+  lag_ms: number;
+}
+
+/**
+ * Flips parts to applied, as a statement to run on its own or inside another (one round trip).
+ * Lag on the database's clock alone: created_at is its clock too, and a worker host's may be off.
+ */
+export function markAppliedSql(matchIds: readonly string[]): RawBuilder<AppliedRow> {
+  return sql<AppliedRow>`
+    UPDATE settlement_inbox SET status = 'applied', applied_at = now(), updated_at = now(), attempts = attempts + 1, last_error = NULL
+    WHERE match_id = ANY(${[...matchIds]}::text[])
+    RETURNING match_id, (extract(epoch FROM clock_timestamp() - created_at) * 1000)::float8 AS lag_ms`;
+}
+
+export interface PartFailure {
+  matchId: string;
+  reason: string;
+}
+
+/**
+ * The one place a part becomes a dead letter: pending parts that can never apply as they stand
+ * (inside the apply transaction, or after a part failed alone) keep their reason until retried.
+ */
+export async function markFailed(db: Db, failures: readonly PartFailure[]): Promise<void> {
+  if (failures.length === 0) return;
+  await sql`
+    UPDATE settlement_inbox AS i SET status = 'failed', last_error = f.reason, updated_at = now(), attempts = i.attempts + 1
+    FROM unnest(${failures.map((f) => f.matchId)}::text[], ${failures.map((f) => f.reason)}::text[]) AS f(match_id, reason)
+    WHERE i.match_id = f.match_id AND i.status = 'pending'`.execute(db);
+}
+
+// ---- dead letters and reconciling ------------------------------------------------------------
 
 export interface FailedRow {
   matchId: string;
@@ -169,14 +274,4 @@ export async function takeStalePending(db: Db, olderThanMs: number, limit: numbe
       ORDER BY updated_at LIMIT ${limit} FOR UPDATE SKIP LOCKED)
     RETURNING match_id`.execute(db);
   return r.rows.map((row) => row.match_id);
-}
-
-/** Records a permanent failure outside a batch (after the batch fell back to one part at a time). */
-export async function markFailed(db: Db, matchId: string, reason: string): Promise<void> {
-  await db
-    .updateTable('settlement_inbox')
-    .set({ status: 'failed', last_error: reason, attempts: sql`attempts + 1`, updated_at: sql`now()` })
-    .where('match_id', '=', matchId)
-    .where('status', '=', 'pending')
-    .execute();
 }

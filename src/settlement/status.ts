@@ -1,22 +1,62 @@
 import type { ShardSet } from '../db/shard-set.js';
-import { readMatch, type MatchOnShard } from './inbox-store.js';
+import type { SubmitBatches } from './inbox-batch.js';
+import type { MatchOnShard } from './inbox-store.js';
 import { homeShardOf } from './keys.js';
-import { partState, summarize } from './submit.js';
 import type { SettlementStatus, ShardSettlementStatus } from './types.js';
 
 const reasonOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+/** A shard's part as its inbox (or, once the inbox row is gone, its ledger) tells it. */
+export function partState(shardId: string, v: MatchOnShard): ShardSettlementStatus {
+  const inbox = v.inbox;
+  if (!inbox) return { shardId, state: 'applied', players: v.ledger.length, attempts: 0 };
+  return {
+    shardId,
+    state: inbox.status,
+    players: inbox.players,
+    attempts: inbox.attempts,
+    ...(inbox.status === 'failed' && inbox.error ? { reason: inbox.error } : {}),
+    ...(inbox.appliedAt ? { appliedAt: inbox.appliedAt } : {}),
+  };
+}
+
+/** The match's state from its parts': failed over unknown over pending over applied. */
+export function summarize(matchId: string, contentHash: string | null, shards: ShardSettlementStatus[], duplicate?: boolean): SettlementStatus {
+  const has = (s: ShardSettlementStatus['state']) => shards.some((x) => x.state === s);
+  const state = has('failed') ? 'failed' : has('unknown') ? 'unknown' : has('pending') ? 'pending' : 'applied';
+  return { matchId, state, contentHash, shards, ...(duplicate !== undefined ? { duplicate } : {}) };
+}
+
+/** True when every part is applied or failed: nothing more will happen without a retry. */
+export function isFinal(status: SettlementStatus): boolean {
+  return status.shards.every((s) => {
+    switch (s.state) {
+      case 'applied':
+      case 'failed':
+        return true;
+      case 'pending':
+      case 'unknown':
+        return false;
+      default: {
+        const unhandled: never = s.state;
+        throw new Error(`unknown part state ${String(unhandled)}`);
+      }
+    }
+  });
+}
+
 /**
  * Per-shard state of a match. The home shard's claim names the shards to ask; without it (home
  * shard down, or a match recorded before its claim) every shard of the map is asked. Null when no
- * reachable shard knows the match and none was unreachable.
+ * reachable shard knows the match and none was unreachable. Reads go through the shards' group
+ * commit, so many status polls at once cost one statement per shard.
  */
-export async function readStatus(shards: ShardSet, matchId: string): Promise<SettlementStatus | null> {
+export async function readStatus(shards: ShardSet, batches: SubmitBatches, matchId: string): Promise<SettlementStatus | null> {
   const home = homeShardOf(shards.map, matchId).id;
   const views = new Map<string, MatchOnShard>();
   const unreachable = new Map<string, string>();
   const ask = async (ids: readonly string[]) => {
-    const got = await Promise.allSettled(ids.map((id) => shards.withShard(id, (db) => readMatch(db, matchId))));
+    const got = await Promise.allSettled(ids.map((id) => batches.read(id, { matchId, playerIds: [] })));
     got.forEach((g, i) => {
       const id = ids[i] as string;
       if (g.status === 'fulfilled') views.set(id, g.value);

@@ -2,15 +2,14 @@ import type { Logger } from 'pino';
 import { SettlementConflictError, ShardUnavailableError, ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
 import type { SubmitBatches } from './inbox-batch.js';
-import { readClaimHash, readPartHash, type LedgerRow, type MatchOnShard, type PartRow } from './inbox-store.js';
+import type { LedgerRow, MatchOnShard, PartRow } from './inbox-store.js';
 import { homeShardOf } from './keys.js';
-import type { SettlementQueues } from './queues.js';
+import { partState, summarize } from './status.js';
 import type { SettlementStatus, ShardSettlementStatus } from './types.js';
 import { toStored, type NormalizedMatch, type NormalizedResult } from './validate.js';
 
 export interface SubmitContext {
   shards: ShardSet;
-  queues: SettlementQueues;
   /** Concurrent submissions share each shard's statements and commits (group commit). */
   batches: SubmitBatches;
   logger: Logger;
@@ -18,7 +17,7 @@ export interface SubmitContext {
 }
 
 /**
- * The submit protocol (all-or-nothing answer; see README-section.md):
+ * The submit protocol (all-or-nothing answer; docs/settlement.md tells it to users):
  *  1. read, on the home shard and every touched shard at once: claim, inbox part, ledger rows,
  *     which players exist. Nothing is written unless every check passes everywhere.
  *  2. claim the match id on its home shard (with the home shard's part in the same statement);
@@ -100,7 +99,7 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
     const claim = { matchId: match.matchId, contentHash: match.contentHash, gameId: match.gameId, shardIds: touched, playerCount: match.results.length };
     const r = await ctx.batches.claim(home, { claim, part: homePart });
     if (!r.claimed) {
-      const hash = await shards.withShard(home, (db) => readClaimHash(db, match.matchId));
+      const hash = (await ctx.batches.read(home, { matchId: match.matchId, playerIds: [] })).claim?.hash ?? null;
       if (hash !== match.contentHash) throw conflict(`a concurrent submission with content hash ${short(hash ?? '?')} claimed it first`);
       duplicate = true;
     }
@@ -115,7 +114,7 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
     remaining.map(async (id) => {
       const inserted = await ctx.batches.write(id, partRow(id));
       if (!inserted) {
-        const hash = await shards.withShard(id, (db) => readPartHash(db, match.matchId));
+        const hash = (await ctx.batches.read(id, { matchId: match.matchId, playerIds: [] })).inbox?.hash ?? null;
         if (hash !== match.contentHash) throw conflict(`shard ${id} holds a part with content hash ${short(hash ?? '?')}`);
       }
       recorded(id);
@@ -148,25 +147,6 @@ async function enqueueAll(ctx: SubmitContext, matchId: string, shardIds: readonl
   } finally {
     clearTimeout(timer);
   }
-}
-
-export function partState(shardId: string, v: MatchOnShard): ShardSettlementStatus {
-  const inbox = v.inbox;
-  if (!inbox) return { shardId, state: 'applied', players: v.ledger.length, attempts: 0 };
-  return {
-    shardId,
-    state: inbox.status,
-    players: inbox.players,
-    attempts: inbox.attempts,
-    ...(inbox.status === 'failed' && inbox.error ? { reason: inbox.error } : {}),
-    ...(inbox.appliedAt ? { appliedAt: inbox.appliedAt } : {}),
-  };
-}
-
-export function summarize(matchId: string, contentHash: string | null, shards: ShardSettlementStatus[], duplicate?: boolean): SettlementStatus {
-  const has = (s: ShardSettlementStatus['state']) => shards.some((x) => x.state === s);
-  const state = has('failed') ? 'failed' : has('unknown') ? 'unknown' : has('pending') ? 'pending' : 'applied';
-  return { matchId, state, contentHash, shards, ...(duplicate !== undefined ? { duplicate } : {}) };
 }
 
 /** Why the ledger's rows for a match differ from a part, or null when they are the same. */

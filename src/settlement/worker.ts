@@ -8,7 +8,7 @@ import { isTransientDbError } from '../db/pg-errors.js';
 import type { ShardSet } from '../db/shard-set.js';
 import { assertSchemaCurrent } from '../migrate/index.js';
 import { applyParts, type PartOutcome } from './apply.js';
-import { Batcher } from './batcher.js';
+import { GroupCommit } from './group-commit.js';
 import { markFailed } from './inbox-store.js';
 import { DEFAULT_PREFIX, checkPrefix, queueNameFor } from './keys.js';
 import { SettlementMetrics } from './metrics.js';
@@ -60,11 +60,9 @@ export interface SettlementWorkerEvents {
   committed: [BatchCommitted];
 }
 
-type PartResult = PartOutcome | { kind: 'error'; matchId: string; error: unknown };
-
 interface ShardRunner {
   worker: Worker<SettlementJobData>;
-  batcher: Batcher<PartResult>;
+  batches: GroupCommit<string, PartOutcome>;
 }
 
 /**
@@ -137,7 +135,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     this.timers.clear();
     const runners = [...this.runners.values()];
     const closing = Promise.all(runners.map((r) => r.worker.close())).then(() => true);
-    for (const r of runners) void r.batcher.drain();
+    for (const r of runners) void r.batches.drain();
     let grace: NodeJS.Timeout | undefined;
     const finished = await Promise.race([closing, new Promise<false>((resolve) => (grace = setTimeout(() => resolve(false), graceMs)))]);
     clearTimeout(grace);
@@ -171,12 +169,16 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
   }
 
   private startShard(id: string): void {
-    const batcher = new Batcher<PartResult>((keys) => this.applyBatch(id, keys), {
+    const batches = new GroupCommit<string, PartOutcome>((keys) => this.applyBatch(id, keys), {
       maxBatch: this.batchSize,
       lingerMs: this.opts.lingerMs ?? 2,
       maxInFlight: Math.max(1, this.opts.maxInFlightBatches ?? 2),
+      // Two jobs of one part (a stalled job run again) go to separate transactions: the second sees it applied.
+      keyOf: (matchId) => matchId,
+      // A transient failure (shard down, serialization) fails every part alike: BullMQ retries the jobs.
+      isolate: (err) => !isTransientDbError(err),
     });
-    const worker = new SettlementQueueWorker(queueNameFor(id), (job) => this.process(id, batcher, job), {
+    const worker = new SettlementQueueWorker(queueNameFor(id), (job) => this.process(id, batches, job), {
       connection: workerConnectionOptions(this.opts.connection),
       prefix: this.prefix,
       concurrency: this.concurrency,
@@ -191,18 +193,19 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
       if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') this.logger.error({ shard: id, jobId: job?.id, reason: err.message }, 'settlement part failed permanently');
       else if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.warn({ shard: id, jobId: job.id, err }, 'settlement part out of tries; the reconciler will re-drive it');
     });
-    this.runners.set(id, { worker, batcher });
+    this.runners.set(id, { worker, batches });
     worker.run().catch((err: unknown) => this.logger.error({ shard: id, err }, 'queue worker stopped with an error'));
   }
 
-  private async process(shardId: string, batcher: Batcher<PartResult>, job: Job<SettlementJobData>): Promise<{ inserted: number } | { duplicate: true }> {
+  private async process(shardId: string, batches: GroupCommit<string, PartOutcome>, job: Job<SettlementJobData>): Promise<{ inserted: number } | { duplicate: true }> {
     const data = parseJobData(job.data);
     if (!data) throw new UnrecoverableError(`malformed job data: ${JSON.stringify(job.data).slice(0, 200)}`);
     if (data.shardId !== shardId) throw new UnrecoverableError(`job names shard "${data.shardId}" but sits in the queue of shard "${shardId}"`);
-    let r: PartResult;
+    let r: PartOutcome;
     try {
-      r = await batcher.submit(data.matchId);
+      r = await batches.submit(data.matchId);
     } catch (err) {
+      // Transient (or a part that failed alone and could not even be marked failed): BullMQ tries again.
       this.metrics.retried.inc({ shard: shardId });
       throw err instanceof Error ? err : new Error(String(err));
     }
@@ -213,9 +216,6 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
         return { duplicate: true };
       case 'failed':
         throw new UnrecoverableError(r.reason);
-      case 'error':
-        this.metrics.retried.inc({ shard: shardId });
-        throw r.error instanceof Error ? r.error : new Error(String(r.error));
       default: {
         const unhandled: never = r;
         throw new Error(`unhandled part result ${JSON.stringify(unhandled)}`);
@@ -223,38 +223,31 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     }
   }
 
-  /** One transaction for the batch; if it fails for a non-transient reason, one per part. */
-  private async applyBatch(shardId: string, keys: string[]): Promise<Map<string, PartResult>> {
+  /**
+   * One transaction for the batch. A non-transient failure of several parts makes the group commit
+   * run them one by one; a part that fails alone is marked failed, so it stops coming back.
+   */
+  private async applyBatch(shardId: string, keys: string[]): Promise<PartOutcome[]> {
     const shards = this.opts.shards;
     try {
       const stopTimer = this.metrics.batchSeconds.startTimer({ shard: shardId });
       const out = await shards.withShard(shardId, (db) => applyParts(db, keys));
       stopTimer();
       this.observe(shardId, out);
-      return out;
+      return keys.map((k) => out.get(k) ?? { kind: 'failed', matchId: k, reason: 'no outcome for this part', recorded: false });
     } catch (err) {
       if (isTransientDbError(err)) throw err;
-      this.logger.warn({ shard: shardId, err, parts: keys.length }, 'batch failed; applying its parts one by one');
-    }
-    const out = new Map<string, PartResult>();
-    for (const key of keys) {
-      try {
-        const one = await shards.withShard(shardId, (db) => applyParts(db, [key]));
-        this.observe(shardId, one);
-        for (const [k, v] of one) out.set(k, v);
-      } catch (err) {
-        if (isTransientDbError(err)) {
-          out.set(key, { kind: 'error', matchId: key, error: err });
-          continue;
-        }
-        const reason = err instanceof Error ? err.message : String(err);
-        const recorded = await shards.withShard(shardId, (db) => markFailed(db, key, reason)).then(() => true, () => false);
-        const failed: PartOutcome = { kind: 'failed', matchId: key, reason, recorded };
-        this.observe(shardId, new Map([[key, failed]]));
-        out.set(key, failed);
+      if (keys.length > 1) {
+        this.logger.warn({ shard: shardId, err, parts: keys.length }, 'batch failed; applying its parts one by one');
+        throw err;
       }
+      const matchId = keys[0] as string;
+      const reason = err instanceof Error ? err.message : String(err);
+      const recorded = await shards.withShard(shardId, (db) => markFailed(db, [{ matchId, reason }])).then(() => true, () => false);
+      const failed: PartOutcome = { kind: 'failed', matchId, reason, recorded };
+      this.observe(shardId, new Map([[matchId, failed]]));
+      return [failed];
     }
-    return out;
   }
 
   private observe(shardId: string, out: Map<string, PartOutcome>): void {

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { RedisConfigError, ValidationError } from '../../src/errors/index.js';
 import { Router, encodePlayerId } from '../../src/routing/index.js';
-import { Batcher } from '../../src/settlement/batcher.js';
+import { GroupCommit } from '../../src/settlement/group-commit.js';
 import { checkPrefix } from '../../src/settlement/keys.js';
 import { optionsOf } from '../../src/settlement/redis.js';
 import {
@@ -111,18 +111,18 @@ describe('Redis and dependency checks', () => {
   });
 });
 
-describe('Batcher', () => {
-  it('combines waiting keys into batches of at most maxBatch, with limited transactions in flight', async () => {
+describe('GroupCommit', () => {
+  it('combines waiting items into units of at most maxBatch, with limited units in flight', async () => {
     const batches: string[][] = [];
     let inFlight = 0;
     let maxInFlight = 0;
-    const b = new Batcher<number>(
+    const b = new GroupCommit<string, number>(
       async (keys) => {
         batches.push(keys);
         maxInFlight = Math.max(maxInFlight, ++inFlight);
         await new Promise((r) => setTimeout(r, 10));
         inFlight--;
-        return new Map(keys.map((k) => [k, Number(k)]));
+        return keys.map(Number);
       },
       { maxBatch: 4, lingerMs: 5, maxInFlight: 2 },
     );
@@ -134,9 +134,9 @@ describe('Batcher', () => {
     await b.drain();
   });
 
-  it('rejects every waiter of a failed batch, and serves a lone key after the linger', async () => {
+  it('rejects every waiter of a failed unit unless told to isolate, and serves a lone item after the linger', async () => {
     let calls = 0;
-    const b = new Batcher<number>(
+    const b = new GroupCommit<string, number>(
       async () => {
         calls++;
         throw new Error('boom');
@@ -145,7 +145,41 @@ describe('Batcher', () => {
     );
     await expect(Promise.all([b.submit('a'), b.submit('b')])).rejects.toThrow('boom');
     expect(calls).toBe(1);
-    const ok = new Batcher<string>(async (keys) => new Map(keys.map((k) => [k, k.toUpperCase()])), { maxBatch: 8, lingerMs: 1, maxInFlight: 1 });
+    const ok = new GroupCommit<string, string>(async (keys) => keys.map((k) => k.toUpperCase()), { maxBatch: 8, lingerMs: 1, maxInFlight: 1 });
     expect(await ok.submit('x')).toBe('X');
+  });
+
+  it('isolates a bad item so its neighbours still commit, one unit at a time', async () => {
+    const units: string[][] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const b = new GroupCommit<string, string>(
+      async (items) => {
+        units.push(items);
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await new Promise((r) => setTimeout(r, 2));
+        inFlight--;
+        if (items.includes('bad')) throw new Error(`bad item among ${items.length}`);
+        return items.map((i) => i.toUpperCase());
+      },
+      { maxBatch: 8, lingerMs: 5, maxInFlight: 1, isolate: (err) => err instanceof Error && err.message.startsWith('bad') },
+    );
+    const got = await Promise.allSettled(['a', 'bad', 'c'].map((i) => b.submit(i)));
+    expect(got.map((g) => (g.status === 'fulfilled' ? g.value : (g.reason as Error).message))).toEqual(['A', 'bad item among 1', 'C']);
+    expect(units).toEqual([['a', 'bad', 'c'], ['a'], ['bad'], ['c']]);
+    expect(maxInFlight).toBe(1);
+  });
+
+  it('never puts two items of one key in one unit', async () => {
+    const units: string[][] = [];
+    const b = new GroupCommit<string, string>(
+      async (items) => {
+        units.push(items);
+        return items;
+      },
+      { maxBatch: 8, lingerMs: 5, maxInFlight: 1, keyOf: (i) => i },
+    );
+    await Promise.all(['m1', 'm2', 'm1'].map((i) => b.submit(i)));
+    expect(units).toEqual([['m1', 'm2'], ['m1']]);
   });
 });
