@@ -1,14 +1,21 @@
 import type pg from 'pg';
-import { ShardIdentityError } from '../errors/index.js';
+import { ShardIdentityError, ShardOwnershipError, ShardOwnershipUnverifiedError, type ShardOwnershipFault } from '../errors/index.js';
+import { showValue } from '../errors/show-value.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { sqlState } from './pg-errors.js';
 import { targetOf } from './connection.js';
 import { connectionUrlOf } from '../shardmap/connection-url.js';
+import { formatBuckets, ownershipFaults, parseBuckets, showBuckets, type StampKnowledge } from './bucket-ownership.js';
 
-/** What a shard knows about itself, stamped by `shardline migrate`. */
+/**
+ * What a shard knows about itself, stamped by `shardline migrate` when it is first set up. Its
+ * `buckets` are the buckets it owns: never changed by a later migrate, and a map that disagrees
+ * with them is refused (until bucket moves exist, a map edit cannot move a player).
+ */
 export interface ShardIdentity {
   shardId: string;
   region: string;
+  /** Inclusive ranges, "0-1023" or "0-10,20-30"; "" for a shard that owns none yet. */
   buckets: string;
   stampedAt: string;
 }
@@ -16,7 +23,7 @@ export interface ShardIdentity {
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
 export function bucketsText(shard: ShardSpec): string {
-  return shard.buckets.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(',');
+  return formatBuckets(shard.buckets);
 }
 
 /** The identity stored on the database, or null when it has none (never migrated). */
@@ -30,28 +37,66 @@ export async function readIdentity(db: Queryable): Promise<ShardIdentity | null>
   }
 }
 
-/** Refuses unless the database is the shard `shard` (same id and region). */
-export async function checkIdentity(db: Queryable, shard: ShardSpec): Promise<ShardIdentity> {
+/**
+ * Refuses unless the database is the shard `shard`: same id and region (ShardIdentityError), and
+ * owning exactly the buckets the map gives it (ShardOwnershipError). `mapShards`, every shard of
+ * the map, lets the error name the shard the map gives this one's buckets to.
+ */
+export async function checkIdentity(db: Queryable, shard: ShardSpec, mapShards: readonly ShardSpec[] = [shard]): Promise<ShardIdentity> {
   const found = await readIdentity(db);
   if (!found) {
     throw new ShardIdentityError(shard.id, targetOf(shard), null, 'run "shardline migrate latest" to set up and stamp this shard');
   }
-  if (found.shardId !== shard.id) throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId);
+  refuseForeignStamp(shard, found);
+  const [fault] = ownershipFaultsOf(shard, found, mapShards);
+  if (fault) throw new ShardOwnershipError([fault]);
+  return found;
+}
+
+/** The stamp is another shard's, of another region, or unreadable: ShardIdentityError. */
+function refuseForeignStamp(shard: ShardSpec, found: ShardIdentity, detail?: string): void {
+  if (found.shardId !== shard.id) throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId, detail);
   if (found.region !== shard.region) {
     throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId, `it belongs to region "${found.region}", the map says "${shard.region}"`);
   }
-  return found;
+  if (parseBuckets(found.buckets) === null) {
+    throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId, `its stamp's buckets ${showValue(found.buckets)} are not bucket ranges`);
+  }
+}
+
+function ownershipFaultsOf(shard: ShardSpec, found: ShardIdentity, mapShards: readonly ShardSpec[]): ShardOwnershipFault[] {
+  const all = mapShards.some((s) => s.id === shard.id) ? mapShards : [...mapShards, shard];
+  return ownershipFaults(all, new Map([[shard.id, stampKnowledge(shard, found)]])).filter((f) => f.shardId === shard.id);
+}
+
+/**
+ * What a stamp read from `shard`'s database says it owns. Another shard's stamp, or one whose
+ * buckets cannot be read, counts as unknown: what that database owns is not this shard's to say.
+ */
+export function stampKnowledge(shard: ShardSpec, found: ShardIdentity | null): StampKnowledge {
+  if (!found) return { kind: 'unstamped' };
+  if (found.shardId !== shard.id) return { kind: 'unknown', reason: `its database is stamped as shard ${showValue(found.shardId)}` };
+  const buckets = parseBuckets(found.buckets);
+  if (buckets === null) return { kind: 'unknown', reason: `its stamp's buckets ${showValue(found.buckets)} are not bucket ranges` };
+  return { kind: 'stamped', buckets };
 }
 
 /**
  * Why `found` is not the stamp of `shard` (the faults checkIdentity refuses), or null when it is:
  * for reports that list every shard's fault instead of stopping at the first.
  */
-export function identityProblem(shard: ShardSpec, found: ShardIdentity | null): string | null {
+export function identityProblem(shard: ShardSpec, found: ShardIdentity | null, mapShards: readonly ShardSpec[] = [shard]): string | null {
   if (!found) return 'no identity stamp: not migrated';
   if (found.shardId !== shard.id) return `the database is shard "${found.shardId}"`;
   if (found.region !== shard.region) return `the database belongs to region "${found.region}", the map says "${shard.region}"`;
-  return null;
+  if (parseBuckets(found.buckets) === null) return `its stamp's buckets ${showValue(found.buckets)} are not bucket ranges`;
+  const [fault] = ownershipFaultsOf(shard, found, mapShards);
+  return fault ? ownershipProblem(fault) : null;
+}
+
+/** A fault of ShardOwnershipError as one line of a per-shard report, with what to do. */
+export function ownershipProblem(fault: ShardOwnershipFault): string {
+  return `${ShardOwnershipError.describe(fault)}; restore the map (give it ${fault.owned}) until bucket moves exist`;
 }
 
 /**
@@ -84,11 +129,22 @@ export function sharedDatabaseProblems(shards: readonly ShardSpec[]): Map<string
   return problems;
 }
 
+export interface StampOptions {
+  /** Every shard of the map: names, in a refusal, the shard the map gives this one's buckets to. */
+  mapShards?: readonly ShardSpec[];
+  /**
+   * Shards of the map whose stamps could not be read. A shard never stamped is then not stamped
+   * as owner of its map buckets (ShardOwnershipUnverifiedError): one of them may own them.
+   */
+  unknownShards?: readonly { readonly shardId: string; readonly reason: string }[];
+}
+
 /**
- * Stamps the identity on a database, or checks it when already stamped. Runs in one transaction
- * under an advisory lock, so two map entries racing onto one database cannot both claim it.
+ * Stamps the identity on a database that has none, or checks it when already stamped; an
+ * existing stamp is never rewritten, so its buckets stay what the shard owns. Runs in one
+ * transaction under an advisory lock, so two map entries racing onto one database cannot both claim it.
  */
-export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec): Promise<ShardIdentity> {
+export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec, options: StampOptions = {}): Promise<ShardIdentity> {
   await client.query('BEGIN');
   try {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('shardline:identity'))`);
@@ -96,23 +152,22 @@ export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec): Pr
       `CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
     );
     const existing = await readIdentity(client);
-    if (existing && existing.shardId !== shard.id) {
-      throw new ShardIdentityError(shard.id, targetOf(shard), existing.shardId, 'refusing to migrate another shard\'s database');
+    if (existing) {
+      refuseForeignStamp(shard, existing, 'refusing to migrate another shard\'s database');
+      const [fault] = ownershipFaultsOf(shard, existing, options.mapShards ?? [shard]);
+      if (fault) throw new ShardOwnershipError([fault]);
+      await client.query('COMMIT');
+      return existing;
     }
-    if (existing && existing.region !== shard.region) {
-      throw new ShardIdentityError(shard.id, targetOf(shard), existing.shardId, `it belongs to region "${existing.region}", the map says "${shard.region}"`);
-    }
+    const unknown = (options.unknownShards ?? []).filter((u) => u.shardId !== shard.id);
+    if (shard.bucketCount > 0 && unknown.length > 0) throw new ShardOwnershipUnverifiedError(shard.id, showBuckets(shard.buckets), unknown);
     const identity: ShardIdentity = {
       shardId: shard.id,
       region: shard.region,
       buckets: bucketsText(shard),
-      stampedAt: existing?.stampedAt ?? new Date().toISOString(),
+      stampedAt: new Date().toISOString(),
     };
-    await client.query(
-      `INSERT INTO shardline_meta (key, value) VALUES ('identity', $1)
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
-      [JSON.stringify(identity)],
-    );
+    await client.query(`INSERT INTO shardline_meta (key, value) VALUES ('identity', $1)`, [JSON.stringify(identity)]);
     await client.query('COMMIT');
     return identity;
   } catch (err) {

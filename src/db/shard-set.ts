@@ -23,7 +23,8 @@ interface ShardHandle {
 /**
  * One pg pool and one typed Kysely instance per shard of a map, created on first use and closed
  * together. `db()` hands out a shard only after its identity has been checked, so a map that
- * points a shard at the wrong database is refused before any row is written.
+ * points a shard at the wrong database, or gives it buckets other than those it owns (its
+ * stamp), is refused before any row is read or written.
  */
 export class ShardSet {
   readonly map: ShardMap;
@@ -87,7 +88,7 @@ export class ShardSet {
   private async verify(shardId: string): Promise<void> {
     const shard = this.router.shard(shardId);
     try {
-      await checkIdentity(this.handle(shardId).pool, shard);
+      await checkIdentity(this.handle(shardId).pool, shard, this.map.shards);
     } catch (err) {
       throw toShardError(err, shard.id, targetOf(shard));
     }

@@ -117,6 +117,72 @@ export class ShardIdentityError extends ShardlineError {
   }
 }
 
+/** One shard whose stamped buckets (what it owns) are not the buckets the map gives it. */
+export interface ShardOwnershipFault {
+  readonly shardId: string;
+  /** The buckets its identity stamp owns, e.g. "1024-2047" ("none" for an empty shard). */
+  readonly owned: string;
+  /** The buckets the map gives it. */
+  readonly mapped: string;
+  /** Buckets the map gives it that it does not own, with the stamped shard that owns them when known. */
+  readonly gained: readonly { readonly buckets: string; readonly heldBy: string | null }[];
+  /** Buckets it owns that the map takes away, with the shard the map gives them to. */
+  readonly lost: readonly { readonly buckets: string; readonly givenTo: string | null }[];
+}
+
+/**
+ * The map does not give shards the buckets they own (their identity stamps): queries by it would
+ * look for players on shards that do not hold them, and report them missing. Refused before any
+ * query or write; until bucket moves exist, the fix is to restore the map.
+ */
+export class ShardOwnershipError extends ShardlineError {
+  /** The first shard at fault (the only one, from a per-shard check). */
+  readonly shardId: string;
+  readonly faults: readonly ShardOwnershipFault[];
+  constructor(faults: readonly ShardOwnershipFault[]) {
+    const lines = faults.map((f) => ShardOwnershipError.describe(f));
+    const owned = faults.map((f) => `${showValue(f.shardId)}: ${f.owned}`).join(', ');
+    super(
+      'SHARD_OWNERSHIP_MISMATCH',
+      `the shard map does not give the shards the buckets they own, so players would go missing:\n  - ${lines.join('\n  - ')}\n` +
+        `restore the map so that each shard has exactly the buckets it owns (${owned}) until bucket moves exist; nothing was written`,
+    );
+    this.shardId = faults[0]?.shardId ?? '';
+    this.faults = faults;
+  }
+
+  /** One fault in words: what the shard owns, what the map gives it, and who else is involved. */
+  static describe(f: ShardOwnershipFault): string {
+    const parts = [
+      ...f.lost.map((l) => `the map takes away ${l.buckets}${l.givenTo === null ? '' : ` (giving them to ${showValue(l.givenTo)})`}`),
+      ...f.gained.map((g) => `the map gives it ${g.buckets}, ${g.heldBy === null ? 'which it does not own' : `which shard ${showValue(g.heldBy)} owns`}`),
+    ];
+    return `shard ${showValue(f.shardId)} owns buckets ${f.owned} (its identity stamp), the map gives it ${f.mapped}: ${parts.join('; ')}`;
+  }
+}
+
+/**
+ * A shard never stamped was not stamped as the owner of its map buckets, because another shard
+ * of the map could not be read and may own them: stamping it would give those buckets two owners.
+ */
+export class ShardOwnershipUnverifiedError extends ShardlineError {
+  readonly shardId: string;
+  readonly buckets: string;
+  /** The shards whose stamps could not be read, with why. */
+  readonly unknown: readonly { readonly shardId: string; readonly reason: string }[];
+  constructor(shardId: string, buckets: string, unknown: readonly { readonly shardId: string; readonly reason: string }[]) {
+    const names = unknown.map((u) => `${showValue(u.shardId)} (${u.reason})`).join(', ');
+    super(
+      'SHARD_OWNERSHIP_UNVERIFIED',
+      `shard ${showValue(shardId)} was not set up as the owner of buckets ${buckets}: the stamp of ${names} could not be read, and may own them; ` +
+        'rerun when every shard of the map is reachable (nothing was created or written on this shard)',
+    );
+    this.shardId = shardId;
+    this.buckets = buckets;
+    this.unknown = unknown;
+  }
+}
+
 /** The shard's schema is not the one this code was built for (not migrated, behind, or ahead). */
 export class SchemaVersionError extends ShardlineError {
   readonly shardId: string;

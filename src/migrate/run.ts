@@ -1,6 +1,8 @@
 import { refuseSharedDatabases } from '../db/shard-set.js';
 import { targetOf } from '../db/connection.js';
-import { sharedDatabaseProblems } from '../db/identity.js';
+import { ownershipProblem, sharedDatabaseProblems, stampKnowledge } from '../db/identity.js';
+import { ownershipFaults, showBuckets, type StampKnowledge } from '../db/bucket-ownership.js';
+import { ShardOwnershipError, ShardOwnershipUnverifiedError } from '../errors/index.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { expectedVersion } from './migration-source.js';
 import { ShardMigrator, type ShardMigratorOptions, type ShardSchemaStatus } from './shard-migrator.js';
@@ -35,28 +37,60 @@ export interface MigrateShardsOptions extends ShardMigratorOptions {
 /**
  * Runs one action on many shards, up to `concurrency` at a time. A failing shard never stops the
  * others: each result says what happened there, and a rerun continues from where each shard stands.
+ *
+ * First it reads the stamp of every shard of the map (`mapShards`, default `shards`): a map that
+ * gives a stamped shard other buckets than it owns is refused whole (ShardOwnershipError), before
+ * any database is created or written. A shard never stamped is stamped with its map buckets only
+ * when every other shard's stamp could be read (or it has none to claim); otherwise its result is
+ * ShardOwnershipUnverifiedError, since an unreadable shard may own them.
  */
 export async function migrateShards(
   shards: readonly ShardSpec[],
   action: MigrateAction,
   options: MigrateShardsOptions = {},
 ): Promise<ShardMigrateResult[]> {
-  refuseSharedDatabases({ shards });
+  const mapShards = options.mapShards ?? shards;
+  refuseSharedDatabases({ shards: mapShards });
+  const stamps = await readStamps(mapShards, options);
+  const faults = ownershipFaults(mapShards, stamps);
+  if (faults.length > 0) throw new ShardOwnershipError(faults);
+  const unknown = [...stamps].flatMap(([shardId, k]) => (k.kind === 'unknown' ? [{ shardId, reason: k.reason }] : []));
+  const withMap = { ...options, mapShards };
   return mapLimit(shards, options.concurrency ?? 4, async (shard) => {
     options.onShardStart?.(shard.id);
-    const result = await migrateOne(shard, action, options);
+    const others = unknown.filter((u) => u.shardId !== shard.id);
+    const claims = action === 'latest' && stamps.get(shard.id)?.kind !== 'stamped' && shard.bucketCount > 0;
+    const result =
+      claims && others.length > 0
+        ? refused(shard, new ShardOwnershipUnverifiedError(shard.id, showBuckets(shard.buckets), others))
+        : await migrateOne(shard, action, withMap, others);
     options.onShardDone?.(result);
     return result;
   });
 }
 
-async function migrateOne(shard: ShardSpec, action: MigrateAction, options: MigrateShardsOptions): Promise<ShardMigrateResult> {
+/** Every shard's stamp, by shard id, read `concurrency` at a time. */
+async function readStamps(shards: readonly ShardSpec[], options: MigrateShardsOptions): Promise<Map<string, StampKnowledge>> {
+  const read = await mapLimit(shards, options.concurrency ?? 4, (s) => new ShardMigrator(s, options).readStamp());
+  return new Map(shards.map((s, i) => [s.id, read[i] as StampKnowledge]));
+}
+
+function refused(shard: ShardSpec, err: Error & { code: string }): ShardMigrateResult {
+  return { shardId: shard.id, region: shard.region, target: targetOf(shard), ok: false, changed: [], version: null, createdDatabase: false, error: err.message, errorCode: err.code };
+}
+
+async function migrateOne(
+  shard: ShardSpec,
+  action: MigrateAction,
+  options: MigrateShardsOptions,
+  unknownShards: readonly { shardId: string; reason: string }[],
+): Promise<ShardMigrateResult> {
   const m = new ShardMigrator(shard, options);
   const base = { shardId: shard.id, region: shard.region, target: targetOf(shard) };
   let createdDatabase = false;
   try {
     if (options.createDatabases) createdDatabase = await m.createDatabase();
-    const changed = action === 'latest' ? await m.latest() : await m.rollback();
+    const changed = action === 'latest' ? await m.latest({ unknownShards }) : await m.rollback();
     const st = await m.status();
     return { ...base, ok: true, changed, version: st.version, createdDatabase };
   } catch (err) {
@@ -77,15 +111,25 @@ export interface SchemaStatusReport {
    * also gives another shard (each status says which, in `identityProblem`).
    */
   identityProblems: string[];
+  /** Shards whose stamp owns other buckets than the map gives them (a subset of identityProblems). */
+  ownershipFaults: string[];
 }
 
 export async function schemaStatus(shards: readonly ShardSpec[], options: MigrateShardsOptions = {}): Promise<SchemaStatusReport> {
   const expected = expectedVersion(options.migrationsDir);
   // Reported, not thrown as migrateShards does: a status command must show every shard's fault.
   const shared = sharedDatabaseProblems(shards);
-  const statuses = (await mapLimit(shards, options.concurrency ?? 8, (s) => new ShardMigrator(s, options).status())).map((s) => {
-    const problems = [shared.get(s.shardId), s.identityProblem].filter((p): p is string => p !== undefined);
-    return problems.length ? { ...s, identityProblem: problems.join('; ') } : s;
+  const mapShards = options.mapShards ?? shards;
+  const read = await mapLimit(shards, options.concurrency ?? 8, (s) => new ShardMigrator(s, { ...options, mapShards }).status());
+  // Across the shards read, so a fault names the stamped shard that holds what the map gives away.
+  const known = new Map(read.flatMap((st, i) => (st.reachable ? [[st.shardId, stampKnowledge(shards[i] as ShardSpec, st.identity)] as const] : [])));
+  const faults = new Map(ownershipFaults(mapShards, known).map((f) => [f.shardId, f]));
+  const statuses = read.map((s) => {
+    const fault = faults.get(s.shardId);
+    // A fault replaces the per-shard wording of the same fault, which could not name other shards' stamps.
+    const own = fault ? ownershipProblem(fault) : s.identityProblem;
+    const problems = [shared.get(s.shardId), own].filter((p): p is string => p !== undefined);
+    return { ...s, ...(problems.length ? { identityProblem: problems.join('; ') } : {}), ...(fault ? { ownershipFault: fault } : {}) };
   });
   const reachable = statuses.filter((s) => s.reachable);
   const versions = new Set(reachable.map((s) => s.version));
@@ -95,6 +139,7 @@ export async function schemaStatus(shards: readonly ShardSpec[], options: Migrat
     drift: versions.size > 1 || reachable.some((s) => s.version !== expected),
     unreachable: statuses.filter((s) => !s.reachable).map((s) => s.shardId),
     identityProblems: statuses.filter((s) => s.identityProblem !== undefined).map((s) => s.shardId),
+    ownershipFaults: statuses.filter((s) => s.ownershipFault !== undefined).map((s) => s.shardId),
   };
 }
 

@@ -1,8 +1,9 @@
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
-import { MigrationError, SchemaVersionError, ValidationError } from '../errors/index.js';
+import { MigrationError, SchemaVersionError, ValidationError, type ShardOwnershipFault } from '../errors/index.js';
 import { databaseOf, poolConfig, targetOf, type ConnectionOptions } from '../db/connection.js';
-import { checkIdentity, identityProblem, readIdentity, stampIdentity, type ShardIdentity } from '../db/identity.js';
+import { checkIdentity, identityProblem, readIdentity, stampIdentity, stampKnowledge, type ShardIdentity, type StampOptions } from '../db/identity.js';
+import type { StampKnowledge } from '../db/bucket-ownership.js';
 import { sqlState, toShardError } from '../db/pg-errors.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { EsmMigrationSource, MIGRATIONS_DIR, expectedVersion, migrationNames } from './migration-source.js';
@@ -23,6 +24,11 @@ export interface ShardSchemaStatus {
   version: string | null;
   pending: string[];
   error?: string;
+  /**
+   * Set when the stamp owns other buckets than the map gives this shard (also described in
+   * `identityProblem`): the library and the worker refuse the shard until the map is restored.
+   */
+  ownershipFault?: ShardOwnershipFault;
 }
 
 export interface MigrateProgress {
@@ -41,6 +47,11 @@ export interface ShardMigratorOptions extends ConnectionOptions {
    * `shardline.app_role`, since a knex migration has no configuration of its own.
    */
   appRole?: string;
+  /**
+   * Every shard of the map (default: the shard alone), so that the ownership check can name the
+   * shard the map gives this one's buckets to.
+   */
+  mapShards?: readonly ShardSpec[];
 }
 
 /** A plain, unquoted PostgreSQL role name: what operators type without surprises. */
@@ -114,7 +125,7 @@ export class ShardMigrator {
       return await this.withClient(async (c) => {
         const identity = await readIdentity(c);
         const applied = await appliedMigrations(c);
-        const problem = identityProblem(this.shard, identity);
+        const problem = identityProblem(this.shard, identity, this.options.mapShards);
         return {
           ...base,
           reachable: true,
@@ -130,9 +141,31 @@ export class ShardMigrator {
     }
   }
 
-  /** Stamps (or checks) the identity, then applies pending migrations one transaction each. */
-  async latest(): Promise<string[]> {
-    await this.withClient((c) => stampIdentity(c, this.shard));
+  /**
+   * What the shard's stamp says it owns, for the map-wide check before a migrate: a database that
+   * does not exist yet is unstamped; one that cannot be reached is unknown.
+   */
+  async readStamp(): Promise<StampKnowledge> {
+    const client = new pg.Client(poolConfig(this.shard, this.options));
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      return stampKnowledge(this.shard, await readIdentity(client));
+    } catch (err) {
+      if (sqlState(err) === '3D000') return { kind: 'unstamped' }; // invalid_catalog_name: no database yet
+      const e = toShardError(err, this.shard.id, targetOf(this.shard));
+      return { kind: 'unknown', reason: e instanceof Error ? e.message : String(e) };
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Stamps the identity when the shard has none (or checks it, never rewriting it), then applies
+   * pending migrations one transaction each. `stamp.unknownShards`: see StampOptions.
+   */
+  async latest(stamp: Pick<StampOptions, 'unknownShards'> = {}): Promise<string[]> {
+    await this.withClient((c) => stampIdentity(c, this.shard, { ...stamp, ...(this.options.mapShards ? { mapShards: this.options.mapShards } : {}) }));
     return this.applyPending();
   }
 
@@ -161,7 +194,7 @@ export class ShardMigrator {
 
   /** Undoes the newest applied migration. */
   async rollback(): Promise<string[]> {
-    await this.withClient((c) => checkIdentity(c, this.shard));
+    await this.withClient((c) => checkIdentity(c, this.shard, this.options.mapShards));
     return this.run(async (k) => {
       const [, undone] = (await k.migrate.rollback()) as [number, string[]];
       return undone.map((f) => f.replace(/\.(ts|js|mjs)$/, ''));

@@ -114,6 +114,12 @@ describe('migrations across shards', () => {
   it('reports an unreachable shard without hanging, and still migrates the others', async () => {
     const [a] = await emptyDbs(1);
     const map = mapOf([{ id: 'ok-1', url: urlFor(a!) }, { id: 'down-1', url: 'postgres://postgres@127.0.0.1:1/nothing' }]);
+    // Never stamped, ok-1 is not stamped as owner of its buckets while down-1, which may own them, cannot be read.
+    const refused = await migrateShards(map.shards, 'latest', { connectionTimeoutMs: 1000 });
+    expect(refused.find((r) => r.shardId === 'ok-1')).toMatchObject({ ok: false, errorCode: 'SHARD_OWNERSHIP_UNVERIFIED' });
+    expect(await tableCount(urlFor(a!))).toBe(0);
+    // Once set up (stamped), it migrates whatever the state of the others.
+    await new ShardMigrator(map.shards[0]!).latest();
     const results = await migrateShards(map.shards, 'latest', { connectionTimeoutMs: 1000 });
     expect(results.find((r) => r.shardId === 'ok-1')).toMatchObject({ ok: true });
     expect(results.find((r) => r.shardId === 'down-1')).toMatchObject({ ok: false, errorCode: 'SHARD_UNAVAILABLE' });

@@ -30,7 +30,9 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
   const map = await loadMap(flags.map);
   const shards = selectShards(map, flags.shard);
   const live = process.stdout.isTTY === true ? new LiveProgress(shards.map((s) => s.id), process.stdout) : undefined;
+  // Every shard of the map is read first, even with --shard: a map edit is judged as a whole.
   const results = await migrateShards(shards, action, {
+    mapShards: map.shards,
     concurrency: flags.concurrency ?? 4,
     createDatabases: flags.createDatabases ?? false,
     ...(flags.appRole ? { appRole: flags.appRole } : {}),
@@ -72,7 +74,7 @@ export function registerMigrate(program: Command): void {
   addCommon(migrate.command('status').description('schema version and identity per shard; exits 1 on drift, an identity fault or an unreachable shard')).action(
     async (flags: MigrateFlags) => {
       const map = await loadMap(flags.map);
-      const report = await schemaStatus(selectShards(map, flags.shard), { concurrency: flags.concurrency ?? 8 });
+      const report = await schemaStatus(selectShards(map, flags.shard), { mapShards: map.shards, concurrency: flags.concurrency ?? 8 });
       console.log(
         formatTable(
           ['shard', 'region', 'schema version', 'pending', 'identity', 'result'],
@@ -81,7 +83,7 @@ export function registerMigrate(program: Command): void {
             s.region,
             s.version ?? '(none)',
             String(s.pending.length),
-            s.identityProblem !== undefined ? 'FAULT (see below)' : s.reachable ? 'ok' : '-',
+            s.ownershipFault !== undefined ? 'BUCKETS DIFFER (see below)' : s.identityProblem !== undefined ? 'FAULT (see below)' : s.reachable ? 'ok' : '-',
             !s.reachable
               ? 'UNREACHABLE (see below)'
               : s.identityProblem !== undefined

@@ -12,7 +12,7 @@ export function registerShards(program: Command): void {
     .option('--shard <id>', 'only this shard (repeatable)', collect)
     .action(async (flags: { map?: string; shard?: string[] }) => {
       const map = await loadMap(flags.map);
-      const report = await schemaStatus(selectShards(map, flags.shard));
+      const report = await schemaStatus(selectShards(map, flags.shard), { mapShards: map.shards });
       console.log(
         formatTable(
           ['shard', 'region', 'target', 'reachable', 'identity', 'schema version'],
@@ -27,15 +27,18 @@ export function registerShards(program: Command): void {
                 ? 'MISSING (not migrated)'
                 : s.identity.shardId !== s.shardId
                   ? `WRONG: database is "${s.identity.shardId}"`
-                  : s.identityProblem !== undefined
-                    ? 'FAULT (see below)'
-                    : 'ok',
+                  : s.ownershipFault !== undefined
+                    ? 'BUCKETS DIFFER (see below)'
+                    : s.identityProblem !== undefined
+                      ? 'FAULT (see below)'
+                      : 'ok',
             s.reachable ? `${s.version ?? '(none)'}${s.version === report.expected ? '' : ` (expected ${report.expected ?? '(none)'})`}` : '-',
           ]),
         ),
       );
       for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
       for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
+      if (report.ownershipFaults.length) console.error(`bucket ownership faults: ${report.ownershipFaults.join(', ')}; the library, the worker and the settle commands refuse these shards`);
       if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
     });
 }
