@@ -1,3 +1,4 @@
+import type { SettlementStatus } from '../settlement/types.js';
 import { showValue } from './show-value.js';
 
 /**
@@ -226,6 +227,25 @@ export class SettlementConflictError extends ShardlineError {
   constructor(matchId: string, detail: string) {
     super('SETTLEMENT_CONFLICT', `match ${showValue(matchId)} was already submitted with different content: ${detail}`);
     this.matchId = matchId;
+  }
+}
+
+/**
+ * `SettlementClient.waitFor` gave up: within `timeoutMs` the match did not reach a final status
+ * (every part applied or failed). `lastStatus` is the last one read: null when no shard knew the
+ * match, else it says which parts are still pending or could not be asked (`unknown`).
+ */
+export class SettlementTimeoutError extends ShardlineError {
+  readonly matchId: string;
+  readonly timeoutMs: number;
+  readonly lastStatus: SettlementStatus | null;
+  constructor(matchId: string, timeoutMs: number, lastStatus: SettlementStatus | null) {
+    const open = lastStatus?.shards.filter((s) => s.state === 'pending' || s.state === 'unknown') ?? [];
+    const detail = lastStatus === null ? 'no shard knows the match' : `still ${open.map((s) => `${s.state} on ${showValue(s.shardId)}`).join(', ')}`;
+    super('SETTLEMENT_TIMEOUT', `match ${showValue(matchId)} was not settled within ${timeoutMs} ms: ${detail}`);
+    this.matchId = matchId;
+    this.timeoutMs = timeoutMs;
+    this.lastStatus = lastStatus;
   }
 }
 

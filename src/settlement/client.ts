@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
-import { ValidationError } from '../errors/index.js';
+import { SettlementTimeoutError, ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
 import { SubmitBatches, type SubmitBatchOptions } from './inbox-batch.js';
 import { listDeadJobs } from './dead-jobs.js';
@@ -9,7 +9,7 @@ import { DEFAULT_PREFIX, checkPrefix, jobIdFor } from './keys.js';
 import { SettlementQueues, type JobPolicy } from './queues.js';
 import { reconcileShard } from './reconciler.js';
 import { producerClient } from './redis.js';
-import { readStatus } from './status.js';
+import { isFinal, readStatus } from './status.js';
 import { submitMatch } from './submit.js';
 import {
   DEFAULT_LIMITS,
@@ -39,6 +39,13 @@ export interface SettlementClientOptions {
   enqueueTimeoutMs?: number;
   /** Group commit of concurrent submissions per shard (default: up to 64 per statement, 1 in flight). */
   batching?: SubmitBatchOptions;
+}
+
+export interface WaitForOptions {
+  /** How long to wait for the final status before rejecting with SettlementTimeoutError. */
+  timeoutMs: number;
+  /** How often to read the status meanwhile (default 100 ms). */
+  intervalMs?: number;
 }
 
 const INT4_MIN = -(2 ** 31);
@@ -81,10 +88,34 @@ export class SettlementClient {
     return submitMatch({ shards: this.shards, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, match);
   }
 
-  /** Pending / applied / failed per shard, or null when no shard knows the match. */
+  /**
+   * Pending / applied / failed per shard. Null when no shard knows the match (never submitted, or
+   * its submit recorded nothing): check for it before reading `state`.
+   */
   async settlementStatus(matchId: string): Promise<SettlementStatus | null> {
     checkMatchId(matchId);
     return readStatus(this.shards, this.batches, matchId);
+  }
+
+  /**
+   * Resolves with the match's final status, once every part is applied or failed (so `state` is
+   * `applied` or `failed`: check it). Polls every `intervalMs` (default 100); rejects with
+   * SettlementTimeoutError, carrying the last status read (null if no shard knew the match), when
+   * `timeoutMs` passes first. A shard that cannot be asked keeps the match from being final.
+   */
+  async waitFor(matchId: string, options: WaitForOptions): Promise<SettlementStatus> {
+    checkMatchId(matchId);
+    const { timeoutMs, intervalMs = 100 } = options;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 0) throw new ValidationError('timeoutMs', 'must be a non-negative integer of milliseconds');
+    if (!Number.isSafeInteger(intervalMs) || intervalMs < 1) throw new ValidationError('intervalMs', 'must be a positive integer of milliseconds');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const last = await readStatus(this.shards, this.batches, matchId);
+      if (last && isFinal(last)) return last;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new SettlementTimeoutError(matchId, timeoutMs, last);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(intervalMs, left)));
+    }
   }
 
   /**

@@ -1,5 +1,5 @@
 export { SettlementClient } from './client.js';
-export type { SettlementClientOptions } from './client.js';
+export type { SettlementClientOptions, WaitForOptions } from './client.js';
 export { SettlementWorker } from './worker.js';
 export type { BatchCommitted, SettlementWorkerEvents, SettlementWorkerOptions } from './worker.js';
 export { SettlementMetrics, serveMetrics } from './metrics.js';
