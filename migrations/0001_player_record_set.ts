@@ -7,7 +7,8 @@ import type { Knex } from 'knex';
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`CREATE SEQUENCE player_id_seq`);
   // Instagram-style ids: the low 10 bits come from this shard's own sequence, so any number of
-  // application processes can create players at once without coordinating (see README).
+  // application processes can create players at once without coordinating (docs/shard-map.md, "Player ids
+  // and routing"; migration 0005 replaces the sequence with a logical clock).
   await knex.raw(`
     CREATE FUNCTION shardline_player_id(bucket integer) RETURNS bigint
     LANGUAGE plpgsql VOLATILE AS $$

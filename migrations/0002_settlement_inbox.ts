@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 /**
- * The durable half of settlement (see src/settlement/README-section.md).
+ * The durable half of settlement (docs/settlement.md tells users how it behaves).
  *
  * These two tables are per-shard queue/meta tables, not part of any player's record set, so they
  * are keyed by match_id and carry no foreign key to players: a row describes work for the shard,

@@ -13,7 +13,7 @@ import { hasOpenssl, makeTestCerts, type TestCerts } from './certs.js';
 
 /**
  * A private redis-server that speaks TLS only (no plaintext port), with the default user
- * disabled and one ACL user with a password: the deployment the README describes, reached
+ * disabled and one ACL user with a password: the deployment docs/security.md describes, reached
  * through the same rediss:// URL parsing the CLI and the worker use.
  */
 const PASSWORD = `redis-pw-${randomBytes(6).toString('hex')}`;
@@ -86,7 +86,7 @@ afterAll(async () => {
 
 const url = (user: string, password: string, scheme = 'rediss') => `${scheme}://${user}:${encodeURIComponent(password)}@127.0.0.1:${port}/0`;
 
-/** Options as the CLI builds them from REDIS_URL, plus the private CA (see the README for NODE_EXTRA_CA_CERTS). */
+/** Options as the CLI builds them from REDIS_URL, plus the private CA (the CLI gets it from NODE_EXTRA_CA_CERTS: docs/security.md). */
 function good(overrides: { url?: string; ca?: string } = {}): RedisOptions {
   const base = redisOptionsFromUrl(overrides.url ?? url(USER, PASSWORD));
   return base.tls ? { ...base, tls: { ca: readFileSync(overrides.ca ?? certs.caFile, 'utf8') } } : base;

@@ -121,12 +121,12 @@ describe('static security properties of the source', () => {
     expect(offenders).toEqual([]);
   });
 
-  it('every production dependency is named with its purpose in the Security section', () => {
+  it('every production dependency is named with its purpose in docs/security.md', () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
-    // The table under "### Dependencies" (until the next heading) of the README's Security section.
-    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-    expect(readme).toMatch(/^## Security$/m);
-    const section = readme.split(/^### Dependencies$/m)[1] ?? '';
+    // The table under "## Dependencies" (until the next heading) of docs/security.md.
+    const security = readFileSync(path.join(ROOT, 'docs/security.md'), 'utf8');
+    expect(security).toMatch(/^## Dependencies$/m);
+    const section = security.split(/^## Dependencies$/m)[1] ?? '';
     const doc = section.split(/^#/m)[0] ?? '';
     const undocumented = Object.keys(pkg.dependencies).filter((name) => !new RegExp(`^\\|\\s*\`${name.replace(/[/.]/g, '\\$&')}\`\\s*\\|\\s*\\S`, 'm').test(doc));
     expect(undocumented).toEqual([]);
