@@ -1,5 +1,4 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { ValidationError } from '../errors/index.js';
 import { redisOptionsFromUrl } from '../settlement/index.js';
@@ -99,15 +98,17 @@ export function redisUrlFromEnv(): string {
   return url;
 }
 
-const packageRoot = fileURLToPath(new URL('../../', import.meta.url));
-
-/** --map, then $SHARDLINE_MAP, then ./shardmap/local.json, then the package's own example map. */
+/**
+ * --map, then $SHARDLINE_MAP, then ./shardmap/local.json of the working directory. Nothing else:
+ * a map found anywhere else (such as the example map inside the installed package) would point
+ * commands at databases the user never named.
+ */
 export function resolveMapPath(flag: string | undefined): string {
   if (flag) return flag;
   if (env.SHARDLINE_MAP) return env.SHARDLINE_MAP;
   const local = path.resolve('shardmap/local.json');
   if (existsSync(local)) return local;
-  return path.join(packageRoot, 'shardmap/local.json');
+  throw new ValidationError('--map', `no shard map given: pass --map <file> or set SHARDLINE_MAP (there is no shardmap/local.json in ${process.cwd()})`);
 }
 
 export async function loadMap(flag: string | undefined): Promise<ShardMap> {
@@ -128,10 +129,14 @@ export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, ...value.split(',').filter(Boolean)];
 }
 
-export function positiveInt(name: string) {
+/** A commander parser for a whole number >= `min`, refusing anything else with a typed error naming the flag. */
+export function integerAtLeast(name: string, min: number) {
   return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(value)}`);
+    const n = /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min) throw new ValidationError(name, `must be a whole number of at least ${min}, got ${JSON.stringify(value)}`);
     return n;
   };
 }
+
+export const positiveInt = (name: string) => integerAtLeast(name, 1);
+export const nonNegativeInt = (name: string) => integerAtLeast(name, 0);

@@ -317,11 +317,15 @@ export class RedisConfigError extends ShardlineError {
   }
 }
 
-/** Redis did not answer in time: `target` is host:port (never the password), `hint` says where it was configured. */
+/**
+ * Redis could not be used: unreachable, or it refused the connection (e.g. a wrong password).
+ * `target` is host:port, never the password; `hint` says where the URL was configured.
+ */
 export class RedisUnavailableError extends ShardlineError {
   readonly target: string;
-  constructor(target: string, reason: string, hint: string, options?: { cause?: unknown }) {
-    super('REDIS_UNAVAILABLE', `Redis at ${target} is unreachable: ${reason} (hint: ${hint})`, options);
+  /** `problem` continues "Redis at host:port ...", e.g. "is unreachable: connection refused". */
+  constructor(target: string, problem: string, hint: string, options?: { cause?: unknown }) {
+    super('REDIS_UNAVAILABLE', `Redis at ${target} ${problem} (hint: ${hint})`, options);
     this.target = target;
   }
 }

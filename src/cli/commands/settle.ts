@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { ValidationError } from '../../errors/index.js';
 import type { SettlementInput, SettlementStatus } from '../../settlement/index.js';
+import { nonNegativeInt } from '../context.js';
 import { addQueueOptions, printJson, withClient, type QueueFlags } from './settlements.js';
 
 async function readMatch(file: string): Promise<SettlementInput> {
@@ -25,7 +26,7 @@ export function registerSettle(program: Command): void {
       .description('submit a finished match for settlement and print its status (JSON)')
       .requiredOption('--file <file>', 'match JSON: { matchId, gameId, endedAt, results: [{ playerId, scoreDelta, outcome }] }'),
   )
-    .option('--wait <ms>', 'then wait up to ms for every shard to apply (or fail) it', (v) => Number(v))
+    .option('--wait <ms>', 'then wait up to ms for every shard to apply (or fail) it', nonNegativeInt('--wait'))
     .action(async (flags: QueueFlags & { file: string; wait?: number }) => {
       const input = await readMatch(flags.file);
       const status = await withClient(flags, async (client) => {

@@ -1,8 +1,10 @@
 import type { Command } from 'commander';
-import { pino } from 'pino';
 import { ShardSet } from '../../db/index.js';
+import { ValidationError } from '../../errors/index.js';
 import { DEFAULT_SETTLEMENT_PREFIX as DEFAULT_PREFIX, SettlementClient, redisOptionsFromUrl, type RedisConnection } from '../../settlement/index.js';
-import { collect, env, formatTable, loadMap, positiveInt, redisUrlFromEnv } from '../context.js';
+import { cliLogger } from '../cli-logger.js';
+import { collect, env, formatTable, loadMap, nonNegativeInt, positiveInt, redisUrlFromEnv } from '../context.js';
+import { assertRedisReachable } from '../redis-check.js';
 
 export interface QueueFlags {
   map?: string;
@@ -12,6 +14,17 @@ export interface QueueFlags {
 /** $REDIS_URL or $REDIS_URL_FILE, default the local server. */
 export function redisFromEnv(): RedisConnection {
   return redisOptionsFromUrl(redisUrlFromEnv());
+}
+
+/**
+ * redisFromEnv, once Redis has answered a PING within a couple of seconds: a command that needs
+ * Redis says at once which host:port it could not reach and which variable set it.
+ */
+export async function checkedRedisFromEnv(): Promise<RedisConnection> {
+  const url = redisUrlFromEnv();
+  const source = (env.REDIS_URL ?? '') !== '' ? 'REDIS_URL' : (env.REDIS_URL_FILE ?? '') !== '' ? 'REDIS_URL_FILE' : 'default';
+  await assertRedisReachable(url, source);
+  return redisOptionsFromUrl(url);
 }
 
 export function prefixOf(flags: QueueFlags): string {
@@ -26,8 +39,10 @@ export function addQueueOptions(cmd: Command): Command {
 
 /** A client on the map's shards and Redis (see redisFromEnv), closed (with the shards) after `fn`. */
 export async function withClient<T>(flags: QueueFlags, fn: (client: SettlementClient) => Promise<T>): Promise<T> {
-  const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-cli' });
-  const client = new SettlementClient({ shards, connection: redisFromEnv(), prefix: prefixOf(flags), logger: pino({ level: 'warn' }, process.stderr) });
+  const map = await loadMap(flags.map);
+  const connection = await checkedRedisFromEnv();
+  const shards = new ShardSet(map, { applicationName: 'shardline-cli' });
+  const client = new SettlementClient({ shards, connection, prefix: prefixOf(flags), logger: cliLogger() });
   try {
     return await fn(client);
   } finally {
@@ -80,8 +95,18 @@ export function registerSettlements(program: Command): void {
   addQueueOptions(cmd.command('retry').description('put failed parts back to pending and enqueue them again').argument('[matchId]'))
     .option('--all', 'every failed part on every shard')
     .action(async (matchId: string | undefined, flags: QueueFlags & { all?: boolean }) => {
-      if ((matchId === undefined) === !flags.all) throw new Error('give a match id or --all (not both)');
-      const report = await withClient(flags, (c) => c.retry(matchId ?? { all: true }));
+      if ((matchId === undefined) === !flags.all) throw new ValidationError('matchId', 'give a match id or --all (not both)');
+      const { report, known } = await withClient(flags, async (c) => {
+        const r = await c.retry(matchId ?? { all: true });
+        // Nothing to retry for a match id no shard has heard of is a mistake (a typo), not success.
+        const k = matchId === undefined || r.parts.length > 0 || r.notRetryable.length > 0 || (await c.settlementStatus(matchId)) !== null;
+        return { report: r, known: k };
+      });
+      if (!known) {
+        console.error(`error: no shard knows match "${matchId}": nothing to retry`);
+        process.exitCode = 1;
+        return;
+      }
       for (const p of report.parts) console.log(`re-enqueued ${p.matchId} on ${p.shardId}`);
       for (const d of report.notRetryable) console.log(`not retried: job ${d.jobId} on ${d.shardId}: no inbox row behind it, nothing to re-drive (${d.reason})`);
       console.log(`${report.parts.length} part${report.parts.length === 1 ? '' : 's'} re-enqueued`);
@@ -89,7 +114,7 @@ export function registerSettlements(program: Command): void {
     });
 
   addQueueOptions(cmd.command('reconcile').description('enqueue pending parts the queues no longer hold (e.g. after a Redis restart)'))
-    .option('--older-than-ms <ms>', 'only parts pending at least this long', (v) => Number(v), 60_000)
+    .option('--older-than-ms <ms>', 'only parts pending at least this long', nonNegativeInt('--older-than-ms'), 60_000)
     .action(async (flags: QueueFlags & { olderThanMs: number }) => {
       const report = await withClient(flags, (c) => c.reconcile({ olderThanMs: flags.olderThanMs }));
       console.log(`checked ${report.checked} pending parts, re-enqueued ${report.requeued.length}`);

@@ -4,7 +4,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ShardSet } from '../../db/index.js';
 import { SettlementWorker, serveMetrics } from '../../settlement/index.js';
 import { collect, loadMap, positiveInt } from '../context.js';
-import { addQueueOptions, prefixOf, redisFromEnv, type QueueFlags } from './settlements.js';
+import { addQueueOptions, checkedRedisFromEnv, prefixOf, type QueueFlags } from './settlements.js';
 
 interface WorkerFlags extends QueueFlags {
   shards?: string[];
@@ -36,7 +36,7 @@ export function registerWorker(program: Command): void {
       collectDefaultMetrics({ register: registry });
       const worker = new SettlementWorker({
         shards,
-        connection: redisFromEnv(),
+        connection: await checkedRedisFromEnv(),
         prefix: prefixOf(flags),
         ...(flags.shards ? { shardIds: flags.shards } : {}),
         concurrency: flags.concurrency,
