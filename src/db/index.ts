@@ -1,10 +1,9 @@
-export { ShardSet, refuseSharedDatabases } from './shard-set.js';
+export { ShardSet } from './shard-set.js';
 export type { ShardSetOptions } from './shard-set.js';
 export type { ConnectionOptions } from './connection.js';
-export { databaseOf, poolConfig, targetOf } from './connection.js';
-export { checkIdentity, readIdentity, stampIdentity } from './identity.js';
-export type { ShardIdentity } from './identity.js';
-export { isConnectionError, isTransientDbError, sqlState, toShardError } from './pg-errors.js';
+// Pool configuration (it holds the resolved URL), identity stamps and pg error mapping are
+// internals: tests import them from their own modules.
+export { isConnectionError, isTransientDbError } from './pg-errors.js';
 export type {
   Outcome,
   PlayerStatsTable,

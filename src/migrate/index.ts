@@ -1,5 +1,6 @@
 export { ShardMigrator, assertSchemaCurrent } from './shard-migrator.js';
 export type { MigrateProgress, ShardMigratorOptions, ShardSchemaStatus } from './shard-migrator.js';
-export { mapLimit, migrateShards, schemaStatus } from './run.js';
+export { migrateShards, schemaStatus } from './run.js';
 export type { MigrateAction, MigrateShardsOptions, SchemaStatusReport, ShardMigrateResult } from './run.js';
-export { EsmMigrationSource, MIGRATIONS_DIR, expectedVersion, migrationNames } from './migration-source.js';
+// The migration source and directory are internals (the migrator finds them itself).
+export { expectedVersion } from './migration-source.js';

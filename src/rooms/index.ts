@@ -8,14 +8,7 @@ export { Table, buildMatchResult, endGame } from './table.js';
 export type { EndGameInput, SettlementSubmitter, TableOptions, TablePlayerResult, TableSettlement } from './table.js';
 export { joinRoomView } from './room-view.js';
 export type { PlayerDirectory, RoomView, RoomViewMember } from './room-view.js';
-export { ROOM_SCRIPTS, ZONE_SCRIPT_KEY_COUNT } from './scripts.js';
-export type { RoomScriptName } from './scripts.js';
-export {
-  DEFAULT_CAPACITY as DEFAULT_ROOM_CAPACITY,
-  MAX_CAPACITY as MAX_ROOM_CAPACITY,
-  directoryKey as roomDirectoryKey,
-  scriptKeys as zoneScriptKeys,
-  zoneKeys,
-} from './keys.js';
-export type { ZoneKeys } from './keys.js';
+// The Lua scripts and the Redis key layout are internals (tests and benches import them from
+// their own modules): they may change between versions.
+export { DEFAULT_CAPACITY as DEFAULT_ROOM_CAPACITY, MAX_CAPACITY as MAX_ROOM_CAPACITY } from './keys.js';
 export type { RoomChange, RoomCount, RoomDefinition, RoomInfo, Seat, ZoneEvent, ZoneSnapshot } from './types.js';

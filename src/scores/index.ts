@@ -1,3 +1,3 @@
-export { Leaderboards, compareEntries } from './leaderboards.js';
-export { kWayMerge } from './k-way-merge.js';
+// kWayMerge stays internal until it is a documented helper (the app-tables issue).
+export { Leaderboards } from './leaderboards.js';
 export type { LeaderboardEntry, LeaderboardsOptions, PlayerRank, RankOfOptions, TopScoresOptions } from './types.js';

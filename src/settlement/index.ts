@@ -5,11 +5,10 @@ export type { BatchCommitted, SettlementWorkerEvents, SettlementWorkerOptions } 
 export { SettlementMetrics, serveMetrics } from './metrics.js';
 export type { JobPolicy } from './queues.js';
 export type { ReconcileOptions } from './reconciler.js';
+// Which queue and job hold a match part (for operators' queue tools). Redis inspection and match
+// normalization are internals: tests import them from their own modules.
 export { DEFAULT_PREFIX as DEFAULT_SETTLEMENT_PREFIX, homeShardOf, jobIdFor, queueNameFor } from './keys.js';
-export { dependencyVersions, inspectRedis, judgeRedis, redisOptionsFromUrl } from './redis.js';
-export type { DependencyVersions, RedisHealth } from './redis.js';
-export { contentHash, normalizeMatch } from './validate.js';
-export type { NormalizedMatch, NormalizedResult } from './validate.js';
+export { redisOptionsFromUrl } from './redis.js';
 export { DEFAULT_LIMITS as DEFAULT_SETTLEMENT_LIMITS } from './types.js';
 export type {
   DeadJob,

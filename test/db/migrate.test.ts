@@ -7,10 +7,10 @@ import {
   ShardUnavailableError,
   expectedVersion,
   migrateShards,
-  readIdentity,
   schemaStatus,
   validateShardMap,
 } from '../../src/index.js';
+import { readIdentity } from '../../src/db/identity.js';
 import { urlFor } from '../support/env.js';
 import { createEmptyDatabase, dropDatabases } from '../support/shards.js';
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { kWayMerge } from '../../src/index.js';
+import { kWayMerge } from '../../src/scores/k-way-merge.js';
 
 const byNumber = (a: number, b: number) => a - b;
 
