@@ -67,6 +67,17 @@ export class ShardSet {
     return h.db;
   }
 
+  /**
+   * Checks every shard's identity and owned buckets now, as `db()` does before first use, and
+   * throws the first refusal in map order (ShardIdentityError, ShardOwnershipError). A shard that
+   * cannot be reached is skipped: its first use checks it. For commands that must refuse a wrong
+   * map outright, rather than act on the shards that happen to look right.
+   */
+  async verifyAll(): Promise<void> {
+    const checks = await Promise.allSettled(this.shards.map((s) => this.db(s.id)));
+    for (const c of checks) if (c.status === 'rejected' && !(c.reason instanceof ShardUnavailableError)) throw c.reason;
+  }
+
   async dbForPlayer(id: PlayerId): Promise<{ shard: ShardSpec; db: Kysely<ShardDatabase> }> {
     const shard = this.router.shardFor(id);
     return { shard, db: await this.db(shard.id) };

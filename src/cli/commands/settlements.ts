@@ -44,6 +44,7 @@ export async function withClient<T>(flags: QueueFlags, fn: (client: SettlementCl
   const shards = new ShardSet(map, { applicationName: 'shardline-cli' });
   const client = new SettlementClient({ shards, connection, prefix: prefixOf(flags), logger: cliLogger() });
   try {
+    await shards.verifyAll(); // a map that misplaces any shard's buckets is refused before anything is written
     return await fn(client);
   } finally {
     await client.close();
