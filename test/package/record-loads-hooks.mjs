@@ -1,0 +1,9 @@
+import { appendFileSync } from 'node:fs';
+
+/** Module hooks (they run on the loader thread): log each resolved URL, change nothing. */
+export async function resolve(specifier, context, nextResolve) {
+  const resolved = await nextResolve(specifier, context);
+  const log = process.env.SHARDLINE_LOAD_LOG;
+  if (log) appendFileSync(log, `${resolved.url} ${context.parentURL ?? ""}\n`);
+  return resolved;
+}
