@@ -81,7 +81,18 @@ describe('shardline CLI (subprocess)', () => {
         ],
       });
     const withPassword = (url: string) => url.replace('postgres@', 'postgres:s3cr3t-pw@');
-    const own = writeTempMap({ version: 1, buckets: 4096, regions: ['shenzhen'], shards: [{ id: 'sz-1', region: 'shenzhen', connection: urlFor(db), buckets: ['0-4095'] }] });
+    // sz-1 is stamped owning 0-2047, the buckets the maps below give it: their only fault is the database.
+    const spare = uniqueName(RUN_PREFIX + 'cli');
+    dbs.push(spare);
+    const own = writeTempMap({
+      version: 1,
+      buckets: 4096,
+      regions: ['shenzhen'],
+      shards: [
+        { id: 'sz-1', region: 'shenzhen', connection: urlFor(db), buckets: ['0-2047'] },
+        { id: 'sz-spare', region: 'shenzhen', connection: urlFor(spare), buckets: ['2048-4095'] },
+      ],
+    });
     expect((await runCli(['migrate', 'latest', '--map', own, '--create-databases'])).code).toBe(0);
 
     // Same database under the same spelling: the map itself is wrong, so both shards are named.
