@@ -148,12 +148,10 @@ export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec, opt
   await client.query('BEGIN');
   try {
     await client.query(`SELECT pg_advisory_xact_lock(hashtext('shardline:identity'))`);
-    await client.query(
-      `CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
-    );
+    await client.query(`CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
     const existing = await readIdentity(client);
     if (existing) {
-      refuseForeignStamp(shard, existing, 'refusing to migrate another shard\'s database');
+      refuseForeignStamp(shard, existing, "refusing to migrate another shard's database");
       const [fault] = ownershipFaultsOf(shard, existing, options.mapShards ?? [shard]);
       if (fault) throw new ShardOwnershipError([fault]);
       await client.query('COMMIT');

@@ -44,11 +44,7 @@ export interface MigrateShardsOptions extends ShardMigratorOptions {
  * when every other shard's stamp could be read (or it has none to claim); otherwise its result is
  * ShardOwnershipUnverifiedError, since an unreadable shard may own them.
  */
-export async function migrateShards(
-  shards: readonly ShardSpec[],
-  action: MigrateAction,
-  options: MigrateShardsOptions = {},
-): Promise<ShardMigrateResult[]> {
+export async function migrateShards(shards: readonly ShardSpec[], action: MigrateAction, options: MigrateShardsOptions = {}): Promise<ShardMigrateResult[]> {
   const mapShards = options.mapShards ?? shards;
   refuseSharedDatabases({ shards: mapShards });
   const stamps = await readStamps(mapShards, options);
@@ -76,7 +72,17 @@ async function readStamps(shards: readonly ShardSpec[], options: MigrateShardsOp
 }
 
 function refused(shard: ShardSpec, err: Error & { code: string }): ShardMigrateResult {
-  return { shardId: shard.id, region: shard.region, target: targetOf(shard), ok: false, changed: [], version: null, createdDatabase: false, error: err.message, errorCode: err.code };
+  return {
+    shardId: shard.id,
+    region: shard.region,
+    target: targetOf(shard),
+    ok: false,
+    changed: [],
+    version: null,
+    createdDatabase: false,
+    error: err.message,
+    errorCode: err.code,
+  };
 }
 
 async function migrateOne(
@@ -144,7 +150,7 @@ export async function schemaStatus(shards: readonly ShardSpec[], options: Migrat
 }
 
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
+  const out = new Array<R>(items.length);
   let next = 0;
   const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
     while (next < items.length) {

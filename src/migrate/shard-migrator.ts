@@ -264,4 +264,3 @@ async function appliedMigrations(c: Pick<pg.ClientBase, 'query'>): Promise<strin
     throw err;
   }
 }
-

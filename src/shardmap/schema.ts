@@ -4,13 +4,9 @@ import { z } from 'zod';
 export const BUCKET_BITS = 12;
 export const BUCKET_COUNT = 1 << BUCKET_BITS;
 
-const name = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters');
+const name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lower-case letters, digits and dashes, at most 63 characters');
 
-const bucketRange = z
-  .string()
-  .regex(/^\d+(-\d+)?$/, 'a bucket number or an inclusive range such as "0-1023"');
+const bucketRange = z.string().regex(/^\d+(-\d+)?$/, 'a bucket number or an inclusive range such as "0-1023"');
 
 export const sslModes = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
@@ -51,7 +47,10 @@ export const shardMapSchema = z.strictObject({
   name: z.string().optional(),
   prefix: z
     .string()
-    .regex(PREFIX_PATTERN, 'a plain Redis key prefix: letters, digits, "_", "." and "-", starting with a letter or digit, at most 64 characters (no braces, no colons)')
+    .regex(
+      PREFIX_PATTERN,
+      'a plain Redis key prefix: letters, digits, "_", "." and "-", starting with a letter or digit, at most 64 characters (no braces, no colons)',
+    )
     .optional(),
   buckets: z.literal(BUCKET_COUNT),
   regions: z.array(name).min(1),

@@ -105,9 +105,7 @@ function assignBuckets(map: ShardMapFile, issues: string[]): Uint16Array {
         if (prev !== NONE) {
           const other = map.shards[prev]?.id ?? '?';
           const end = firstOverlapEnd(owner, b, hi, prev);
-          issues.push(
-            `${where}: buckets ${b === end ? b : `${b}-${end}`} are owned by both "${other}" and "${s.id}"`,
-          );
+          issues.push(`${where}: buckets ${b === end ? b : `${b}-${end}`} are owned by both "${other}" and "${s.id}"`);
           b = end;
           continue;
         }
@@ -167,17 +165,20 @@ function buildShard(s: ShardMapFile['shards'][number], index: number, options: V
     .map(parseRange)
     .filter((r): r is [number, number] => r !== undefined && r[0] <= r[1])
     .sort((a, b) => a[0] - b[0]);
-  return attachConnectionUrl({
-    id: s.id,
-    region: s.region,
-    index,
-    connectionRef: s.connection,
-    target: targetOfUrl(url, s.connection),
-    buckets,
-    bucketCount: buckets.reduce((n, [a, b]) => n + (b - a + 1), 0),
-    ...(ssl ? { ssl } : {}),
-    ...(s.pool ? { pool: s.pool } : {}),
-  }, url);
+  return attachConnectionUrl(
+    {
+      id: s.id,
+      region: s.region,
+      index,
+      connectionRef: s.connection,
+      target: targetOfUrl(url, s.connection),
+      buckets,
+      bucketCount: buckets.reduce((n, [a, b]) => n + (b - a + 1), 0),
+      ...(ssl ? { ssl } : {}),
+      ...(s.pool ? { pool: s.pool } : {}),
+    },
+    url,
+  );
 }
 
 /**
@@ -279,7 +280,5 @@ function isPostgresUrl(text: string): boolean {
 
 function formatPath(path: readonly PropertyKey[]): string {
   if (path.length === 0) return '(root)';
-  return path
-    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
-    .join('');
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`)).join('');
 }

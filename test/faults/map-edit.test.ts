@@ -33,7 +33,8 @@ async function stampOf(t: TestShards, shardId: string): Promise<ShardIdentity | 
 }
 
 /** The fault that names sz-2, what it owns, what the map takes from it and whom it gives it to. */
-const SZ2_FAULT = /shard "sz-2" owns buckets 1024-2047 \(its identity stamp\), the map gives it 1024-1535: the map takes away 1536-2047 \(giving them to "sz-3"\)/;
+const SZ2_FAULT =
+  /shard "sz-2" owns buckets 1024-2047 \(its identity stamp\), the map gives it 1024-1535: the map takes away 1536-2047 \(giving them to "sz-3"\)/;
 const noStack = (r: CliResult) => expect(r.stdout + r.stderr, 'no stack trace').not.toMatch(/\n\s+at /);
 
 /**

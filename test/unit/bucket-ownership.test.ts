@@ -1,6 +1,14 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compareBuckets, formatBuckets, ownershipFaults, parseBuckets, sameBuckets, type BucketRange, type StampKnowledge } from '../../src/db/bucket-ownership.js';
+import {
+  compareBuckets,
+  formatBuckets,
+  ownershipFaults,
+  parseBuckets,
+  sameBuckets,
+  type BucketRange,
+  type StampKnowledge,
+} from '../../src/db/bucket-ownership.js';
 import { ShardOwnershipError, validateShardMap } from '../../src/index.js';
 
 const mapOf = (shards: [string, string[]][]) =>
@@ -15,7 +23,10 @@ const stamped = (text: string): StampKnowledge => ({ kind: 'stamped', buckets: p
 describe('bucket sets of identity stamps', () => {
   it('parses the stamp format, sorted and merged; refuses what is not ranges in 0-4095', () => {
     expect(parseBuckets('0-1023')).toEqual([[0, 1023]]);
-    expect(parseBuckets('20-30,0-10')).toEqual([[0, 10], [20, 30]]);
+    expect(parseBuckets('20-30,0-10')).toEqual([
+      [0, 10],
+      [20, 30],
+    ]);
     expect(parseBuckets('0-10,11-20, 7')).toEqual([[0, 20]]);
     expect(parseBuckets('5')).toEqual([[5, 5]]);
     expect(parseBuckets('')).toEqual([]);
@@ -23,8 +34,18 @@ describe('bucket sets of identity stamps', () => {
   });
 
   it('compares as sets, not strings', () => {
-    expect(sameBuckets(parseBuckets('0-10,20-30')!, [[20, 30], [0, 10]])).toBe(true);
-    expect(sameBuckets(parseBuckets('0-1023')!, [[0, 511], [512, 1023]])).toBe(true);
+    expect(
+      sameBuckets(parseBuckets('0-10,20-30')!, [
+        [20, 30],
+        [0, 10],
+      ]),
+    ).toBe(true);
+    expect(
+      sameBuckets(parseBuckets('0-1023')!, [
+        [0, 511],
+        [512, 1023],
+      ]),
+    ).toBe(true);
     expect(compareBuckets(parseBuckets('1024-2047')!, [[1024, 1535]])).toEqual({ gained: [], lost: [[1536, 2047]] });
     expect(compareBuckets(parseBuckets('0-1023')!, [[0, 1100]])).toEqual({ gained: [[1024, 1100]], lost: [] });
     expect(compareBuckets([], [])).toEqual({ gained: [], lost: [] });
@@ -48,9 +69,14 @@ describe('bucket sets of identity stamps', () => {
     );
   });
 
-  it('names the shard the map gives a stamp\'s buckets to, and the stamped holder of what it gives', () => {
+  it("names the shard the map gives a stamp's buckets to, and the stamped holder of what it gives", () => {
     // The issue's edit: 1536-2047 of sz-2 given to a new sz-3; sz-3 never stamped.
-    const map = mapOf([['sz-1', ['0-1023']], ['sz-2', ['1024-1535']], ['sz-3', ['1536-2047']], ['sc-1', ['2048-4095']]]);
+    const map = mapOf([
+      ['sz-1', ['0-1023']],
+      ['sz-2', ['1024-1535']],
+      ['sz-3', ['1536-2047']],
+      ['sc-1', ['2048-4095']],
+    ]);
     const stamps = new Map<string, StampKnowledge>([
       ['sz-1', stamped('0-1023')],
       ['sz-2', stamped('1024-2047')],
@@ -65,23 +91,55 @@ describe('bucket sets of identity stamps', () => {
     expect(ownershipFaults(map.shards, stamps).map((f) => f.shardId)).toEqual(['sz-2']);
 
     // A map that gives sz-1 buckets of sc-1's stamp names sc-1 as their holder.
-    const grab = mapOf([['sz-1', ['0-1023', '2048-2100']], ['sz-2', ['1024-2047']], ['sc-1', ['2101-4095']]]);
-    const faults = ownershipFaults(grab.shards, new Map([['sz-1', stamped('0-1023')], ['sz-2', stamped('1024-2047')], ['sc-1', stamped('2048-4095')]]));
+    const grab = mapOf([
+      ['sz-1', ['0-1023', '2048-2100']],
+      ['sz-2', ['1024-2047']],
+      ['sc-1', ['2101-4095']],
+    ]);
+    const faults = ownershipFaults(
+      grab.shards,
+      new Map([
+        ['sz-1', stamped('0-1023')],
+        ['sz-2', stamped('1024-2047')],
+        ['sc-1', stamped('2048-4095')],
+      ]),
+    );
     expect(faults).toEqual([
       { shardId: 'sz-1', owned: '0-1023', mapped: '0-1023,2048-2100', gained: [{ buckets: '2048-2100', heldBy: 'sc-1' }], lost: [] },
       { shardId: 'sc-1', owned: '2048-4095', mapped: '2101-4095', gained: [], lost: [{ buckets: '2048-2100', givenTo: 'sz-1' }] },
     ]);
     const err = new ShardOwnershipError(faults);
     expect(err.code).toBe('SHARD_OWNERSHIP_MISMATCH');
-    expect(err.message).toMatch(/shard "sz-1" owns buckets 0-1023 \(its identity stamp\), the map gives it 0-1023,2048-2100: the map gives it 2048-2100, which shard "sc-1" owns/);
+    expect(err.message).toMatch(
+      /shard "sz-1" owns buckets 0-1023 \(its identity stamp\), the map gives it 0-1023,2048-2100: the map gives it 2048-2100, which shard "sc-1" owns/,
+    );
     expect(err.message).toMatch(/shard "sc-1" owns buckets 2048-4095 .*the map takes away 2048-2100 \(giving them to "sz-1"\)/);
     expect(err.message).toMatch(/restore the map .*\("sz-1": 0-1023, "sc-1": 2048-4095\) until bucket moves exist/);
   });
 
   it('an empty shard agrees with an empty stamp; unknown and unstamped shards are not judged', () => {
-    const map = mapOf([['sz-1', ['0-4095']], ['sz-9', []]]);
-    expect(ownershipFaults(map.shards, new Map([['sz-1', stamped('0-4095')], ['sz-9', stamped('')]]))).toEqual([]);
-    expect(ownershipFaults(map.shards, new Map<string, StampKnowledge>([['sz-1', { kind: 'unknown', reason: 'down' }], ['sz-9', { kind: 'unstamped' }]]))).toEqual([]);
+    const map = mapOf([
+      ['sz-1', ['0-4095']],
+      ['sz-9', []],
+    ]);
+    expect(
+      ownershipFaults(
+        map.shards,
+        new Map([
+          ['sz-1', stamped('0-4095')],
+          ['sz-9', stamped('')],
+        ]),
+      ),
+    ).toEqual([]);
+    expect(
+      ownershipFaults(
+        map.shards,
+        new Map<string, StampKnowledge>([
+          ['sz-1', { kind: 'unknown', reason: 'down' }],
+          ['sz-9', { kind: 'unstamped' }],
+        ]),
+      ),
+    ).toEqual([]);
     expect(ownershipFaults(map.shards, new Map([['sz-9', stamped('0-9')]]))).toEqual([
       { shardId: 'sz-9', owned: '0-9', mapped: 'none', gained: [], lost: [{ buckets: '0-9', givenTo: 'sz-1' }] },
     ]);

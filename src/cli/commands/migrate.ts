@@ -29,7 +29,13 @@ function addCommon(cmd: Command): Command {
 async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<void> {
   const map = await loadMap(flags.map);
   const shards = selectShards(map, flags.shard);
-  const live = process.stdout.isTTY === true ? new LiveProgress(shards.map((s) => s.id), process.stdout) : undefined;
+  const live =
+    process.stdout.isTTY === true
+      ? new LiveProgress(
+          shards.map((s) => s.id),
+          process.stdout,
+        )
+      : undefined;
   // Every shard of the map is read first, even with --shard: a map edit is judged as a whole.
   const results = await migrateShards(shards, action, {
     mapShards: map.shards,
@@ -38,7 +44,9 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
     ...(flags.appRole ? { appRole: flags.appRole } : {}),
     onShardStart: (id) => live?.set(id, { kind: 'running' }),
     onProgress: (p: MigrateProgress) =>
-      live ? live.set(p.shardId, { kind: 'step', step: p.step, of: p.of, migration: p.migration }) : console.log(`[${p.shardId}] ${p.step}/${p.of} ${p.migration}`),
+      live
+        ? live.set(p.shardId, { kind: 'step', step: p.step, of: p.of, migration: p.migration })
+        : console.log(`[${p.shardId}] ${p.step}/${p.of} ${p.migration}`),
     onShardDone: (r) => live?.set(r.shardId, { kind: r.ok ? 'done' : 'failed' }),
   });
   console.log(
@@ -57,7 +65,9 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
   const failed = results.filter((r) => !r.ok);
   for (const r of failed) console.error(`${r.shardId}: ${r.error ?? 'unknown error'}`);
   if (failed.length) {
-    console.error(`${failed.length} of ${results.length} shards failed: ${failed.map((r) => r.shardId).join(', ')}; rerun to continue from where each shard stands`);
+    console.error(
+      `${failed.length} of ${results.length} shards failed: ${failed.map((r) => r.shardId).join(', ')}; rerun to continue from where each shard stands`,
+    );
     process.exitCode = 1;
   }
 }
@@ -66,7 +76,11 @@ export function registerMigrate(program: Command): void {
   const migrate = program.command('migrate').description('apply the schema in migrations/ to every shard');
   addCommon(migrate.command('latest').description('apply every pending migration on each shard'))
     .option('--create-databases', 'create missing shard databases first (local development)')
-    .option('--app-role <name>', 'role the library and worker run as, granted DML only (default: $SHARDLINE_APP_ROLE, then shardline_app)', env.SHARDLINE_APP_ROLE)
+    .option(
+      '--app-role <name>',
+      'role the library and worker run as, granted DML only (default: $SHARDLINE_APP_ROLE, then shardline_app)',
+      env.SHARDLINE_APP_ROLE,
+    )
     .action((flags: MigrateFlags) => runAction('latest', flags));
   addCommon(migrate.command('rollback').description('undo the newest migration on each shard'))
     .option('--app-role <name>', 'the application role the migrations granted to (default: $SHARDLINE_APP_ROLE, then shardline_app)', env.SHARDLINE_APP_ROLE)
@@ -97,7 +111,8 @@ export function registerMigrate(program: Command): void {
       for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
       for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
       if (report.unreachable.length) console.error(`unreachable: ${report.unreachable.join(', ')}`);
-      if (report.identityProblems.length) console.error(`identity faults: ${report.identityProblems.join(', ')}; the library and the worker refuse these shards`);
+      if (report.identityProblems.length)
+        console.error(`identity faults: ${report.identityProblems.join(', ')}; the library and the worker refuse these shards`);
       if (report.drift) {
         const behind = report.shards.filter((s) => s.reachable && s.version !== report.expected).map((s) => s.shardId);
         console.error(`drift: ${behind.join(', ')} not at ${report.expected ?? '(none)'}`);

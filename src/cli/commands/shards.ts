@@ -38,7 +38,8 @@ export function registerShards(program: Command): void {
       );
       for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
       for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
-      if (report.ownershipFaults.length) console.error(`bucket ownership faults: ${report.ownershipFaults.join(', ')}; the library, the worker and the settle commands refuse these shards`);
+      if (report.ownershipFaults.length)
+        console.error(`bucket ownership faults: ${report.ownershipFaults.join(', ')}; the library, the worker and the settle commands refuse these shards`);
       if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
     });
 }
