@@ -1,8 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
+import { waitFor } from '../support/wait.js';
 
 // The README's first command, small: real embedded PostgreSQL servers, the machine's Redis.
 const demoDirs = () => new Set(readdirSync(tmpdir()).filter((d) => d.startsWith('shardline-demo-')));
@@ -31,20 +31,15 @@ describe('shardline demo (subprocess)', () => {
 
   it('on SIGINT stops everything it started and exits 130, also when the signal comes twice', async () => {
     const before = demoDirs();
-    const child = spawn(process.execPath, ['src/cli/bin.js', 'demo', '--players', '3000', '--matches', '2000'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const code = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+    const demo = startCli(['demo', '--players', '3000', '--matches', '2000'], { timeoutMs: 85_000 });
     // Interrupt once the servers are up and players are being created: the worst moment to leak.
-    const deadline = Date.now() + 60_000;
-    while (!/simulating/.test(out) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    expect(out).toMatch(/simulating/);
+    const simulating = await waitFor('the demo to simulate', async () => /simulating/.test(demo.output()), 60_000).catch(() => false);
+    expect(simulating, demo.output()).toBe(true);
     // A terminal's Ctrl-C reaches every process of the group; npm or tsx relay it once more.
-    child.kill('SIGINT');
-    child.kill('SIGINT');
-    expect(await code).toBe(130);
-    expect(out).toMatch(/SIGINT: stopping everything the demo started/);
+    demo.child.kill('SIGINT');
+    demo.child.kill('SIGINT');
+    expect((await demo.done).code).toBe(130);
+    expect(demo.output()).toMatch(/SIGINT: stopping everything the demo started/);
     expect(leftBehind(before)).toEqual([]);
   }, 90_000);
 });

@@ -1,12 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { urlFor, uniqueName, RUN_PREFIX } from '../support/env.js';
-import { runCli, writeTempMap } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
+import { writeMapFile } from '../support/maps.js';
 import { dropDatabases } from '../support/shards.js';
 
 const dbs = [uniqueName(RUN_PREFIX + 'cli'), uniqueName(RUN_PREFIX + 'cli')];
 afterAll(() => dropDatabases(dbs));
 
-const mapFile = writeTempMap({
+const mapFile = writeMapFile({
   version: 1,
   buckets: 4096,
   regions: ['shenzhen', 'sichuan'],
@@ -71,7 +72,7 @@ describe('shardline CLI (subprocess)', () => {
     const db = uniqueName(RUN_PREFIX + 'cli');
     dbs.push(db);
     const twoShards = (second: { id: string; region: string }) =>
-      writeTempMap({
+      writeMapFile({
         version: 1,
         buckets: 4096,
         regions: [...new Set(['shenzhen', second.region])],
@@ -84,7 +85,7 @@ describe('shardline CLI (subprocess)', () => {
     // sz-1 is stamped owning 0-2047, the buckets the maps below give it: their only fault is the database.
     const spare = uniqueName(RUN_PREFIX + 'cli');
     dbs.push(spare);
-    const own = writeTempMap({
+    const own = writeMapFile({
       version: 1,
       buckets: 4096,
       regions: ['shenzhen'],

@@ -1,8 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
-import type { CliResult } from '../support/cli.js';
-import { writeTempMap } from '../support/cli.js';
+import { SHARDLINE_BIN, type CliResult } from '../support/cli.js';
+import { writeMapFile } from '../support/maps.js';
 import { dropDatabases } from '../support/shards.js';
 
 // util-linux `script` gives the CLI a real pseudo-terminal without a native pty dependency.
@@ -12,7 +12,7 @@ const shellQuote = (arg: string) => `'${arg.replaceAll("'", `'\\''`)}'`;
 
 /** Runs the real bin under a pseudo-terminal; stdout is everything the terminal received. */
 function runCliInTty(args: readonly string[]): Promise<CliResult> {
-  const command = [process.execPath, 'src/cli/bin.js', ...args].map(shellQuote).join(' ');
+  const command = [process.execPath, SHARDLINE_BIN, ...args].map(shellQuote).join(' ');
   return new Promise((resolve, reject) => {
     // -e: exit with the command's code; /dev/null: keep no typescript file.
     const child = spawn('script', ['-qec', command, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -37,7 +37,7 @@ afterAll(() => dropDatabases(dbs));
 
 describe.skipIf(!hasScript)(`migrate on a terminal${hasScript ? '' : ' (skipped: util-linux `script` is not on PATH)'}`, () => {
   it('shows one line per shard redrawn in place, leaves the final lines, then the table', async () => {
-    const mapFile = writeTempMap({
+    const mapFile = writeMapFile({
       version: 1,
       buckets: 4096,
       regions: ['shenzhen', 'sichuan'],

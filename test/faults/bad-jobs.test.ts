@@ -4,10 +4,13 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlayerId } from '../../src/routing/index.js';
 import { SettlementClient, SettlementWorker, jobIdFor, queueNameFor, type SettlementInput } from '../../src/settlement/index.js';
-import { uniqueName } from '../support/env.js';
+import { REDIS_URL, uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
-import { shardline } from '../settlement/helpers.js';
-import { createPlayers, deleteKeysUnder, exactlyOnceProblems, faultPrefix, sharedRedis, silent, waitFor, writeMapFile } from './support/settlement.js';
+import { runCli } from '../support/cli.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
+import { deleteKeysUnder, exactlyOnceProblems, faultPrefix, sharedRedis, silent } from './support/settlement.js';
 
 /**
  * Jobs written straight into the settlement queues by someone else (another tool, a bug, an
@@ -95,7 +98,7 @@ describe('malformed jobs written straight into the queues', () => {
       { shard: 'na-1', id: 'forged-no-part', data: { matchId: real.matchId, shardId: 'na-1' }, reason: /no inbox row/ },
       { shard: 'na-1', id: 'forged-ghost', data: { matchId: 'ghost-match', shardId: 'na-1' }, reason: /no inbox row/ },
     ];
-    for (const f of forged) await q(f.shard).add('settle', f.data as never, { ...many, jobId: f.id });
+    for (const f of forged) await q(f.shard).add('settle', f.data, { ...many, jobId: f.id });
 
     // Raw garbage in the job hash (not even JSON), pushed the way BullMQ's own script would.
     const raw = new Redis(sharedRedis());
@@ -181,7 +184,10 @@ describe('malformed jobs written straight into the queues', () => {
 
     // And the CLI shows them.
     const common = ['--map', writeMapFile(t.mapJson), '--prefix', prefix];
-    const [shown, retriedCli] = await Promise.all([shardline(['settlements', 'failed', ...common]), shardline(['settlements', 'retry', '--all', ...common])]);
+    const [shown, retriedCli] = await Promise.all([
+      runCli(['settlements', 'failed', ...common], { env: { REDIS_URL } }),
+      runCli(['settlements', 'retry', '--all', ...common], { env: { REDIS_URL } }),
+    ]);
     expect(shown.code, shown.stderr).toBe(0);
     const lines = shown.stdout.split('\n');
     for (const f of expected) {

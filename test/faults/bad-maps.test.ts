@@ -5,7 +5,9 @@ import type { PlayerId } from '../../src/routing/index.js';
 import { REDIS_URL, uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { killStarted, spawnCli } from './support/processes.js';
-import { createPlayers, faultPrefix, keysUnder, rowsOfMatch, sharedRedis, writeMapFile } from './support/settlement.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { faultPrefix, keysUnder, rowsOfMatch, sharedRedis } from './support/settlement.js';
 
 type ShardJson = { id: string; region: string; connection: string; buckets: string[] };
 

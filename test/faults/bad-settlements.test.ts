@@ -2,11 +2,12 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SettlementConflictError, ShardlineError, ValidationError } from '../../src/errors/index.js';
 import type { PlayerId } from '../../src/routing/index.js';
-import { SettlementClient, SettlementWorker, jobIdFor, type SettlementInput } from '../../src/settlement/index.js';
+import { SettlementClient, SettlementWorker, jobIdFor, queueNameFor, type SettlementInput } from '../../src/settlement/index.js';
 import { uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
 import {
-  createPlayers,
   deleteKeysUnder,
   exactlyOnceProblems,
   faultPrefix,
@@ -16,7 +17,6 @@ import {
   rowsOfMatch,
   sharedRedis,
   silent,
-  waitFor,
 } from './support/settlement.js';
 
 const LIMITS = { maxResults: 12, minScoreDelta: -500, maxScoreDelta: 500, maxPayloadBytes: 8192 };
@@ -129,7 +129,7 @@ describe('bad settlement input: a typed error naming the field, and no trace any
     try {
       await c.submitSettlement(first);
       const jobs = await jobKeys();
-      expect(jobs.map((k) => k.split(':')[1]).sort()).toEqual(['settle-sz-1', 'settle-sz-2']);
+      expect(jobs.map((k) => k.split(':')[1]).sort()).toEqual([queueNameFor('sz-1'), queueNameFor('sz-2')]);
       const refuse = async () => {
         const rows = await rowsOfMatch(t.shardSet, first.matchId);
         for (const o of others) {

@@ -2,7 +2,9 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { killStarted, ownRedis, spawnCli, type OwnRedis, type Proc } from './support/processes.js';
-import { faultPrefix, waitFor, writeMapFile } from './support/settlement.js';
+import { writeMapFile } from '../support/maps.js';
+import { waitFor } from '../support/wait.js';
+import { faultPrefix } from './support/settlement.js';
 
 /** The real `shardline worker` against Redis servers configured in ways that can lose queued work. */
 describe('the worker CLI judges its Redis at start', () => {

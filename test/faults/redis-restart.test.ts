@@ -4,7 +4,10 @@ import { SettlementClient, type SettlementInput } from '../../src/settlement/ind
 import { uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { killStarted, ownRedis, spawnWorker, type OwnRedis } from './support/processes.js';
-import { createPlayers, exactlyOnceProblems, faultPrefix, prng, queueCounts, randomMatch, silent, waitFor, writeMapFile } from './support/settlement.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
+import { exactlyOnceProblems, faultPrefix, prng, queueCounts, randomMatch, silent } from './support/settlement.js';
 
 /**
  * A redis-server of our own with AOF on, restarted twice while matches keep arriving and a worker

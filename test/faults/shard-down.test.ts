@@ -11,8 +11,10 @@ import { startEmbeddedPg, type EmbeddedPg } from '../support/embedded-pg.js';
 import { REDIS_URL, uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { killStarted, spawnWorker } from './support/processes.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
 import {
-  createPlayers,
   deleteKeysUnder,
   exactlyOnceProblems,
   faultPrefix,
@@ -23,8 +25,6 @@ import {
   rowsOfMatch,
   sharedRedis,
   silent,
-  waitFor,
-  writeMapFile,
 } from './support/settlement.js';
 
 const DOWN = 'na-1';

@@ -6,8 +6,10 @@ import { SettlementClient, SettlementWorker, queueNameFor, type SettlementInput 
 import { REDIS_URL, uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { killStarted, spawnCli, type Proc } from './support/processes.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
 import {
-  createPlayers,
   deleteKeysUnder,
   exactlyOnceProblems,
   faultPrefix,
@@ -15,8 +17,6 @@ import {
   randomMatch,
   sharedRedis,
   silent,
-  waitFor,
-  writeMapFile,
 } from './support/settlement.js';
 import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 

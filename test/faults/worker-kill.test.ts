@@ -5,8 +5,10 @@ import { REDIS_URL, uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import type { WorkerFixtureConfig } from './fixtures/worker.js';
 import { killStarted, spawnWorker } from './support/processes.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
 import {
-  createPlayers,
   deleteKeysUnder,
   exactlyOnceProblems,
   faultPrefix,
@@ -15,8 +17,6 @@ import {
   randomMatch,
   sharedRedis,
   silent,
-  waitFor,
-  writeMapFile,
 } from './support/settlement.js';
 
 describe('a settlement worker process killed with SIGKILL while applying', () => {

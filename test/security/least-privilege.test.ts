@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import pg from 'pg';
@@ -14,16 +14,18 @@ import {
   ValidationError,
   expectedVersion,
   migrateShards,
-  migrationNames,
   schemaStatus,
   validateShardMap,
   type Player,
   type ShardMap,
 } from '../../src/index.js';
+import { migrationNames } from '../../src/migrate/migration-source.js';
 import { SettlementClient, SettlementWorker, jobIdFor, type SettlementInput, type SettlementStatus } from '../../src/settlement/index.js';
-import { runCli, writeTempMap } from '../support/cli.js';
+import { runCli, startCli } from '../support/cli.js';
 import { startEmbeddedPg, within, type EmbeddedPg } from '../support/embedded-pg.js';
 import { REDIS_URL } from '../support/env.js';
+import { writeMapFile } from '../support/maps.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * The production recipe on a private server with password auth: an owner role that runs the
@@ -176,7 +178,7 @@ describe('least privilege: the application role', () => {
   });
 
   it('settles a match end to end: submit, then the worker applies it on both shards', async () => {
-    const prefix = `{slsec_${randomBytes(4).toString('hex')}}`;
+    const prefix = `slsec_${randomBytes(4).toString('hex')}`;
     const accounts = new Accounts(app);
     const [a, b] = [await accounts.createPlayer({ region: 'shenzhen', nickname: 'p1' }), await accounts.createPlayer({ region: 'sichuan', nickname: 'p2' })];
     const silent = pino({ level: 'silent' });
@@ -190,18 +192,12 @@ describe('least privilege: the application role', () => {
         gameId: 'go',
         endedAt: new Date().toISOString(),
         results: [
-          { playerId: String(a!.id), scoreDelta: 5, outcome: 'win' },
-          { playerId: String(b!.id), scoreDelta: -5, outcome: 'loss' },
+          { playerId: String(a.id), scoreDelta: 5, outcome: 'win' },
+          { playerId: String(b.id), scoreDelta: -5, outcome: 'loss' },
         ],
       });
-      await within(
-        (async () => {
-          while ((await client.settlementStatus(matchId))?.state !== 'applied') await new Promise((r) => setTimeout(r, 100));
-        })(),
-        60_000,
-        'settlement of the match',
-      );
-      expect([(await accounts.getStats(a!.id, 'go')).score, (await accounts.getStats(b!.id, 'go')).score]).toEqual([5n, -5n]);
+      await waitFor('settlement of the match', async () => (await client.settlementStatus(matchId))?.state === 'applied', 60_000);
+      expect([(await accounts.getStats(a.id, 'go')).score, (await accounts.getStats(b.id, 'go')).score]).toEqual([5n, -5n]);
     } finally {
       await worker.stop(5000);
       await client.close();
@@ -387,15 +383,6 @@ describe('least privilege: the application role', () => {
 
 const silent = pino({ level: 'silent' });
 
-/** Polls `fn` every 100 ms until it holds, for at most `ms`. */
-async function until(what: string, fn: () => Promise<boolean>, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 function matchOf(matchId: string, gameId: string, endedAt: Date, results: readonly (readonly [Player, number, 'win' | 'loss' | 'draw'])[]): SettlementInput {
   return {
     matchId,
@@ -419,24 +406,14 @@ const children = new Set<ChildProcess>();
 
 /** `shardline worker ...args` (the real bin) with `env` added to this process's environment. */
 function startWorkerCli(args: readonly string[], env: Record<string, string>, limitMs = 180_000) {
-  const child = spawn(process.execPath, ['src/cli/bin.js', 'worker', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const worker = startCli(['worker', ...args], { env, timeoutMs: limitMs });
+  const { child } = worker;
   children.add(child);
-  let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), limitMs);
-  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, signal });
-    });
-  });
+  child.once('close', () => children.delete(child));
   const alive = () => {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`shardline worker exited early:\n${out.slice(-3000)}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`shardline worker exited early:\n${worker.output().slice(-3000)}`);
   };
-  return { child, done, output: () => out, alive };
+  return { ...worker, alive };
 }
 
 describe('least privilege: every library operation as the application role', () => {
@@ -445,7 +422,7 @@ describe('least privilege: every library operation as the application role', () 
   });
 
   it('dead-letters, lists, retries and reconciles settlements; ranks, pages history, reads partially, updates profiles', async () => {
-    const prefix = `{slsec_${randomBytes(4).toString('hex')}}`;
+    const prefix = `slsec_${randomBytes(4).toString('hex')}`;
     const tag = randomBytes(4).toString('hex');
     const game = 'poker';
     const accounts = new Accounts(app);
@@ -490,7 +467,7 @@ describe('least privilege: every library operation as the application role', () 
       worker = new SettlementWorker({ shards: app, connection: redisOptions(), prefix, logger: silent, lingerMs: 5 });
       await worker.start();
       await within(
-        until(
+        waitFor(
           'the matches to settle and the lost player\'s part to fail',
           async () => {
             const states = await Promise.all([m1, m2, m3, bad].map(async (m) => (await client.settlementStatus(m.matchId))?.state));
@@ -569,7 +546,7 @@ describe('least privilege: every library operation as the application role', () 
       const retried = await client.retry(bad.matchId);
       expect(retried).toEqual({ parts: [{ matchId: bad.matchId, shardId: 'lp-2' }], notRetryable: [], unreachable: [] });
       await within(
-        until('the retried part to apply', async () => (await client.settlementStatus(bad.matchId))?.state === 'applied', 60_000),
+        waitFor('the retried part to apply', async () => (await client.settlementStatus(bad.matchId))?.state === 'applied', 60_000),
         65_000,
         'retry',
       );
@@ -587,12 +564,12 @@ describe('least privilege: every library operation as the application role', () 
   }, 180_000);
 
   it('runs `shardline worker` and `shardline settlements status|failed|retry|reconcile` with the app login in the environment', async () => {
-    const prefix = `{slsec_${randomBytes(4).toString('hex')}}`;
+    const prefix = `slsec_${randomBytes(4).toString('hex')}`;
     const tag = randomBytes(4).toString('hex');
     const game = 'gomoku';
     // Only the app login's URLs: the owner's password is in no environment the subprocesses see.
     const env = { ...envAs(LOGIN, LOGIN_PW), REDIS_URL, SHARDLINE_MAP: '' };
-    const common = ['--map', writeTempMap(MAP_JSON), '--prefix', prefix];
+    const common = ['--map', writeMapFile(MAP_JSON), '--prefix', prefix];
     const cli = async (args: readonly string[]) => {
       const r = await runCli(args, { env, timeoutMs: 120_000 });
       expect(r.stderr).not.toMatch(/permission denied|42501/);
@@ -614,7 +591,7 @@ describe('least privilege: every library operation as the application role', () 
       // Each `shardline` process starts tsx: seconds apiece on a loaded machine, hence the timeouts.
       worker = startWorkerCli([...common, '--concurrency', '4', '--batch-size', '2', '--grace-ms', '5000'], env);
       const w = worker;
-      await until(
+      await waitFor(
         'the worker process to settle one match and dead-letter the other',
         async () => {
           w.alive();
@@ -624,7 +601,7 @@ describe('least privilege: every library operation as the application role', () 
       );
       w.child.kill('SIGTERM');
       const ended = await w.done;
-      expect({ ...ended, permissionDenied: /permission denied|42501/.test(w.output()) }, w.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
+      expect({ code: ended.code, signal: ended.signal, permissionDenied: /permission denied|42501/.test(w.output()) }, w.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
       expect(w.output()).toContain('settlement worker started');
       expect(w.output()).toContain('settlement part failed permanently');
       const reason = `player not found on this shard: ${lost.id}`;
@@ -667,7 +644,7 @@ describe('least privilege: every library operation as the application role', () 
 
       worker = startWorkerCli([...common, '--grace-ms', '5000'], env);
       const w2 = worker;
-      await until(
+      await waitFor(
         'the worker process to apply the retried part',
         async () => {
           w2.alive();
@@ -677,7 +654,7 @@ describe('least privilege: every library operation as the application role', () 
       );
       w2.child.kill('SIGTERM');
       const ended2 = await w2.done;
-      expect({ ...ended2, permissionDenied: /permission denied|42501/.test(w2.output()) }, w2.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
+      expect({ code: ended2.code, signal: ended2.signal, permissionDenied: /permission denied|42501/.test(w2.output()) }, w2.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
       expect([(await accounts.getStats(lost.id, game)).score, (await accounts.getStats(a.id, game)).score]).toEqual([2n, 5n]);
 
       const after = await cli(['settlements', 'failed', ...common]);

@@ -7,7 +7,10 @@ import { RoomService } from '../../src/rooms/index.js';
 import { SettlementClient, jobIdFor, queueNameFor, type SettlementInput } from '../../src/settlement/index.js';
 import type { WorkerFixtureConfig } from '../faults/fixtures/worker.js';
 import { killStarted, spawnScript, spawnWorker, type Proc } from '../faults/support/processes.js';
-import { createPlayers, deleteKeysUnder, exactlyOnceProblems, faultPrefix, queueCounts, sharedRedis, silent, waitFor, writeMapFile } from '../faults/support/settlement.js';
+import { writeMapFile } from '../support/maps.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
+import { deleteKeysUnder, exactlyOnceProblems, faultPrefix, queueCounts, sharedRedis, silent } from '../faults/support/settlement.js';
 import { assertInvariants, deleteKeys, readZone, redis } from '../rooms/helpers.js';
 import { REDIS_URL, uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
@@ -37,7 +40,7 @@ describe('soak: continuous load with worker restarts', () => {
     const service = new RoomService({ connection: rooms, prefix: roomsPrefix });
     for (const region of t.shardSet.router.regions) {
       zones[region] = Array.from({ length: 4 }, (_, i) => `${region}-r${i}`);
-      await service.defineRooms(region, (zones[region] as string[]).map((roomId) => ({ roomId, capacity: 10 })));
+      await service.defineRooms(region, zones[region].map((roomId) => ({ roomId, capacity: 10 })));
     }
     await service.close();
   });

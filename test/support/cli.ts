@@ -66,6 +66,8 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Cli
       resolve({ code, signal, stdout, stderr });
     });
   });
+  // A caller that only watches `child` must not turn a spawn failure into an unhandled rejection.
+  done.catch(() => undefined);
   return { child, done, output: () => output, stdout: () => stdout, stderr: () => stderr };
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort } from '../../../src/demo/free-port.js';
+import { startCli } from '../../support/cli.js';
 import type { WorkerFixtureConfig } from '../fixtures/worker.js';
 
 /**
@@ -127,11 +128,7 @@ export function spawnWorker(config: WorkerFixtureConfig, limitMs = 170_000): Pro
 
 /** The real `shardline` bin with `args`, the way operators run it. */
 export function spawnCli(args: readonly string[], env: Record<string, string>, limitMs = 120_000): Proc {
-  const child = spawn(process.execPath, ['src/cli/bin.js', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SHARDLINE_MAP: '', ...env },
-  });
-  return track(child, limitMs);
+  return track(startCli(args, { env, timeoutMs: limitMs }).child, limitMs);
 }
 
 /** Any node script (e.g. a submitter) run with tsx. */

@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { sql } from 'kysely';
@@ -25,9 +22,9 @@ export function sharedRedis(): RedisAddress {
   return { host: u.hostname, port: Number(u.port || 6379), db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0 };
 }
 
-/** A hash-tagged BullMQ prefix of this test alone. */
+/** A key prefix (a plain name: shardline places the hash tags) of this test alone. */
 export function faultPrefix(): string {
-  return `{${uniqueName('slfault')}}`;
+  return uniqueName('slfault');
 }
 
 async function scanKeys(redis: RedisAddress, pattern: string, fn: (r: Redis, keys: string[]) => Promise<void>): Promise<void> {
@@ -54,40 +51,6 @@ export async function keysUnder(redis: RedisAddress, prefix: string): Promise<st
 
 export async function deleteKeysUnder(redis: RedisAddress, prefix: string): Promise<void> {
   await scanKeys(redis, `${prefix}*`, async (r, keys) => void (await r.del(...keys)));
-}
-
-export function writeMapFile(map: unknown): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'shardline-faults-'));
-  const file = path.join(dir, 'map.json');
-  writeFileSync(file, JSON.stringify(map));
-  return file;
-}
-
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs: number, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** Inserts `perShard` players on every shard of the map (straight into `players`). */
-export async function createPlayers(shards: ShardSet, perShard: number): Promise<Map<string, PlayerId[]>> {
-  const byShard = new Map<string, PlayerId[]>(shards.shards.map((s) => [s.id, []]));
-  const regions = shards.router.regions;
-  for (let i = 0; [...byShard.values()].some((l) => l.length < perShard); i++) {
-    const id = shards.router.newPlayerId(regions[i % regions.length] as string);
-    const list = byShard.get(shards.router.shardFor(id).id) as PlayerId[];
-    if (list.length < perShard) list.push(id);
-  }
-  for (const [shardId, ids] of byShard) {
-    const db = await shards.db(shardId);
-    const region = shards.router.shard(shardId).region;
-    await db.insertInto('players').values(ids.map((player_id, k) => ({ player_id, region, nickname: `f${k}` }))).execute();
-  }
-  return byShard;
 }
 
 /** A small deterministic PRNG, so a failing run can be replayed from its seed. */
