@@ -152,7 +152,7 @@ function startWorker(config: BenchWorkerConfig, onCommitted: (m: Extract<BenchWo
 
 /** Submitters for `seconds`, the worker in its own process; results/s from first submit to last apply. */
 async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opts: { seconds: number; submitters: number; matchSize: number; gameId: string }) {
-  const prefix = `{slbench-${process.pid}-${Date.now().toString(36)}}`;
+  const prefix = `slbench-${process.pid}-${Date.now().toString(36)}`;
   const connection = redisOptionsFromUrl(REDIS_URL);
   const logger = pino({ level: 'error' });
   const client = new SettlementClient({ shards: set, connection, prefix, logger });

@@ -83,7 +83,7 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     const shards = new ShardSet(cluster.map, { poolMax: 8 });
     cleanup.add(() => shards.close());
     const connection = redisOptionsFromUrl(redis.url);
-    const settlementPrefix = `{shardline-demo-${runId}}`;
+    const settlementPrefix = `shardline-demo-${runId}`;
     const roomPrefix = `shardline-demo-${runId}`;
     cleanup.add(() => deleteKeys(redis.url, [`${settlementPrefix}*`, `{${roomPrefix}*`, `${roomPrefix}:*`]));
 

@@ -5,7 +5,7 @@ import type { ShardSet } from '../db/shard-set.js';
 import { SubmitBatches, type SubmitBatchOptions } from './inbox-batch.js';
 import { listDeadJobs } from './dead-jobs.js';
 import { listFailedParts, resetFailed } from './inbox-store.js';
-import { DEFAULT_PREFIX, checkPrefix, jobIdFor } from './keys.js';
+import { jobIdFor, resolvePrefix } from './keys.js';
 import { SettlementQueues, type JobPolicy } from './queues.js';
 import { reconcileShard } from './reconciler.js';
 import { producerClient } from './redis.js';
@@ -30,7 +30,11 @@ export interface SettlementClientOptions {
   shards: ShardSet;
   /** ioredis instance (kept open on close) or options (connected and closed here). Never a keyPrefix. */
   connection: RedisConnection;
-  /** BullMQ key prefix with a hash tag. Default "{shardline}". */
+  /**
+   * Key prefix, a plain name (no braces, no colons): shard S's queue keys are
+   * `<prefix>:{settle-S}:...`, one Redis Cluster hash tag per queue. Default: the map's
+   * `"prefix"`, else "shardline". Workers must use the same one.
+   */
   prefix?: string;
   limits?: Partial<SettlementLimits>;
   jobs?: JobPolicy;
@@ -65,7 +69,7 @@ export class SettlementClient {
 
   constructor(options: SettlementClientOptions) {
     this.shards = options.shards;
-    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.prefix = resolvePrefix(options.prefix, options.shards.map);
     this.limits = Object.freeze(checkLimits({ ...DEFAULT_LIMITS, ...options.limits }));
     this.logger = options.logger ?? pino({ name: 'shardline-settlement' });
     this.enqueueTimeoutMs = options.enqueueTimeoutMs ?? 5000;

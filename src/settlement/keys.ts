@@ -1,21 +1,38 @@
 import { createHash } from 'node:crypto';
-import { ValidationError } from '../errors/index.js';
+import { DEFAULT_KEY_PREFIX, validateKeyPrefix } from '../redis/prefix.js';
 import { BUCKET_COUNT } from '../shardmap/schema.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 
-/** BullMQ key prefix. The braces are a Redis Cluster hash tag: every settlement key in one slot. */
-export const DEFAULT_PREFIX = '{shardline}';
+/** The settlement key prefix when neither an option nor the map's `"prefix"` names one. */
+export const DEFAULT_PREFIX = DEFAULT_KEY_PREFIX;
 
-export function checkPrefix(prefix: string): string {
-  if (!/^[^{}]*\{[^{}]+\}[^{}]*$/.test(prefix) || /[\s:]/.test(prefix)) {
-    throw new ValidationError('prefix', `must hold one Redis hash tag such as "{shardline}" and no spaces or ':' (got ${JSON.stringify(prefix)})`);
-  }
-  return prefix;
+/**
+ * The key prefix a SettlementClient or SettlementWorker uses: its `prefix` option, else the map's
+ * `"prefix"`, else "shardline". A plain name (see validateKeyPrefix): the hash tags are ours.
+ */
+export function resolvePrefix(option: string | undefined, map: ShardMap): string {
+  if (option !== undefined) return validateKeyPrefix(option);
+  return map.prefix === undefined ? DEFAULT_PREFIX : validateKeyPrefix(map.prefix, 'map.prefix');
 }
 
-/** One queue per shard, so a region's workers can run next to that region's database. */
+/**
+ * One queue per shard, so a region's workers can run next to that region's database. The name is
+ * a Redis Cluster hash tag and BullMQ's prefix the plain name, so every key of a shard's queue is
+ * `<prefix>:{settle-<shardId>}:...`: one slot per queue (BullMQ's scripts need all of a queue's
+ * keys in one slot), and the shards' queues spread over the cluster's nodes. (BullMQ refuses ':'
+ * in a queue name, hence the dash.)
+ */
 export function queueNameFor(shardId: string): string {
-  return `settle-${shardId}`;
+  return `{settle-${shardId}}`;
+}
+
+/**
+ * Where a shard's queue sat before the per-queue hash tags: prefix `{<prefix>}` (the old default
+ * was `{shardline}`), queue `settle-<shardId>`: every queue in one slot. Only read, to notice jobs
+ * left there (see SettlementWorker.start).
+ */
+export function legacyQueueOf(prefix: string, shardId: string): { prefix: string; name: string } {
+  return { prefix: `{${prefix}}`, name: `settle-${shardId}` };
 }
 
 /**

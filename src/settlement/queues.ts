@@ -1,6 +1,6 @@
 import { Queue, Worker, type Job, type JobJson, type JobsOptions } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { jobIdFor, queueNameFor } from './keys.js';
+import { jobIdFor, legacyQueueOf, queueNameFor } from './keys.js';
 import type { SettlementJobData } from './validate.js';
 
 export interface JobPolicy {
@@ -107,6 +107,16 @@ export class SettlementQueues {
       out.push({ jobId, data: data ?? null, failedReason: failedReason ?? '', attemptsMade: Number(atm ?? 0) || 0, finishedOn: Number(finishedOn ?? 0) || 0 });
     });
     return { scanned: ids.length, jobs: out };
+  }
+
+  /**
+   * Whether the shard's queue under the old key layout (legacyQueueOf) still holds jobs to run.
+   * One EXISTS: the old keys all share the `{<prefix>}` tag, so one slot even on a cluster.
+   */
+  async hasLegacyJobs(shardId: string): Promise<boolean> {
+    const { prefix, name } = legacyQueueOf(this.prefix, shardId);
+    const base = `${prefix}:${name}`;
+    return (await this.client.exists(`${base}:wait`, `${base}:paused`, `${base}:active`, `${base}:delayed`, `${base}:prioritized`)) > 0;
   }
 
   async close(): Promise<void> {

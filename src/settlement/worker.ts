@@ -10,7 +10,7 @@ import { assertSchemaCurrent } from '../migrate/index.js';
 import { applyParts, type PartOutcome } from './apply.js';
 import { GroupCommit } from './group-commit.js';
 import { markFailed } from './inbox-store.js';
-import { DEFAULT_PREFIX, checkPrefix, queueNameFor } from './keys.js';
+import { legacyQueueOf, queueNameFor, resolvePrefix } from './keys.js';
 import { SettlementMetrics } from './metrics.js';
 import { SettlementQueueWorker, SettlementQueues, type JobPolicy } from './queues.js';
 import { reconcileShard } from './reconciler.js';
@@ -23,6 +23,7 @@ export interface SettlementWorkerOptions {
   connection: RedisConnection;
   /** Shards whose queues this worker serves (default: every shard of the map). */
   shardIds?: readonly string[];
+  /** Key prefix, a plain name; default the map's `"prefix"`, else "shardline" (see SettlementClientOptions). */
   prefix?: string;
   /** Jobs held at once per shard queue (default 64); the batch size is capped by it. */
   concurrency?: number;
@@ -84,12 +85,13 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
   private queues: SettlementQueues | undefined;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private reconciling = false;
+  private readonly legacyReported = new Set<string>();
 
   constructor(options: SettlementWorkerOptions) {
     super();
     this.opts = options;
     this.shardIds = (options.shardIds ?? options.shards.shards.map((s) => s.id)).map((id) => options.shards.router.shard(id).id);
-    this.prefix = checkPrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.prefix = resolvePrefix(options.prefix, options.shards.map);
     this.logger = options.logger ?? pino({ name: 'shardline-settlement-worker' });
     this.concurrency = Math.max(1, options.concurrency ?? 64);
     this.batchSize = Math.max(1, Math.min(options.batchSize ?? 32, this.concurrency));
@@ -286,8 +288,21 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     try {
       for (const id of shardIds) {
         try {
-          const r = await reconcileShard(this.opts.shards, this.queues, id, { olderThanMs: this.opts.reconcileAfterMs ?? 60_000 });
-          if (r.requeued.length > 0) this.logger.warn({ shard: id, requeued: r.requeued.length, checked: r.checked }, 're-enqueued pending settlements the queue had lost');
+          // Jobs queued under the old key layout (every queue under `{<prefix>}`, before the
+          // per-queue hash tags) are not worked from there: the shard inbox is the truth, so the
+          // reconciler re-enqueues their pending parts under the new layout. While the old layout
+          // still holds jobs (left by an older shardline, or still sent by one during a rolling
+          // upgrade) it does so for every pending part at once, not only those gone stale.
+          const legacy = await this.queues.hasLegacyJobs(id);
+          const r = await reconcileShard(this.opts.shards, this.queues, id, legacy ? { olderThanMs: 0, limit: 10_000 } : { olderThanMs: this.opts.reconcileAfterMs ?? 60_000 });
+          if (legacy && !this.legacyReported.has(id)) {
+            this.legacyReported.add(id);
+            const old = legacyQueueOf(this.prefix, id);
+            this.logger.warn(
+              { shard: id, requeued: r.requeued.length, checked: r.checked, oldKeys: `${old.prefix}:${old.name}:*` },
+              'jobs found under the old settlement key layout: their pending parts were re-enqueued from the shard inbox; delete the old keys once no older shardline runs',
+            );
+          } else if (r.requeued.length > 0) this.logger.warn({ shard: id, requeued: r.requeued.length, checked: r.checked }, 're-enqueued pending settlements the queue had lost');
         } catch (err) {
           this.logger.warn({ shard: id, err }, 'reconcile failed; will try again');
         }

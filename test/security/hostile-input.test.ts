@@ -40,7 +40,7 @@ let settlement: SettlementClient;
 let created = 0;
 const tag = randomBytes(4).toString('hex');
 const roomPrefix = `slsec_${tag}`;
-const queuePrefix = `{slsec_${tag}}`;
+const queuePrefix = `slsecq_${tag}`;
 
 function redisOptions(): RedisOptions {
   const u = new URL(REDIS_URL);

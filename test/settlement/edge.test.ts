@@ -3,18 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { RedisConfigError, ValidationError } from '../../src/errors/index.js';
 import { Router, encodePlayerId } from '../../src/routing/index.js';
 import { GroupCommit } from '../../src/settlement/group-commit.js';
-import { checkPrefix } from '../../src/settlement/keys.js';
-import { optionsOf } from '../../src/settlement/redis.js';
-import {
-  DEFAULT_SETTLEMENT_LIMITS as DEFAULT_LIMITS,
-  dependencyVersions,
-  homeShardOf,
-  inspectRedis,
-  jobIdFor,
-  judgeRedis,
-  normalizeMatch,
-  redisOptionsFromUrl,
-} from '../../src/settlement/index.js';
+import { legacyQueueOf, queueNameFor, resolvePrefix } from '../../src/settlement/keys.js';
+import { dependencyVersions, inspectRedis, judgeRedis, optionsOf } from '../../src/settlement/redis.js';
+import { normalizeMatch } from '../../src/settlement/validate.js';
+import { DEFAULT_SETTLEMENT_LIMITS as DEFAULT_LIMITS, homeShardOf, jobIdFor, redisOptionsFromUrl } from '../../src/settlement/index.js';
 import { validateShardMap } from '../../src/shardmap/index.js';
 import { redisOptions } from './helpers.js';
 
@@ -75,11 +67,22 @@ describe('settlement input and keys', () => {
     expect(homes).toEqual(new Set(['a-1', 'b-1']));
   });
 
-  it('insists on a hash-tagged prefix and refuses an ioredis keyPrefix', () => {
-    expect(checkPrefix('{shardline}')).toBe('{shardline}');
-    expect(checkPrefix('prod{sl}')).toBe('prod{sl}');
-    for (const bad of ['shardline', '{}', '{a}{b}', 'a b{c}', '{a:b}']) expect(() => checkPrefix(bad)).toThrow(ValidationError);
+  it('takes a plain prefix (option, else the map, else shardline) and refuses braces and an ioredis keyPrefix', () => {
+    expect(resolvePrefix(undefined, map)).toBe('shardline');
+    expect(resolvePrefix(undefined, { ...map, prefix: 'mygame' })).toBe('mygame');
+    expect(resolvePrefix('prod.eu-1', { ...map, prefix: 'mygame' })).toBe('prod.eu-1');
+    expect(() => resolvePrefix('{shardline}', map)).toThrow(/places the Redis Cluster hash tags itself/);
+    for (const bad of ['', 'prod{sl}', 'a b', 'a:b', '-x', 'x'.repeat(65)]) expect(() => resolvePrefix(bad, map)).toThrow(ValidationError);
     expect(() => optionsOf({ host: '127.0.0.1', keyPrefix: 'x:' })).toThrow(/keyPrefix/);
+  });
+
+  it('gives each shard queue its own hash tag, so every key of one queue is in one slot and the queues spread', () => {
+    // What BullMQ builds: `${prefix}:${queueName}:${suffix}`, job hashes `${prefix}:${queueName}:${jobId}`.
+    const keysOf = (shardId: string) => ['wait', 'active', 'meta', 'events', jobIdFor('m:1')].map((k) => `shardline:${queueNameFor(shardId)}:${k}`);
+    const tagOf = (key: string) => /\{([^}]+)\}/.exec(key)?.[1];
+    for (const shardId of ['a-1', 'b-1']) expect(new Set(keysOf(shardId).map(tagOf))).toEqual(new Set([`settle-${shardId}`]));
+    expect(queueNameFor('a-1')).not.toContain(':'); // BullMQ refuses ':' in queue names
+    expect(legacyQueueOf('shardline', 'a-1')).toEqual({ prefix: '{shardline}', name: 'settle-a-1' });
   });
 
   it('reads REDIS_URL', () => {

@@ -17,9 +17,9 @@ export function redisOptions(): { host: string; port: number; db: number } {
   return { host: u.hostname, port: Number(u.port || 6379), db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0 };
 }
 
-/** A hash-tagged BullMQ prefix no other test uses. */
+/** A key prefix (a plain name: shardline places the hash tags) no other test uses. */
 export function testPrefix(): string {
-  return `{${uniqueName('slset')}}`;
+  return uniqueName('slset');
 }
 
 /** Deletes every key under `prefix` (never FLUSHALL: other test files share this Redis). */

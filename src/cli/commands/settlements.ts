@@ -27,14 +27,15 @@ export async function checkedRedisFromEnv(): Promise<RedisConnection> {
   return redisOptionsFromUrl(url);
 }
 
-export function prefixOf(flags: QueueFlags): string {
-  return flags.prefix ?? env.SHARDLINE_QUEUE_PREFIX ?? DEFAULT_PREFIX;
+/** --prefix, else $SHARDLINE_QUEUE_PREFIX, else undefined: the client or worker then takes the map's "prefix", else shardline. */
+export function prefixOf(flags: QueueFlags): string | undefined {
+  return flags.prefix ?? env.SHARDLINE_QUEUE_PREFIX;
 }
 
 export function addQueueOptions(cmd: Command): Command {
   return cmd
     .option('--map <file>', 'shard map file (default: $SHARDLINE_MAP, then shardmap/local.json)')
-    .option('--prefix <prefix>', `BullMQ key prefix, a Redis hash tag (default: $SHARDLINE_QUEUE_PREFIX, then ${DEFAULT_PREFIX})`);
+    .option('--prefix <prefix>', `Redis key prefix, a plain name (default: $SHARDLINE_QUEUE_PREFIX, then the map's "prefix", then ${DEFAULT_PREFIX})`);
 }
 
 /** A client on the map's shards and Redis (see redisFromEnv), closed (with the shards) after `fn`. */
