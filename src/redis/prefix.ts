@@ -5,7 +5,8 @@ import { showValue } from '../errors/show-value.js';
 export const DEFAULT_KEY_PREFIX = 'shardline';
 
 /** A plain name: letters, digits, `_`, `.` and `-`; no braces (shardline places hash tags), no colons (its separator). */
-const PREFIX = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const KEY_PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const PREFIX = KEY_PREFIX_PATTERN;
 
 /**
  * The one prefix rule of RoomService, SettlementClient and SettlementWorker. The user gives a plain

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { KEY_PREFIX_PATTERN } from '../redis/prefix.js';
 
 /** The bucket space is fixed: player ids carry 12 bucket bits, so a map always has 4096 buckets. */
 export const BUCKET_BITS = 12;
@@ -36,19 +37,17 @@ const shardSchema = z.strictObject({
   pool: z.strictObject({ max: z.number().int().min(1).max(500) }).optional(),
 });
 
-/**
- * The deployment's Redis key prefix (settlement queues, rooms): a plain name, since shardline
- * places the Redis Cluster hash tags itself, and no colon, which Redis keys use as the separator.
- */
-export const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
 export const shardMapSchema = z.strictObject({
   version: z.literal(1),
   name: z.string().optional(),
+  /**
+   * The deployment's Redis key prefix (settlement queues, rooms), by the one rule of
+   * validateKeyPrefix: a plain name, since shardline places the Redis Cluster hash tags itself.
+   */
   prefix: z
     .string()
     .regex(
-      PREFIX_PATTERN,
+      KEY_PREFIX_PATTERN,
       'a plain Redis key prefix: letters, digits, "_", "." and "-", starting with a letter or digit, at most 64 characters (no braces, no colons)',
     )
     .optional(),

@@ -29,7 +29,7 @@ export interface ShardMap {
   readonly file: string;
   readonly version: 1;
   readonly name?: string;
-  /** The map's Redis key prefix (`"prefix"` in the file), when it sets one: see PREFIX_PATTERN. */
+  /** The map's Redis key prefix (`"prefix"` in the file), when it sets one: a plain name, see validateKeyPrefix. */
   readonly prefix?: string;
   readonly regions: readonly RegionSpec[];
   readonly shards: readonly ShardSpec[];
