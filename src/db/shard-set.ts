@@ -70,12 +70,17 @@ export class ShardSet {
   /**
    * Checks every shard's identity and owned buckets now, as `db()` does before first use, and
    * throws the first refusal in map order (ShardIdentityError, ShardOwnershipError). A shard that
-   * cannot be reached is skipped: its first use checks it. For commands that must refuse a wrong
-   * map outright, rather than act on the shards that happen to look right.
+   * cannot be reached, or is not migrated yet, is skipped: it holds nothing a wrong map could
+   * hide, and its first use checks it again. For commands that must refuse a wrong map outright,
+   * rather than act on the shards that happen to look right.
    */
   async verifyAll(): Promise<void> {
     const checks = await Promise.allSettled(this.shards.map((s) => this.db(s.id)));
-    for (const c of checks) if (c.status === 'rejected' && !(c.reason instanceof ShardUnavailableError)) throw c.reason;
+    for (const c of checks) {
+      if (c.status === 'fulfilled' || c.reason instanceof ShardUnavailableError) continue;
+      if (c.reason instanceof ShardIdentityError && c.reason.found === null) continue;
+      throw c.reason;
+    }
   }
 
   async dbForPlayer(id: PlayerId): Promise<{ shard: ShardSpec; db: Kysely<ShardDatabase> }> {

@@ -190,6 +190,17 @@ describe('a new shard with "buckets": []', () => {
     await dropDatabases([emptyDb]);
   });
 
+  it('before it is set up, a ShardSet over the map still serves the others, and verifyAll lets it be', async () => {
+    const shards = new ShardSet(validateShardMap(withEmpty), { poolMax: 2 });
+    try {
+      await shards.verifyAll();
+      const made = await new Accounts(shards).createPlayer({ region: 'shenzhen', nickname: 'early' });
+      expect(['sz-1', 'sz-2']).toContain(shards.router.shardFor(made.id).id);
+    } finally {
+      await shards.close();
+    }
+  });
+
   it('is migrated (stamped owning nothing), passes shards check, and serves through ShardSet', async () => {
     const up = await runCli(['migrate', 'latest', '--map', file, '--create-databases'], { env });
     expect(up.code, up.stdout + up.stderr).toBe(0);
