@@ -7,8 +7,10 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Accounts, ShardSet, loadShardMap } from '../../src/index.js';
 import { freePort } from '../../src/demo/free-port.js';
-import { runCli, writeTempMap as writeMap, type CliResult } from '../support/cli.js';
+import { runCli, startCli, type CliResult } from '../support/cli.js';
 import { startEmbeddedPg, within, type EmbeddedPg } from '../support/embedded-pg.js';
+import { writeMapFile } from '../support/maps.js';
+import { waitFor } from '../support/wait.js';
 
 /**
  * Every CLI command, run as operators run it, against a private server with password auth and a
@@ -45,7 +47,7 @@ async function cli(args: string[], extraEnv: Record<string, string> = env): Prom
 /** Temp map files of this file, removed in afterAll. */
 const mapFiles: string[] = [];
 function writeTempMap(map: unknown): string {
-  const file = writeMap(map);
+  const file = writeMapFile(map);
   mapFiles.push(file);
   return file;
 }
@@ -54,29 +56,22 @@ const dbUrl = (db: string, password: string) => server.urlFor(db, { user: USER, 
 
 /** `shardline worker` in the background, serving metrics on a free port; stop() sends SIGTERM. */
 function startWorker(): { metricsPort: Promise<number>; stop(): Promise<CliResult> } {
-  const child = spawn(process.execPath, ['src/cli/bin.js', 'worker', '--map', mapFile, '--metrics-port', '0', '--log-level', 'info', '--grace-ms', '2000'], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const metricsPort = new Promise<number>((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-      const m = /"port":(\d+)[^\n]*metrics served/.exec(stdout);
-      if (m) resolve(Number(m[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`worker exited (${code}) before serving metrics:\n${stdout}\n${stderr}`)));
-  });
+  const worker = startCli(['worker', '--map', mapFile, '--metrics-port', '0', '--log-level', 'info', '--grace-ms', '2000'], { env, timeoutMs: 240_000 });
+  const { child } = worker;
+  const metricsPort = waitFor(
+    'the worker to serve metrics',
+    async () => {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`worker exited (${child.exitCode ?? child.signalCode}) before serving metrics:\n${worker.output()}`);
+      return Number(/"port":(\d+)[^\n]*metrics served/.exec(worker.stdout())?.[1] ?? 0);
+    },
+    90_000,
+  );
   metricsPort.catch(() => undefined);
-  const exited = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
   return {
     metricsPort,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
-      const code = await within(exited, 30_000, 'worker stop').catch(() => (child.kill('SIGKILL'), -1));
-      return { code, stdout, stderr };
+      return within(worker.done, 30_000, 'worker stop').catch(() => (child.kill('SIGKILL'), { code: -1, stdout: worker.stdout(), stderr: worker.stderr() }));
     },
   };
 }

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-export { writeMapFile as writeTempMap } from './maps.js';
 
 /** The real `shardline` bin of this checkout (runs the TypeScript sources through tsx). */
 export const SHARDLINE_BIN = 'src/cli/bin.js';
