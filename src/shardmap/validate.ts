@@ -59,7 +59,12 @@ function parseSchema(raw: unknown): { map: ShardMapFile | undefined; issues: str
   const issues = first.error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`);
   const unknownKeys = first.error.issues.filter((i) => i.code === 'unrecognized_keys');
   if (unknownKeys.length < first.error.issues.length) return { map: undefined, issues };
-  const stripped = structuredClone(raw);
+  let stripped: unknown;
+  try {
+    stripped = structuredClone(raw);
+  } catch {
+    return { map: undefined, issues }; // not plain data (a function, a class instance): the schema's verdict stands
+  }
   for (const i of unknownKeys) {
     const holder = i.path.reduce<unknown>((o, k) => (o as Record<PropertyKey, unknown>)[k], stripped) as Record<string, unknown>;
     for (const key of i.keys) delete holder[key];

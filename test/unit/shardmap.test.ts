@@ -119,6 +119,12 @@ describe('shard map: every fault at once, empty shards, prefix', () => {
     expect(issues).toMatch(/shards\[1\]\.connection: environment variable SHARDLINE_TEST_NEVER_SET_URL is not set/);
   });
 
+  it('an unknown key holding what is not plain data is still a typed fault', () => {
+    const raw = base();
+    raw.hook = () => 'not data';
+    expect(issuesOf(raw).join('\n')).toMatch(/\(root\): Unrecognized key: "hook"/);
+  });
+
   it('reports unknown keys with every other schema fault', () => {
     const raw = base();
     raw.shards[0]!.weight = 2;
