@@ -1,31 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, type CliResult } from '../support/cli.js';
+import { runCli } from '../support/cli.js';
 import { writeMapFile } from '../support/maps.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { uniqueName } from '../support/env.js';
 
-const BIN = path.resolve('src/cli/bin.js');
 /** What Node and pino print for an error with its stack: the CLI must never show either. */
 const STACK = /^\s+at |"stack"|"err":/m;
-
-/** The bin from another working directory (a project that is not this checkout), SHARDLINE_MAP unset. */
-function runIn(cwd: string, args: readonly string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const env = { ...process.env };
-    delete env.SHARDLINE_MAP;
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, signal: null, stdout, stderr }));
-  });
-}
 
 describe('the CLI front door (subprocesses)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'shardline-front-'));
@@ -51,7 +34,8 @@ describe('the CLI front door (subprocesses)', () => {
   });
 
   it('route without --map outside a checkout refuses, naming --map and SHARDLINE_MAP', async () => {
-    const r = await runIn(dir, ['route', '123456789']);
+    // From another working directory (a project that is not this checkout); runCli unsets SHARDLINE_MAP.
+    const r = await runCli(['route', '123456789'], { cwd: dir });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--map/);
     expect(r.stderr).toMatch(/SHARDLINE_MAP/);
