@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
 import { SettlementTimeoutError, ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
+import { defaultLogger, type Logger } from '../logging/logger.js';
 import { SubmitBatches, type SubmitBatchOptions } from './inbox-batch.js';
 import { listDeadJobs } from './dead-jobs.js';
 import { listFailedParts, resetFailed } from './inbox-store.js';
@@ -71,12 +71,12 @@ export class SettlementClient {
     this.shards = options.shards;
     this.prefix = resolvePrefix(options.prefix, options.shards.map);
     this.limits = Object.freeze(checkLimits({ ...DEFAULT_LIMITS, ...options.limits }));
-    this.logger = options.logger ?? pino({ name: 'shardline-settlement' });
+    this.logger = options.logger ?? defaultLogger('shardline-settlement');
     this.enqueueTimeoutMs = options.enqueueTimeoutMs ?? 5000;
     const { client, owned } = producerClient(options.connection);
     this.redis = client;
     this.ownsRedis = owned;
-    this.redis.on('error', (err: Error) => this.logger.debug({ err }, 'redis connection error'));
+    this.redis.on('error', (err: Error) => this.logger.debug?.({ err }, 'redis connection error'));
     this.queues = new SettlementQueues(this.redis, this.prefix, options.jobs);
     this.batches = new SubmitBatches(this.shards, this.queues, options.batching);
   }

@@ -29,3 +29,4 @@ export type {
 } from './types.js';
 export { OUTCOMES, PART_STATES } from '../db/schema.js';
 export type { SettlementInboxClaimsTable, SettlementInboxTable } from '../db/schema.js';
+export type { LogFn, Logger } from '../logging/logger.js';

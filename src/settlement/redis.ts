@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { RedisOptions as BullRedisOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
-import type { Logger } from 'pino';
+import type { Logger } from '../logging/logger.js';
 import { RedisConfigError, ValidationError } from '../errors/index.js';
 import type { RedisConnection } from './types.js';
 

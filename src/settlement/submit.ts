@@ -1,4 +1,4 @@
-import type { Logger } from 'pino';
+import type { Logger } from '../logging/logger.js';
 import { SettlementConflictError, ShardUnavailableError, ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
 import type { SubmitBatches } from './inbox-batch.js';

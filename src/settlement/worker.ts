@@ -1,53 +1,21 @@
 import { EventEmitter } from 'node:events';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
-import type { Registry } from 'prom-client';
 import { ShardUnavailableError } from '../errors/index.js';
 import { isTransientDbError } from '../db/pg-errors.js';
-import type { ShardSet } from '../db/shard-set.js';
 import { assertSchemaCurrent } from '../migrate/index.js';
 import { applyParts, type PartOutcome } from './apply.js';
 import { GroupCommit } from './group-commit.js';
 import { markFailed } from './inbox-store.js';
-import { legacyQueueOf, queueNameFor, resolvePrefix } from './keys.js';
+import { legacyQueueOf, queueNameFor } from './keys.js';
 import { SettlementMetrics } from './metrics.js';
-import { SettlementQueueWorker, SettlementQueues, type JobPolicy } from './queues.js';
+import { SettlementQueueWorker, SettlementQueues } from './queues.js';
 import { reconcileShard } from './reconciler.js';
 import { assertRedisSuitable, checkDependencyVersions, producerClient, workerConnectionOptions } from './redis.js';
-import type { RedisConnection } from './types.js';
 import { parseJobData, type SettlementJobData } from './validate.js';
+import { resolveWorkerOptions, type ResolvedWorkerOptions, type SettlementWorkerOptions } from './worker-options.js';
 
-export interface SettlementWorkerOptions {
-  shards: ShardSet;
-  connection: RedisConnection;
-  /** Shards whose queues this worker serves (default: every shard of the map). */
-  shardIds?: readonly string[];
-  /** Key prefix, a plain name; default the map's `"prefix"`, else "shardline" (see SettlementClientOptions). */
-  prefix?: string;
-  /** Jobs held at once per shard queue (default 64); the batch size is capped by it. */
-  concurrency?: number;
-  /** Most parts applied per transaction (default 32). */
-  batchSize?: number;
-  /** How long a lone part waits for company (default 2 ms). */
-  lingerMs?: number;
-  /** Transactions in flight per shard (default 2). */
-  maxInFlightBatches?: number;
-  /** Reconciler period (default 30 s); it also runs once per shard at start. */
-  reconcileIntervalMs?: number;
-  /** Pending parts older than this are checked against the queue (default 60 s). */
-  reconcileAfterMs?: number;
-  /** BullMQ job lock (default 30 s): after a crash, a job runs again once its lock expires. */
-  lockDurationMs?: number;
-  stalledIntervalMs?: number;
-  /** How often a shard unreachable at start is checked again (default 5 s). */
-  shardRetryMs?: number;
-  /** Refuse an evicting Redis and warn when it has no persistence (default true). */
-  checkRedis?: boolean;
-  jobs?: JobPolicy;
-  logger?: Logger;
-  registry?: Registry;
-}
+export type { SettlementWorkerOptions };
 
 export interface BatchCommitted {
   shardId: string;
@@ -73,12 +41,9 @@ interface ShardRunner {
  */
 export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
   readonly metrics: SettlementMetrics;
-  private readonly opts: SettlementWorkerOptions;
-  private readonly shardIds: string[];
-  private readonly prefix: string;
-  private readonly logger: Logger;
-  private readonly concurrency: number;
-  private readonly batchSize: number;
+  /** The key prefix in use (the option, else the map's, else "shardline"). */
+  readonly prefix: string;
+  private readonly opts: ResolvedWorkerOptions;
   private readonly runners = new Map<string, ShardRunner>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private redis: { client: Redis; owned: boolean } | undefined;
@@ -89,13 +54,13 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
 
   constructor(options: SettlementWorkerOptions) {
     super();
-    this.opts = options;
-    this.shardIds = (options.shardIds ?? options.shards.shards.map((s) => s.id)).map((id) => options.shards.router.shard(id).id);
-    this.prefix = resolvePrefix(options.prefix, options.shards.map);
-    this.logger = options.logger ?? pino({ name: 'shardline-settlement-worker' });
-    this.concurrency = Math.max(1, options.concurrency ?? 64);
-    this.batchSize = Math.max(1, Math.min(options.batchSize ?? 32, this.concurrency));
-    this.metrics = new SettlementMetrics(options.registry);
+    this.opts = resolveWorkerOptions(options);
+    this.prefix = this.opts.prefix;
+    this.metrics = new SettlementMetrics(this.opts.registry);
+  }
+
+  private get logger() {
+    return this.opts.logger;
   }
 
   /** Shards whose queue is being worked (a shard unreachable at start joins once it answers). */
@@ -109,14 +74,14 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     try {
       checkDependencyVersions(this.logger);
       this.redis = producerClient(this.opts.connection);
-      this.redis.client.on('error', (err: Error) => this.logger.debug({ err }, 'redis connection error'));
-      if (this.opts.checkRedis !== false) await assertRedisSuitable(this.redis.client, this.logger);
+      this.redis.client.on('error', (err: Error) => this.logger.debug?.({ err }, 'redis connection error'));
+      if (this.opts.checkRedis) await assertRedisSuitable(this.redis.client, this.logger);
       this.queues = new SettlementQueues(this.redis.client, this.prefix, this.opts.jobs);
-      const checks = await Promise.allSettled(this.shardIds.map((id) => this.checkShard(id)));
+      const checks = await Promise.allSettled(this.opts.shardIds.map((id) => this.checkShard(id)));
       const fatal = checks.find((c): c is PromiseRejectedResult => c.status === 'rejected' && !(c.reason instanceof ShardUnavailableError));
       if (fatal) throw fatal.reason;
       checks.forEach((c, i) => {
-        const id = this.shardIds[i] as string;
+        const id = this.opts.shardIds[i] as string;
         if (c.status === 'fulfilled') this.startShard(id);
         else this.retryShardLater(id, c.reason);
       });
@@ -124,9 +89,9 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
       await this.stop(0);
       throw err;
     }
-    this.logger.info({ shards: this.shardIds, prefix: this.prefix, concurrency: this.concurrency, batchSize: this.batchSize }, 'settlement worker started');
+    this.logger.info({ shards: this.opts.shardIds, prefix: this.prefix, concurrency: this.opts.concurrency, batchSize: this.opts.batchSize }, 'settlement worker started');
     await this.reconcile(this.activeShards);
-    this.every(this.opts.reconcileIntervalMs ?? 30_000, () => this.reconcile(this.activeShards));
+    this.every(this.opts.reconcileIntervalMs, () => this.reconcile(this.activeShards));
   }
 
   /** Stops taking jobs, lets in-flight ones finish for up to graceMs, then closes what it opened. */
@@ -146,7 +111,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     if (this.redis?.owned) await this.redis.client.quit().catch(() => this.redis?.client.disconnect());
     this.runners.clear();
     this.state = 'stopped';
-    this.logger.info('settlement worker stopped');
+    this.logger.info({ shards: this.opts.shardIds }, 'settlement worker stopped');
   }
 
   private async checkShard(id: string): Promise<void> {
@@ -156,7 +121,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
 
   private retryShardLater(id: string, reason: unknown): void {
     this.logger.error({ shard: id, err: reason }, 'shard unreachable at start; will keep checking');
-    this.after(this.opts.shardRetryMs ?? 5000, async () => {
+    this.after(this.opts.shardRetryMs, async () => {
       try {
         await this.checkShard(id);
       } catch (err) {
@@ -172,9 +137,9 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
 
   private startShard(id: string): void {
     const batches = new GroupCommit<string, PartOutcome>((keys) => this.applyBatch(id, keys), {
-      maxBatch: this.batchSize,
-      lingerMs: this.opts.lingerMs ?? 2,
-      maxInFlight: Math.max(1, this.opts.maxInFlightBatches ?? 2),
+      maxBatch: this.opts.batchSize,
+      lingerMs: this.opts.lingerMs,
+      maxInFlight: this.opts.maxInFlightBatches,
       // Two jobs of one part (a stalled job run again) go to separate transactions: the second sees it applied.
       keyOf: (matchId) => matchId,
       // A transient failure (shard down, serialization) fails every part alike: BullMQ retries the jobs.
@@ -183,10 +148,10 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     const worker = new SettlementQueueWorker(queueNameFor(id), (job) => this.process(id, batches, job), {
       connection: workerConnectionOptions(this.opts.connection),
       prefix: this.prefix,
-      concurrency: this.concurrency,
+      concurrency: this.opts.concurrency,
       autorun: false,
-      lockDuration: this.opts.lockDurationMs ?? 30_000,
-      stalledInterval: this.opts.stalledIntervalMs ?? 30_000,
+      lockDuration: this.opts.lockDurationMs,
+      stalledInterval: this.opts.stalledIntervalMs,
       maxStalledCount: 3,
       name: `shardline-settlement-${process.pid}`,
     });
@@ -278,7 +243,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
       }
     }
     this.metrics.batchSize.observe(label, out.size);
-    this.logger.debug(event, 'settlement batch committed');
+    this.logger.debug?.(event, 'settlement batch committed');
     this.emit('committed', event);
   }
 
@@ -294,7 +259,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
           // still holds jobs (left by an older shardline, or still sent by one during a rolling
           // upgrade) it does so for every pending part at once, not only those gone stale.
           const legacy = await this.queues.hasLegacyJobs(id);
-          const r = await reconcileShard(this.opts.shards, this.queues, id, legacy ? { olderThanMs: 0, limit: 10_000 } : { olderThanMs: this.opts.reconcileAfterMs ?? 60_000 });
+          const r = await reconcileShard(this.opts.shards, this.queues, id, legacy ? { olderThanMs: 0, limit: 10_000 } : { olderThanMs: this.opts.reconcileAfterMs });
           if (legacy && !this.legacyReported.has(id)) {
             this.legacyReported.add(id);
             const old = legacyQueueOf(this.prefix, id);

@@ -8,6 +8,9 @@ import { dependencyVersions, inspectRedis, judgeRedis, optionsOf } from '../../s
 import { normalizeMatch } from '../../src/settlement/validate.js';
 import { DEFAULT_SETTLEMENT_LIMITS as DEFAULT_LIMITS, homeShardOf, jobIdFor, redisOptionsFromUrl } from '../../src/settlement/index.js';
 import { validateShardMap } from '../../src/shardmap/index.js';
+import { ShardSet } from '../../src/db/index.js';
+import type { Logger } from '../../src/logging/index.js';
+import { resolveWorkerOptions } from '../../src/settlement/worker-options.js';
 import { redisOptions } from './helpers.js';
 
 const map = validateShardMap({
@@ -184,5 +187,26 @@ describe('GroupCommit', () => {
     );
     await Promise.all(['m1', 'm2', 'm1'].map((i) => b.submit(i)));
     expect(units).toEqual([['m1', 'm2'], ['m1']]);
+  });
+});
+
+describe('worker options', () => {
+  it('are resolved once: defaults applied, the batch capped by the concurrency, bad values refused by name', async () => {
+    const shards = new ShardSet(map);
+    try {
+      const lines: string[] = [];
+      // Any logger of this shape fits, pino or not; debug may be left out.
+      const logger: Logger = { info: (_f, m) => void lines.push(`info ${m}`), warn: (_f, m) => void lines.push(`warn ${m}`), error: (_f, m) => void lines.push(`error ${m}`) };
+      const o = resolveWorkerOptions({ shards, connection: redisOptions(), logger, concurrency: 8, batchSize: 100, shardIds: ['b-1'] });
+      expect(o).toMatchObject({ prefix: 'shardline', concurrency: 8, batchSize: 8, lingerMs: 2, maxInFlightBatches: 2, reconcileAfterMs: 60_000, checkRedis: true, shardIds: ['b-1'], logger });
+      expect(resolveWorkerOptions({ shards, connection: redisOptions(), logger, prefix: 'eu' }).prefix).toBe('eu');
+      for (const [field, bad] of [['concurrency', 0], ['batchSize', 1.5], ['lingerMs', -1], ['reconcileIntervalMs', 0], ['lockDurationMs', Number.NaN]] as const) {
+        expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, [field]: bad })).toThrow(new RegExp(`^${field}: `));
+      }
+      expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, prefix: '{x}' })).toThrow(ValidationError);
+      expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, shardIds: ['nope'] })).toThrow(/unknown shard/);
+    } finally {
+      await shards.close();
+    }
   });
 });

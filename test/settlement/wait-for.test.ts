@@ -28,8 +28,11 @@ describe('SettlementClient.waitFor', () => {
     await t?.cleanup();
   });
 
+  const logged: string[] = [];
   function startWorker(): Promise<void> {
-    const w = new SettlementWorker({ shards: t.shardSet, connection: redisOptions(), prefix, logger: silent, lingerMs: 1 });
+    // Not pino: any logger of the Logger shape fits, and one without debug() is fine.
+    const logger = { info: (_: object, m?: string) => void logged.push(`info: ${m}`), warn: (_: object, m?: string) => void logged.push(`warn: ${m}`), error: (_: object, m?: string) => void logged.push(`error: ${m}`) };
+    const w = new SettlementWorker({ shards: t.shardSet, connection: redisOptions(), prefix, logger, lingerMs: 1 });
     workers.push(w);
     return w.start();
   }
@@ -61,6 +64,7 @@ describe('SettlementClient.waitFor', () => {
     const done = await client.waitFor(m.matchId, { timeoutMs: 20_000, intervalMs: 20 });
     expect(done.state).toBe('applied');
     expect(done.shards.every((s) => s.state === 'applied')).toBe(true);
+    expect(logged).toContain('info: settlement worker started');
   });
 
   it('resolves with a failed status once every part is applied or failed', async () => {

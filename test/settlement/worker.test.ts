@@ -215,7 +215,7 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
       expect(job?.attemptsMade).toBe(1); // UnrecoverableError: no retries
 
       // A malformed job fails at once too, with its reason.
-      const bad = await q.add('settle', { bogus: true } as never, { jobId: 'bad-1', attempts: 5 });
+      const bad = await q.add('settle', { bogus: true }, { jobId: 'bad-1', attempts: 5 });
       await waitFor('bad job failed', async () => (await bad.getState()) === 'failed');
       const badJob = await q.getJob('bad-1');
       expect(badJob?.failedReason).toMatch(/malformed job data/);

@@ -1,0 +1,1 @@
+export type { LogFn, Logger } from './logger.js';

@@ -1,0 +1,102 @@
+import type { Registry } from 'prom-client';
+import type { ShardSet } from '../db/shard-set.js';
+import { ValidationError } from '../errors/index.js';
+import { defaultLogger, type Logger } from '../logging/logger.js';
+import { resolvePrefix } from './keys.js';
+import type { JobPolicy } from './queues.js';
+import type { RedisConnection } from './types.js';
+
+export interface SettlementWorkerOptions {
+  shards: ShardSet;
+  connection: RedisConnection;
+  /** Shards whose queues this worker serves (default: every shard of the map). */
+  shardIds?: readonly string[];
+  /** Key prefix, a plain name; default the map's `"prefix"`, else "shardline" (see SettlementClientOptions). */
+  prefix?: string;
+  /** Jobs held at once per shard queue (default 64); the batch size is capped by it. */
+  concurrency?: number;
+  /** Most parts applied per transaction (default 32, at most `concurrency`). */
+  batchSize?: number;
+  /** How long a lone part waits for company (default 2 ms). */
+  lingerMs?: number;
+  /** Transactions in flight per shard (default 2). */
+  maxInFlightBatches?: number;
+  /** Reconciler period (default 30 s); it also runs once per shard at start. */
+  reconcileIntervalMs?: number;
+  /** Pending parts older than this are checked against the queue (default 60 s). */
+  reconcileAfterMs?: number;
+  /** BullMQ job lock (default 30 s): after a crash, a job runs again once its lock expires. */
+  lockDurationMs?: number;
+  /** How often BullMQ looks for jobs whose lock expired (default 30 s). */
+  stalledIntervalMs?: number;
+  /** How often a shard unreachable at start is checked again (default 5 s). */
+  shardRetryMs?: number;
+  /** Refuse an evicting Redis and warn when it has no persistence (default true). */
+  checkRedis?: boolean;
+  jobs?: JobPolicy;
+  /** Where the worker logs (default: pino to stdout). A pino logger fits as it is. */
+  logger?: Logger;
+  /** Where the metrics register (default: a registry of the worker's own). */
+  registry?: Registry;
+}
+
+/** Every option with its default applied and checked: the worker reads nothing else. */
+export interface ResolvedWorkerOptions {
+  readonly shards: ShardSet;
+  readonly connection: RedisConnection;
+  /** Canonical ids, each a shard of the map. */
+  readonly shardIds: readonly string[];
+  readonly prefix: string;
+  readonly concurrency: number;
+  readonly batchSize: number;
+  readonly lingerMs: number;
+  readonly maxInFlightBatches: number;
+  readonly reconcileIntervalMs: number;
+  readonly reconcileAfterMs: number;
+  readonly lockDurationMs: number;
+  readonly stalledIntervalMs: number;
+  readonly shardRetryMs: number;
+  readonly checkRedis: boolean;
+  readonly jobs: JobPolicy;
+  readonly logger: Logger;
+  readonly registry: Registry | undefined;
+}
+
+function count(field: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) throw new ValidationError(field, `must be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+function millis(field: string, value: number | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < min) throw new ValidationError(field, `must be a number of milliseconds >= ${min}, got ${String(value)}`);
+  return value;
+}
+
+/** Applies the defaults once and refuses what cannot work, before the worker opens anything. */
+export function resolveWorkerOptions(options: SettlementWorkerOptions): ResolvedWorkerOptions {
+  const { shards } = options;
+  const concurrency = count('concurrency', options.concurrency, 64);
+  return {
+    shards,
+    connection: options.connection,
+    shardIds: (options.shardIds ?? shards.shards.map((s) => s.id)).map((id) => shards.router.shard(id).id),
+    prefix: resolvePrefix(options.prefix, shards.map),
+    concurrency,
+    // More parts per transaction than jobs held at once could never fill.
+    batchSize: Math.min(count('batchSize', options.batchSize, 32), concurrency),
+    lingerMs: millis('lingerMs', options.lingerMs, 2),
+    maxInFlightBatches: count('maxInFlightBatches', options.maxInFlightBatches, 2),
+    // Timers of 0 ms would spin: at least 1 ms.
+    reconcileIntervalMs: millis('reconcileIntervalMs', options.reconcileIntervalMs, 30_000, 1),
+    reconcileAfterMs: millis('reconcileAfterMs', options.reconcileAfterMs, 60_000),
+    lockDurationMs: millis('lockDurationMs', options.lockDurationMs, 30_000, 1),
+    stalledIntervalMs: millis('stalledIntervalMs', options.stalledIntervalMs, 30_000, 1),
+    shardRetryMs: millis('shardRetryMs', options.shardRetryMs, 5000, 1),
+    checkRedis: options.checkRedis !== false,
+    jobs: options.jobs ?? {},
+    logger: options.logger ?? defaultLogger('shardline-settlement-worker'),
+    registry: options.registry,
+  };
+}
