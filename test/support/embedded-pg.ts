@@ -192,7 +192,9 @@ export async function startEmbeddedPg(options: EmbeddedPgOptions = {}): Promise<
     start: doStart,
     stop: doStop,
     async destroy() {
-      await doStop('fast').catch(() => doStop('immediate')).catch(() => undefined);
+      await doStop('fast')
+        .catch(() => doStop('immediate'))
+        .catch(() => undefined);
       await rm(baseDir, { recursive: true, force: true });
     },
     async admin<T>(fn: (client: pg.Client) => Promise<T>, database = 'postgres'): Promise<T> {

@@ -20,7 +20,10 @@ export async function createPlayers(shards: ShardSet, perShard: number): Promise
     if (ids.length === 0) continue;
     const db = await shards.db(shardId);
     const region = shards.router.shard(shardId).region;
-    await db.insertInto('players').values(ids.map((player_id, k) => ({ player_id, region, nickname: `p${k}` }))).execute();
+    await db
+      .insertInto('players')
+      .values(ids.map((player_id, k) => ({ player_id, region, nickname: `p${k}` })))
+      .execute();
   }
   return byShard;
 }

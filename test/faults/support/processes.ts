@@ -102,7 +102,8 @@ function track(child: ChildProcess, limitMs: number): Proc {
         const check = () => {
           const hit = events.find(pred);
           if (hit) finish(() => resolve(hit));
-          else if (child.exitCode !== null || child.signalCode !== null) finish(() => reject(new Error(`process exited while waiting for ${what}:\n${out.slice(-3000)}`)));
+          else if (child.exitCode !== null || child.signalCode !== null)
+            finish(() => reject(new Error(`process exited while waiting for ${what}:\n${out.slice(-3000)}`)));
         };
         const timer = setTimeout(() => finish(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}:\n${out.slice(-3000)}`))), timeoutMs);
         const finish = (fn: () => void) => {
@@ -177,7 +178,9 @@ export async function ownRedis(args: readonly string[]): Promise<OwnRedis> {
     }
   };
   const start = async () => {
-    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     started.add(c);
     c.once('exit', () => started.delete(c));
     c.stdout?.on('data', (d: Buffer) => (log += d.toString()));
