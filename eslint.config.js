@@ -5,14 +5,15 @@ import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
 export default defineConfig(
-  { ignores: ['dist/', 'node_modules/', '.tmp/', 'bench/results.json'] },
+  // .ci/pack-check/ is compiled by the pack check itself, in a fresh project against the packed package.
+  { ignores: ['dist/', 'node_modules/', '.tmp/', 'bench/results.json', '.ci/pack-check/'] },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {
       parserOptions: {
         // Files outside tsconfig.json's include (this config, src/cli/bin.js) get the same compiler options.
-        projectService: { allowDefaultProject: ['*.js', 'src/cli/*.js'], defaultProject: 'tsconfig.json' },
+        projectService: { allowDefaultProject: ['*.js', 'src/cli/*.js', 'test/package/*.mjs'], defaultProject: 'tsconfig.json' },
         tsconfigRootDir: import.meta.dirname,
       },
     },
