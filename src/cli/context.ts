@@ -47,13 +47,13 @@ export function installOutputMasking(): void {
   registerSecrets(secretsInEnv(env));
   for (const stream of [process.stdout, process.stderr]) {
     const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
-    stream.write = ((chunk: unknown, ...rest: unknown[]) => {
+    stream.write = (chunk: unknown, ...rest: unknown[]) => {
       const textual = rest[0] === undefined || typeof rest[0] === 'function' || rest[0] === 'utf8' || rest[0] === 'utf-8';
       if (secrets.size === 0 || !textual) return write(chunk, ...rest);
       if (typeof chunk === 'string') return write(maskSecrets(chunk), ...rest);
       if (chunk instanceof Uint8Array) return write(maskSecrets(Buffer.from(chunk).toString('utf8')), ...rest);
       return write(chunk, ...rest);
-    }) as typeof stream.write;
+    };
   }
 }
 
@@ -121,7 +121,10 @@ export async function loadMap(flag: string | undefined): Promise<ShardMap> {
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
-    cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
 

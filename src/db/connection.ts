@@ -29,7 +29,7 @@ const types = {
   getTypeParser: ((oid: number, format?: string) =>
     oid === INT8_OID && format !== 'binary'
       ? (v: string) => BigInt(v)
-      : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+      : (pg.types.getTypeParser(oid, format as 'text') as (v: string) => unknown)) as typeof pg.types.getTypeParser,
 };
 
 /** host:port/database of a shard: safe to print (no user, no password). */

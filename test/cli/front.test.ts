@@ -13,7 +13,10 @@ const STACK = /^\s+at |"stack"|"err":/m;
 describe('the CLI front door (subprocesses)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'shardline-front-'));
   const matchFile = path.join(dir, 'match.json');
-  writeFileSync(matchFile, JSON.stringify({ matchId: 'front-1', gameId: 'ddz', endedAt: '2025-01-01T00:00:00Z', results: [{ playerId: '1', scoreDelta: 1, outcome: 'win' }] }));
+  writeFileSync(
+    matchFile,
+    JSON.stringify({ matchId: 'front-1', gameId: 'ddz', endedAt: '2025-01-01T00:00:00Z', results: [{ playerId: '1', scoreDelta: 1, outcome: 'win' }] }),
+  );
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('--version prints the package version', async () => {

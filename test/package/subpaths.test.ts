@@ -47,7 +47,9 @@ async function packagesLoadedBy(module: string): Promise<Set<string>> {
 }
 
 describe('subpath exports', () => {
-  const subpaths = Object.keys(pkg.exports).filter((k) => k !== '.' && k !== './package.json').map((k) => k.slice(2));
+  const subpaths = Object.keys(pkg.exports)
+    .filter((k) => k !== '.' && k !== './package.json')
+    .map((k) => k.slice(2));
 
   it('are the library folders, each with its own barrel, and the package declares no side effects', () => {
     expect(subpaths.sort()).toEqual(Object.keys(FORBIDDEN).sort());
@@ -60,6 +62,9 @@ describe('subpath exports', () => {
 
   it.each(Object.entries(FORBIDDEN))('shardline/%s loads none of the packages it does not need', async (name, forbidden) => {
     const loaded = await packagesLoadedBy(path.resolve(`src/${name}/index.ts`));
-    expect(forbidden.filter((p) => loaded.has(p)), `shardline/${name} loaded ${[...loaded].join(', ')}`).toEqual([]);
+    expect(
+      forbidden.filter((p) => loaded.has(p)),
+      `shardline/${name} loaded ${[...loaded].join(', ')}`,
+    ).toEqual([]);
   });
 });

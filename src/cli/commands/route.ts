@@ -35,7 +35,13 @@ export function registerRoute(program: Command): void {
         }
       }
       if (opts.json) for (const r of rows) console.log(JSON.stringify(r));
-      else if (rows.length > 0) console.log(formatTable(['id', 'region', 'shard', 'bucket', 'created'], rows.map((r) => [r.id, r.region, r.shard, String(r.bucket), r.createdAt])));
+      else if (rows.length > 0)
+        console.log(
+          formatTable(
+            ['id', 'region', 'shard', 'bucket', 'created'],
+            rows.map((r) => [r.id, r.region, r.shard, String(r.bucket), r.createdAt]),
+          ),
+        );
       for (const line of bad) console.error(line);
       if (bad.length > 0) process.exitCode = 1;
     });

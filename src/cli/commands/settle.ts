@@ -34,7 +34,7 @@ export function registerSettle(program: Command): void {
         const deadline = Date.now() + (flags.wait ?? 0);
         while (s && (s.state === 'pending' || s.state === 'unknown') && Date.now() < deadline) {
           await new Promise((r) => setTimeout(r, 100));
-          s = { ...(await client.settlementStatus(input.matchId) ?? s), duplicate: s.duplicate ?? false };
+          s = { ...((await client.settlementStatus(input.matchId)) ?? s), duplicate: s.duplicate ?? false };
         }
         return s;
       });

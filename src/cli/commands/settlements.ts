@@ -110,7 +110,8 @@ export function registerSettlements(program: Command): void {
         return;
       }
       for (const p of report.parts) console.log(`re-enqueued ${p.matchId} on ${p.shardId}`);
-      for (const d of report.notRetryable) console.log(`not retried: job ${d.jobId} on ${d.shardId}: no inbox row behind it, nothing to re-drive (${d.reason})`);
+      for (const d of report.notRetryable)
+        console.log(`not retried: job ${d.jobId} on ${d.shardId}: no inbox row behind it, nothing to re-drive (${d.reason})`);
       console.log(`${report.parts.length} part${report.parts.length === 1 ? '' : 's'} re-enqueued`);
       reportUnreachable(report.unreachable);
     });
