@@ -8,7 +8,7 @@ import { listFailedParts, resetFailed } from './inbox-store.js';
 import { jobIdFor, resolvePrefix } from './keys.js';
 import { SettlementQueues, type JobPolicy } from './queues.js';
 import { reconcileShard } from './reconciler.js';
-import { producerClient } from './redis.js';
+import { resolveConnection } from '../redis/connection.js';
 import { isFinal, readStatus } from './status.js';
 import { submitMatch } from './submit.js';
 import {
@@ -73,7 +73,7 @@ export class SettlementClient {
     this.limits = Object.freeze(checkLimits({ ...DEFAULT_LIMITS, ...options.limits }));
     this.logger = options.logger ?? defaultLogger('shardline-settlement');
     this.enqueueTimeoutMs = options.enqueueTimeoutMs ?? 5000;
-    const { client, owned } = producerClient(options.connection);
+    const { client, owned } = resolveConnection(options.connection);
     this.redis = client;
     this.ownsRedis = owned;
     this.redis.on('error', (err: Error) => this.logger.debug?.({ err }, 'redis connection error'));

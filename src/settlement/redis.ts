@@ -1,38 +1,19 @@
 import { createRequire } from 'node:module';
 import type { RedisOptions as BullRedisOptions } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
-import type { Logger } from '../logging/logger.js';
+import type { Redis, RedisOptions } from 'ioredis';
 import { RedisConfigError, ValidationError } from '../errors/index.js';
-import type { RedisConnection } from './types.js';
-
-export function isRedisInstance(c: RedisConnection): c is Redis {
-  return c instanceof Redis;
-}
-
-/** The options behind a connection, refusing an ioredis keyPrefix (BullMQ's `prefix` is the one place for it). */
-export function optionsOf(c: RedisConnection): RedisOptions {
-  const opts = isRedisInstance(c) ? c.options : c;
-  if (opts.keyPrefix) throw new ValidationError('connection.keyPrefix', 'do not set an ioredis keyPrefix; use the `prefix` option (a hash tag such as "{shardline}")');
-  return opts;
-}
+import type { Logger } from '../logging/logger.js';
+import { connectionOptions, type RedisConnection } from '../redis/connection.js';
 
 /**
  * A connection for BullMQ workers: blocking commands need maxRetriesPerRequest null. Built from the
- * caller's options (or a copy of their instance's), so BullMQ owns and closes what it opens.
+ * caller's options (or a copy of their client's), so BullMQ owns and closes what it opens. The
+ * shared wrapper (src/redis/connection.ts) tells a client from options and refuses a keyPrefix.
  */
 export function workerConnectionOptions(c: RedisConnection): BullRedisOptions {
   // ioredis allows `retryStrategy: null`, BullMQ's type does not: leave it out (BullMQ's own default).
-  const { retryStrategy, ...rest } = optionsOf(c);
+  const { retryStrategy, ...rest } = connectionOptions(c);
   return { ...rest, ...(retryStrategy ? { retryStrategy } : {}), maxRetriesPerRequest: null, lazyConnect: false };
-}
-
-/** A non-blocking client for producers and admin calls; `owned` says whether close() should quit it. */
-export function producerClient(c: RedisConnection): { client: Redis; owned: boolean } {
-  if (isRedisInstance(c)) {
-    optionsOf(c);
-    return { client: c, owned: false };
-  }
-  return { client: new Redis({ ...optionsOf(c), lazyConnect: false }), owned: true };
 }
 
 /** redis://[user:pass@]host[:port][/db] or rediss:// to ioredis options (the CLI's REDIS_URL). */

@@ -1,5 +1,5 @@
-import type { Redis, RedisOptions } from 'ioredis';
 import type { Outcome, PartState } from '../db/schema.js';
+import type { RedisConnection } from '../redis/connection.js';
 import type { PlayerId } from '../routing/index.js';
 
 export type { Outcome, PartState };
@@ -41,8 +41,8 @@ export const DEFAULT_LIMITS: Readonly<SettlementLimits> = Object.freeze({
   maxClockSkewMs: 60 * 60 * 1000,
 });
 
-/** An ioredis instance (the caller keeps ownership) or ioredis options (shardline connects). */
-export type RedisConnection = Redis | RedisOptions;
+/** An ioredis client (the caller keeps owning it) or ioredis options (shardline connects and closes). */
+export type { RedisConnection };
 
 /** The state of one shard's part of a match. `unknown`: the shard could not be asked. */
 export interface ShardSettlementStatus {

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import type { ShardSet } from '../db/shard-set.js';
 import { ValidationError } from '../errors/index.js';
 import { defaultLogger, type Logger } from '../logging/logger.js';
+import { connectionOptions } from '../redis/connection.js';
 import { resolvePrefix } from './keys.js';
 import type { JobPolicy } from './queues.js';
 import type { RedisConnection } from './types.js';
@@ -77,6 +78,7 @@ function millis(field: string, value: number | undefined, fallback: number, min 
 /** Applies the defaults once and refuses what cannot work, before the worker opens anything. */
 export function resolveWorkerOptions(options: SettlementWorkerOptions): ResolvedWorkerOptions {
   const { shards } = options;
+  connectionOptions(options.connection); // an ioredis keyPrefix is refused here, not at start()
   const concurrency = count('concurrency', options.concurrency, 64);
   return {
     shards,

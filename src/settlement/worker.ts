@@ -11,7 +11,8 @@ import { legacyQueueOf, queueNameFor } from './keys.js';
 import { SettlementMetrics } from './metrics.js';
 import { SettlementQueueWorker, SettlementQueues } from './queues.js';
 import { reconcileShard } from './reconciler.js';
-import { assertRedisSuitable, checkDependencyVersions, producerClient, workerConnectionOptions } from './redis.js';
+import { resolveConnection } from '../redis/connection.js';
+import { assertRedisSuitable, checkDependencyVersions, workerConnectionOptions } from './redis.js';
 import { parseJobData, type SettlementJobData } from './validate.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type SettlementWorkerOptions } from './worker-options.js';
 
@@ -73,7 +74,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     this.state = 'running';
     try {
       checkDependencyVersions(this.logger);
-      this.redis = producerClient(this.opts.connection);
+      this.redis = resolveConnection(this.opts.connection);
       this.redis.client.on('error', (err: Error) => this.logger.debug?.({ err }, 'redis connection error'));
       if (this.opts.checkRedis) await assertRedisSuitable(this.redis.client, this.logger);
       this.queues = new SettlementQueues(this.redis.client, this.prefix, this.opts.jobs);

@@ -4,13 +4,14 @@ import { RedisConfigError, ValidationError } from '../../src/errors/index.js';
 import { Router, encodePlayerId } from '../../src/routing/index.js';
 import { GroupCommit } from '../../src/settlement/group-commit.js';
 import { legacyQueueOf, queueNameFor, resolvePrefix } from '../../src/settlement/keys.js';
-import { dependencyVersions, inspectRedis, judgeRedis, optionsOf } from '../../src/settlement/redis.js';
+import { dependencyVersions, inspectRedis, judgeRedis } from '../../src/settlement/redis.js';
 import { normalizeMatch } from '../../src/settlement/validate.js';
 import { DEFAULT_SETTLEMENT_LIMITS as DEFAULT_LIMITS, homeShardOf, jobIdFor, redisOptionsFromUrl } from '../../src/settlement/index.js';
 import { validateShardMap } from '../../src/shardmap/index.js';
 import { ShardSet } from '../../src/db/index.js';
 import type { Logger } from '../../src/logging/index.js';
 import { resolveWorkerOptions } from '../../src/settlement/worker-options.js';
+import { SettlementClient } from '../../src/settlement/client.js';
 import { redisOptions } from './helpers.js';
 
 const map = validateShardMap({
@@ -70,13 +71,12 @@ describe('settlement input and keys', () => {
     expect(homes).toEqual(new Set(['a-1', 'b-1']));
   });
 
-  it('takes a plain prefix (option, else the map, else shardline) and refuses braces and an ioredis keyPrefix', () => {
+  it('takes a plain prefix (option, else the map, else shardline) and refuses braces', () => {
     expect(resolvePrefix(undefined, map)).toBe('shardline');
     expect(resolvePrefix(undefined, { ...map, prefix: 'mygame' })).toBe('mygame');
     expect(resolvePrefix('prod.eu-1', { ...map, prefix: 'mygame' })).toBe('prod.eu-1');
     expect(() => resolvePrefix('{shardline}', map)).toThrow(/places the Redis Cluster hash tags itself/);
     for (const bad of ['', 'prod{sl}', 'a b', 'a:b', '-x', 'x'.repeat(65)]) expect(() => resolvePrefix(bad, map)).toThrow(ValidationError);
-    expect(() => optionsOf({ host: '127.0.0.1', keyPrefix: 'x:' })).toThrow(/keyPrefix/);
   });
 
   it('gives each shard queue its own hash tag, so every key of one queue is in one slot and the queues spread', () => {
@@ -205,6 +205,15 @@ describe('worker options', () => {
       }
       expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, prefix: '{x}' })).toThrow(ValidationError);
       expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, shardIds: ['nope'] })).toThrow(/unknown shard/);
+      // One connection wrapper for rooms and settlement: an ioredis keyPrefix is refused, given as options or as a client.
+      expect(() => new SettlementClient({ shards, connection: { ...redisOptions(), keyPrefix: 'x:' }, logger })).toThrow(/connection\.keyPrefix/);
+      expect(() => resolveWorkerOptions({ shards, connection: { ...redisOptions(), keyPrefix: 'x:' }, logger })).toThrow(/connection\.keyPrefix/);
+      const prefixed = new Redis({ ...redisOptions(), keyPrefix: 'x:', lazyConnect: true });
+      try {
+        expect(() => new SettlementClient({ shards, connection: prefixed, logger })).toThrow(/connection\.keyPrefix/);
+      } finally {
+        prefixed.disconnect();
+      }
     } finally {
       await shards.close();
     }
