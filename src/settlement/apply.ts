@@ -106,7 +106,13 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
     for (const r of inserted) insertedBy.set(r.match_id, (insertedBy.get(r.match_id) ?? 0) + 1);
     for (const p of good) {
       const matchId = p.row.match_id;
-      out.set(matchId, { kind: 'applied', matchId, results: p.results.length, inserted: insertedBy.get(matchId) ?? 0, lagMs: Math.max(0, lagBy.get(matchId) ?? 0) });
+      out.set(matchId, {
+        kind: 'applied',
+        matchId,
+        results: p.results.length,
+        inserted: insertedBy.get(matchId) ?? 0,
+        lagMs: Math.max(0, lagBy.get(matchId) ?? 0),
+      });
     }
     for (const f of failed) out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true });
     return out;

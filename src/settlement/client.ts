@@ -192,7 +192,8 @@ export class SettlementClient {
     const shardIds = ids ?? this.shards.shards.map((s) => s.id);
     const results = await Promise.allSettled(shardIds.map((id) => fn(this.shards.router.shard(id).id)));
     results.forEach((r, i) => {
-      if (r.status === 'rejected') unreachable.push({ shardId: shardIds[i] as string, reason: r.reason instanceof Error ? r.reason.message : String(r.reason) });
+      if (r.status === 'rejected')
+        unreachable.push({ shardId: shardIds[i] as string, reason: r.reason instanceof Error ? r.reason.message : String(r.reason) });
     });
   }
 }
@@ -200,7 +201,8 @@ export class SettlementClient {
 const byFailedAt = (a: FailedSettlement, b: FailedSettlement) => a.failedAt.getTime() - b.failedAt.getTime();
 
 function checkMatchId(matchId: unknown): string {
-  if (typeof matchId !== 'string' || matchId.length === 0 || matchId.length > 128) throw new ValidationError('matchId', 'must be a non-empty string of at most 128 characters');
+  if (typeof matchId !== 'string' || matchId.length === 0 || matchId.length > 128)
+    throw new ValidationError('matchId', 'must be a non-empty string of at most 128 characters');
   return matchId;
 }
 

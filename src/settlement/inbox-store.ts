@@ -236,25 +236,35 @@ export interface FailedRow {
 }
 
 export async function listFailedParts(db: Db, limit: number, matchId?: string): Promise<FailedRow[]> {
-  let q = db
-    .selectFrom('settlement_inbox')
-    .select(['match_id', 'game_id', 'last_error', 'attempts', 'updated_at'])
-    .where('status', '=', 'failed');
+  let q = db.selectFrom('settlement_inbox').select(['match_id', 'game_id', 'last_error', 'attempts', 'updated_at']).where('status', '=', 'failed');
   if (matchId !== undefined) q = q.where('match_id', '=', matchId);
   const rows = await q.orderBy('updated_at').limit(limit).execute();
-  return rows.map((r) => ({ matchId: r.match_id, gameId: r.game_id, reason: r.last_error ?? '(no reason recorded)', attempts: r.attempts, failedAt: r.updated_at }));
+  return rows.map((r) => ({
+    matchId: r.match_id,
+    gameId: r.game_id,
+    reason: r.last_error ?? '(no reason recorded)',
+    attempts: r.attempts,
+    failedAt: r.updated_at,
+  }));
 }
 
 /** Of `matchIds`, those with an inbox row on this shard (in any state). */
 export async function inboxRowsAmong(db: Db, matchIds: readonly string[]): Promise<Set<string>> {
   if (matchIds.length === 0) return new Set();
-  const rows = await db.selectFrom('settlement_inbox').select('match_id').where('match_id', 'in', [...new Set(matchIds)]).execute();
+  const rows = await db
+    .selectFrom('settlement_inbox')
+    .select('match_id')
+    .where('match_id', 'in', [...new Set(matchIds)])
+    .execute();
   return new Set(rows.map((r) => r.match_id));
 }
 
 /** Puts failed parts back to pending (one match, or all); returns the match ids reset. */
 export async function resetFailed(db: Db, matchId: string | null): Promise<string[]> {
-  let q = db.updateTable('settlement_inbox').set({ status: 'pending', last_error: null, updated_at: sql`now()` }).where('status', '=', 'failed');
+  let q = db
+    .updateTable('settlement_inbox')
+    .set({ status: 'pending', last_error: null, updated_at: sql`now()` })
+    .where('status', '=', 'failed');
   if (matchId !== null) q = q.where('match_id', '=', matchId);
   const rows = await q.returning('match_id').execute();
   return rows.map((r) => r.match_id);

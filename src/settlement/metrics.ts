@@ -25,9 +25,19 @@ export class SettlementMetrics {
     const registers = [registry];
     const labelNames = ['shard'] as const;
     this.partsApplied = new Counter({ name: 'shardline_settlement_parts_applied_total', help: 'Shard parts of matches applied', labelNames, registers });
-    this.resultsApplied = new Counter({ name: 'shardline_settlement_results_applied_total', help: 'Player results applied (ledger rows inserted)', labelNames, registers });
+    this.resultsApplied = new Counter({
+      name: 'shardline_settlement_results_applied_total',
+      help: 'Player results applied (ledger rows inserted)',
+      labelNames,
+      registers,
+    });
     this.duplicates = new Counter({ name: 'shardline_settlement_duplicates_total', help: 'Jobs whose part was already applied', labelNames, registers });
-    this.retried = new Counter({ name: 'shardline_settlement_retried_total', help: 'Jobs failed with a transient error, to be retried', labelNames, registers });
+    this.retried = new Counter({
+      name: 'shardline_settlement_retried_total',
+      help: 'Jobs failed with a transient error, to be retried',
+      labelNames,
+      registers,
+    });
     this.failed = new Counter({ name: 'shardline_settlement_failed_total', help: 'Parts failed permanently (dead letters)', labelNames, registers });
     this.batchSize = new Histogram({
       name: 'shardline_settlement_batch_size',

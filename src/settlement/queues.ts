@@ -63,7 +63,9 @@ export class SettlementQueues {
   /** enqueue() for several parts of one shard in one Redis round trip. */
   async enqueueMany(shardId: string, matchIds: readonly string[]): Promise<void> {
     if (matchIds.length === 1) return this.enqueue(shardId, matchIds[0] as string);
-    await this.queue(shardId).addBulk(matchIds.map((matchId) => ({ name: 'settle', data: { matchId, shardId }, opts: { ...this.jobOptions, jobId: jobIdFor(matchId) } })));
+    await this.queue(shardId).addBulk(
+      matchIds.map((matchId) => ({ name: 'settle', data: { matchId, shardId }, opts: { ...this.jobOptions, jobId: jobIdFor(matchId) } })),
+    );
   }
 
   /**

@@ -87,7 +87,13 @@ export async function readStatus(shards: ShardSet, batches: SubmitBatches, match
     } else if (unreachable.has(id) && (isListed || !claim)) {
       out.push({ shardId: id, state: 'unknown', players: 0, attempts: 0, reason: `shard unavailable: ${unreachable.get(id)}` });
     } else if (v && isListed) {
-      out.push({ shardId: id, state: 'unknown', players: 0, attempts: 0, reason: 'part not recorded: the submit did not complete; submit the same match again' });
+      out.push({
+        shardId: id,
+        state: 'unknown',
+        players: 0,
+        attempts: 0,
+        reason: 'part not recorded: the submit did not complete; submit the same match again',
+      });
     }
   }
   if (out.length === 0) return null;

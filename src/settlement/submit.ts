@@ -54,7 +54,8 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
   const homeView = views.get(home) as MatchOnShard;
   let duplicate = false;
   if (homeView.claim) {
-    if (homeView.claim.hash !== match.contentHash) throw conflict(`content hash ${short(match.contentHash)} differs from the first submission's ${short(homeView.claim.hash)}`);
+    if (homeView.claim.hash !== match.contentHash)
+      throw conflict(`content hash ${short(match.contentHash)} differs from the first submission's ${short(homeView.claim.hash)}`);
     duplicate = true;
   }
   const states = new Map<string, ShardSettlementStatus>();
@@ -78,7 +79,10 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
   }
   if (missing.length > 0) {
     const first = missing.sort((a, b) => a.index - b.index)[0] as NormalizedResult;
-    throw new ValidationError(`results.${first.index}.playerId`, `player ${first.playerId} does not exist (shard ${shards.router.shardFor(first.playerId).id})`);
+    throw new ValidationError(
+      `results.${first.index}.playerId`,
+      `player ${first.playerId} does not exist (shard ${shards.router.shardFor(first.playerId).id})`,
+    );
   }
   if (states.size === touched.length) duplicate = true;
 
@@ -130,7 +134,12 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
     if (err instanceof ShardUnavailableError || err instanceof SettlementConflictError) throw err;
     throw err instanceof Error ? err : new Error(String(err));
   }
-  return summarize(match.matchId, match.contentHash, touched.map((id) => states.get(id) as ShardSettlementStatus), duplicate);
+  return summarize(
+    match.matchId,
+    match.contentHash,
+    touched.map((id) => states.get(id) as ShardSettlementStatus),
+    duplicate,
+  );
 }
 
 async function enqueueAll(ctx: SubmitContext, matchId: string, shardIds: readonly string[]): Promise<void> {

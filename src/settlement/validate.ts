@@ -166,7 +166,11 @@ const storedResults = z
   .array(
     z.strictObject({
       playerId: z.string().regex(/^[1-9][0-9]{0,18}$/),
-      scoreDelta: z.number().int().min(-(2 ** 31)).max(2 ** 31 - 1),
+      scoreDelta: z
+        .number()
+        .int()
+        .min(-(2 ** 31))
+        .max(2 ** 31 - 1),
       outcome: z.enum(OUTCOMES),
     }),
   )

@@ -90,7 +90,10 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
       await this.stop(0);
       throw err;
     }
-    this.logger.info({ shards: this.opts.shardIds, prefix: this.prefix, concurrency: this.opts.concurrency, batchSize: this.opts.batchSize }, 'settlement worker started');
+    this.logger.info(
+      { shards: this.opts.shardIds, prefix: this.prefix, concurrency: this.opts.concurrency, batchSize: this.opts.batchSize },
+      'settlement worker started',
+    );
     await this.reconcile(this.activeShards);
     this.every(this.opts.reconcileIntervalMs, () => this.reconcile(this.activeShards));
   }
@@ -107,7 +110,11 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     let grace: NodeJS.Timeout | undefined;
     const finished = await Promise.race([closing, new Promise<false>((resolve) => (grace = setTimeout(() => resolve(false), graceMs)))]);
     clearTimeout(grace);
-    if (!finished) this.logger.warn({ graceMs }, 'grace period over with jobs in flight; their locks expire and another worker re-runs them (harmless: applying is idempotent)');
+    if (!finished)
+      this.logger.warn(
+        { graceMs },
+        'grace period over with jobs in flight; their locks expire and another worker re-runs them (harmless: applying is idempotent)',
+      );
     await this.queues?.close();
     if (this.redis?.owned) await this.redis.client.quit().catch(() => this.redis?.client.disconnect());
     this.runners.clear();
@@ -158,14 +165,20 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     });
     worker.on('error', (err) => this.logger.error({ shard: id, err }, 'queue worker error'));
     worker.on('failed', (job, err) => {
-      if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError') this.logger.error({ shard: id, jobId: job?.id, reason: err.message }, 'settlement part failed permanently');
-      else if (job && job.attemptsMade >= (job.opts.attempts ?? 1)) this.logger.warn({ shard: id, jobId: job.id, err }, 'settlement part out of tries; the reconciler will re-drive it');
+      if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError')
+        this.logger.error({ shard: id, jobId: job?.id, reason: err.message }, 'settlement part failed permanently');
+      else if (job && job.attemptsMade >= (job.opts.attempts ?? 1))
+        this.logger.warn({ shard: id, jobId: job.id, err }, 'settlement part out of tries; the reconciler will re-drive it');
     });
     this.runners.set(id, { worker, batches });
     worker.run().catch((err: unknown) => this.logger.error({ shard: id, err }, 'queue worker stopped with an error'));
   }
 
-  private async process(shardId: string, batches: GroupCommit<string, PartOutcome>, job: Job<SettlementJobData>): Promise<{ inserted: number } | { duplicate: true }> {
+  private async process(
+    shardId: string,
+    batches: GroupCommit<string, PartOutcome>,
+    job: Job<SettlementJobData>,
+  ): Promise<{ inserted: number } | { duplicate: true }> {
     const data = parseJobData(job.data);
     if (!data) throw new UnrecoverableError(`malformed job data: ${JSON.stringify(job.data).slice(0, 200)}`);
     if (data.shardId !== shardId) throw new UnrecoverableError(`job names shard "${data.shardId}" but sits in the queue of shard "${shardId}"`);
@@ -211,7 +224,12 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
       }
       const matchId = keys[0] as string;
       const reason = err instanceof Error ? err.message : String(err);
-      const recorded = await shards.withShard(shardId, (db) => markFailed(db, [{ matchId, reason }])).then(() => true, () => false);
+      const recorded = await shards
+        .withShard(shardId, (db) => markFailed(db, [{ matchId, reason }]))
+        .then(
+          () => true,
+          () => false,
+        );
       const failed: PartOutcome = { kind: 'failed', matchId, reason, recorded };
       this.observe(shardId, new Map([[matchId, failed]]));
       return [failed];
@@ -260,7 +278,12 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
           // still holds jobs (left by an older shardline, or still sent by one during a rolling
           // upgrade) it does so for every pending part at once, not only those gone stale.
           const legacy = await this.queues.hasLegacyJobs(id);
-          const r = await reconcileShard(this.opts.shards, this.queues, id, legacy ? { olderThanMs: 0, limit: 10_000 } : { olderThanMs: this.opts.reconcileAfterMs });
+          const r = await reconcileShard(
+            this.opts.shards,
+            this.queues,
+            id,
+            legacy ? { olderThanMs: 0, limit: 10_000 } : { olderThanMs: this.opts.reconcileAfterMs },
+          );
           if (legacy && !this.legacyReported.has(id)) {
             this.legacyReported.add(id);
             const old = legacyQueueOf(this.prefix, id);
@@ -268,7 +291,8 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
               { shard: id, requeued: r.requeued.length, checked: r.checked, oldKeys: `${old.prefix}:${old.name}:*` },
               'jobs found under the old settlement key layout: their pending parts were re-enqueued from the shard inbox; delete the old keys once no older shardline runs',
             );
-          } else if (r.requeued.length > 0) this.logger.warn({ shard: id, requeued: r.requeued.length, checked: r.checked }, 're-enqueued pending settlements the queue had lost');
+          } else if (r.requeued.length > 0)
+            this.logger.warn({ shard: id, requeued: r.requeued.length, checked: r.checked }, 're-enqueued pending settlements the queue had lost');
         } catch (err) {
           this.logger.warn({ shard: id, err }, 'reconcile failed; will try again');
         }

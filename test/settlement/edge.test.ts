@@ -39,7 +39,14 @@ describe('settlement input and keys', () => {
   it('hashes the content, not its spelling: result order, id form and time zone do not matter', () => {
     const a = normalizeMatch(base, router, DEFAULT_LIMITS);
     const b = normalizeMatch(
-      { ...base, endedAt: '2025-03-01T20:00:00.000+08:00', results: [{ ...base.results[1]!, playerId: id(3000, 2).toString() }, { ...base.results[0]!, playerId: id(5, 1) }] },
+      {
+        ...base,
+        endedAt: '2025-03-01T20:00:00.000+08:00',
+        results: [
+          { ...base.results[1]!, playerId: id(3000, 2).toString() },
+          { ...base.results[0]!, playerId: id(5, 1) },
+        ],
+      },
       router,
       DEFAULT_LIMITS,
     );
@@ -103,7 +110,9 @@ describe('Redis and dependency checks', () => {
   });
 
   it('refuses an evicting maxmemory-policy and warns when nothing persists', async () => {
-    expect(judgeRedis({ version: '7', maxmemoryPolicy: 'allkeys-lru', aofEnabled: true, rdbSave: '', persistent: true }).refuse).toBeInstanceOf(RedisConfigError);
+    expect(judgeRedis({ version: '7', maxmemoryPolicy: 'allkeys-lru', aofEnabled: true, rdbSave: '', persistent: true }).refuse).toBeInstanceOf(
+      RedisConfigError,
+    );
     expect(judgeRedis({ version: '7', maxmemoryPolicy: 'noeviction', aofEnabled: false, rdbSave: '', persistent: false }).warn).toMatch(/no persistence/);
     expect(judgeRedis({ version: '7', maxmemoryPolicy: 'noeviction', aofEnabled: true, rdbSave: '', persistent: true })).toEqual({});
     const r = new Redis(redisOptions());
@@ -196,11 +205,31 @@ describe('worker options', () => {
     try {
       const lines: string[] = [];
       // Any logger of this shape fits, pino or not; debug may be left out.
-      const logger: Logger = { info: (_f, m) => void lines.push(`info ${m}`), warn: (_f, m) => void lines.push(`warn ${m}`), error: (_f, m) => void lines.push(`error ${m}`) };
+      const logger: Logger = {
+        info: (_f, m) => void lines.push(`info ${m}`),
+        warn: (_f, m) => void lines.push(`warn ${m}`),
+        error: (_f, m) => void lines.push(`error ${m}`),
+      };
       const o = resolveWorkerOptions({ shards, connection: redisOptions(), logger, concurrency: 8, batchSize: 100, shardIds: ['b-1'] });
-      expect(o).toMatchObject({ prefix: 'shardline', concurrency: 8, batchSize: 8, lingerMs: 2, maxInFlightBatches: 2, reconcileAfterMs: 60_000, checkRedis: true, shardIds: ['b-1'], logger });
+      expect(o).toMatchObject({
+        prefix: 'shardline',
+        concurrency: 8,
+        batchSize: 8,
+        lingerMs: 2,
+        maxInFlightBatches: 2,
+        reconcileAfterMs: 60_000,
+        checkRedis: true,
+        shardIds: ['b-1'],
+        logger,
+      });
       expect(resolveWorkerOptions({ shards, connection: redisOptions(), logger, prefix: 'eu' }).prefix).toBe('eu');
-      for (const [field, bad] of [['concurrency', 0], ['batchSize', 1.5], ['lingerMs', -1], ['reconcileIntervalMs', 0], ['lockDurationMs', Number.NaN]] as const) {
+      for (const [field, bad] of [
+        ['concurrency', 0],
+        ['batchSize', 1.5],
+        ['lingerMs', -1],
+        ['reconcileIntervalMs', 0],
+        ['lockDurationMs', Number.NaN],
+      ] as const) {
         expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, [field]: bad })).toThrow(new RegExp(`^${field}: `));
       }
       expect(() => resolveWorkerOptions({ shards, connection: redisOptions(), logger, prefix: '{x}' })).toThrow(ValidationError);

@@ -72,7 +72,10 @@ export async function createPlayers(shardSet: ShardSet, perShard: number): Promi
   for (const [shardId, ids] of byShard) {
     const db = await shardSet.db(shardId);
     const region = shardSet.router.shard(shardId).region;
-    await db.insertInto('players').values(ids.map((player_id, k) => ({ player_id, region, nickname: `p${k}` }))).execute();
+    await db
+      .insertInto('players')
+      .values(ids.map((player_id, k) => ({ player_id, region, nickname: `p${k}` })))
+      .execute();
   }
   return byShard;
 }

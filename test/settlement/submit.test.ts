@@ -48,7 +48,9 @@ describe.each(LAYOUTS)('submitSettlement (%s)', (layout) => {
     const rows = await countRows(t.shardSet, match.matchId);
     expect(rows).toMatchObject({ inbox: touched.length, claims: 1, ledger: 0 });
     const home = await t.shardSet.db(homeShardOf(t.map, match.matchId).id);
-    expect(await home.selectFrom('settlement_inbox_claims').select('shard_ids').where('match_id', '=', match.matchId).executeTakeFirst()).toEqual({ shard_ids: touched });
+    expect(await home.selectFrom('settlement_inbox_claims').select('shard_ids').where('match_id', '=', match.matchId).executeTakeFirst()).toEqual({
+      shard_ids: touched,
+    });
     for (const id of touched) expect(await jobIds(id)).toContain(jobIdFor(match.matchId));
 
     expect(await client.settlementStatus(match.matchId)).toMatchObject({ state: 'pending', contentHash: status.contentHash });
@@ -110,7 +112,13 @@ describe.each(LAYOUTS)('submitSettlement (%s)', (layout) => {
 
   it('rejects invalid input with a ValidationError naming the field, leaving no trace in Postgres or Redis', async () => {
     const freshPrefix = testPrefix();
-    const c = new SettlementClient({ shards: t.shardSet, connection: redisOptions(), prefix: freshPrefix, logger: silent, limits: { maxResults: 20, maxPayloadBytes: 4096 } });
+    const c = new SettlementClient({
+      shards: t.shardSet,
+      connection: redisOptions(),
+      prefix: freshPrefix,
+      logger: silent,
+      limits: { maxResults: 20, maxPayloadBytes: 4096 },
+    });
     const before = await countRows(t.shardSet);
     const ok = makeMatch(players.slice(0, 3));
     const ghost = t.shardSet.router.newPlayerId(t.shardSet.router.regions[0] as string); // routable, never created
@@ -135,7 +143,10 @@ describe.each(LAYOUTS)('submitSettlement (%s)', (layout) => {
     ];
     try {
       for (const [field, input] of cases) {
-        const err = await c.submitSettlement(input as SettlementInput).then(() => null, (e: unknown) => e);
+        const err = await c.submitSettlement(input as SettlementInput).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(err, `expected a ValidationError on ${field}`).toBeInstanceOf(ValidationError);
         expect({ field: (err as ValidationError).field }).toEqual({ field });
       }

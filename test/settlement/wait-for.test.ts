@@ -31,7 +31,11 @@ describe('SettlementClient.waitFor', () => {
   const logged: string[] = [];
   function startWorker(): Promise<void> {
     // Not pino: any logger of the Logger shape fits, and one without debug() is fine.
-    const logger = { info: (_: object, m?: string) => void logged.push(`info: ${m}`), warn: (_: object, m?: string) => void logged.push(`warn: ${m}`), error: (_: object, m?: string) => void logged.push(`error: ${m}`) };
+    const logger = {
+      info: (_: object, m?: string) => void logged.push(`info: ${m}`),
+      warn: (_: object, m?: string) => void logged.push(`warn: ${m}`),
+      error: (_: object, m?: string) => void logged.push(`error: ${m}`),
+    };
     const w = new SettlementWorker({ shards: t.shardSet, connection: redisOptions(), prefix, logger, lingerMs: 1 });
     workers.push(w);
     return w.start();

@@ -20,7 +20,19 @@ import {
 import type { JobPolicy } from '../../src/settlement/queues.js';
 import { REDIS_URL, uniqueName } from '../support/env.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
-import { createPlayers, deleteKeys, expectedStats, interleave, makeMatch, redisOptions, silent, statsOf, testPrefix, waitFor, writeMapFile } from './helpers.js';
+import {
+  createPlayers,
+  deleteKeys,
+  expectedStats,
+  interleave,
+  makeMatch,
+  redisOptions,
+  silent,
+  statsOf,
+  testPrefix,
+  waitFor,
+  writeMapFile,
+} from './helpers.js';
 import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 
 describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
@@ -81,7 +93,11 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     let n = 0;
     for (const s of t.shardSet.shards) {
       const db = await t.shardSet.db(s.id);
-      const r = await db.selectFrom('settlement_ledger').select((eb) => eb.fn.countAll<number>().as('n')).where('game_id', '=', gameId).executeTakeFirst();
+      const r = await db
+        .selectFrom('settlement_ledger')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('game_id', '=', gameId)
+        .executeTakeFirst();
       n += Number(r?.n ?? 0);
     }
     return n;
@@ -153,9 +169,13 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     const [m] = matches(1, 4);
     const status = await client.submitSettlement(m!);
     const crashed = status.shards[0]!.shardId;
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/settlement/fixtures/crash-worker.ts', writeMapFile(t.mapJson), prefix, REDIS_URL, crashed], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/settlement/fixtures/crash-worker.ts', writeMapFile(t.mapJson), prefix, REDIS_URL, crashed],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -191,7 +211,11 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     await client.submitSettlement(m!);
     // The player vanishes between submit and apply: this part can never apply as it stands.
     const vdb = await t.shardSet.db(victimShard.id);
-    const row = await vdb.selectFrom('players').selectAll().where('player_id', '=', BigInt(victim) as PlayerId).executeTakeFirstOrThrow();
+    const row = await vdb
+      .selectFrom('players')
+      .selectAll()
+      .where('player_id', '=', BigInt(victim) as PlayerId)
+      .executeTakeFirstOrThrow();
     await vdb.deleteFrom('players').where('player_id', '=', row.player_id).execute();
 
     const w = worker(prefix);
@@ -206,7 +230,16 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
 
     const report = await client.listFailed();
     expect(report.failed).toEqual([
-      { source: 'inbox', matchId: m!.matchId, shardId: victimShard.id, gameId: m!.gameId, jobId: jobIdFor(m!.matchId), reason: expect.stringMatching(/not found/), attempts: 1, failedAt: expect.any(Date) },
+      {
+        source: 'inbox',
+        matchId: m!.matchId,
+        shardId: victimShard.id,
+        gameId: m!.gameId,
+        jobId: jobIdFor(m!.matchId),
+        reason: expect.stringMatching(/not found/),
+        attempts: 1,
+        failedAt: expect.any(Date),
+      },
     ]);
     const q = new Queue(queueNameFor(victimShard.id), { connection: redisOptions(), prefix });
     try {
@@ -225,7 +258,16 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     }
 
     // The malformed job has no inbox row, yet it is listed too, as a queue-only dead letter.
-    const badListed = { source: 'queue', matchId: null, shardId: victimShard.id, gameId: null, jobId: 'bad-1', reason: expect.stringMatching(/malformed job data/), attempts: 1, failedAt: expect.any(Date) };
+    const badListed = {
+      source: 'queue',
+      matchId: null,
+      shardId: victimShard.id,
+      gameId: null,
+      jobId: 'bad-1',
+      reason: expect.stringMatching(/malformed job data/),
+      attempts: 1,
+      failedAt: expect.any(Date),
+    };
     expect((await client.listFailed()).failed).toEqual([report.failed[0], badListed]);
     expect((await client.listFailed({ matchId: m!.matchId })).failed).toEqual([report.failed[0]]);
 
@@ -247,7 +289,11 @@ describe.each(LAYOUTS)('SettlementWorker (%s)', (layout) => {
     const shardId = status.shards[0]!.shardId;
     const db = await t.shardSet.db(shardId);
     // As if recorded 90 s ago by the shard's clock; the worker host's clock plays no part.
-    await db.updateTable('settlement_inbox').set({ created_at: sql`clock_timestamp() - interval '90 seconds'` }).where('match_id', '=', m!.matchId).execute();
+    await db
+      .updateTable('settlement_inbox')
+      .set({ created_at: sql`clock_timestamp() - interval '90 seconds'` })
+      .where('match_id', '=', m!.matchId)
+      .execute();
     const out = (await applyParts(db, [m!.matchId])).get(m!.matchId);
     expect(out?.kind).toBe('applied');
     const lagMs = out?.kind === 'applied' ? out.lagMs : -1;

@@ -23,7 +23,7 @@ function port(value: string): number {
 
 export function registerWorker(program: Command): void {
   addQueueOptions(program.command('worker').description('apply queued match results on their shards until SIGTERM/SIGINT'))
-    .option('--shards <ids>', 'only these shards\' queues (comma-separated or repeated)', collect)
+    .option('--shards <ids>', "only these shards' queues (comma-separated or repeated)", collect)
     .option('--concurrency <n>', 'jobs held at once per shard queue', positiveInt('--concurrency'), 64)
     .option('--batch-size <n>', 'most parts applied per transaction (capped by --concurrency)', positiveInt('--batch-size'), 32)
     .option('--metrics-port <port>', 'serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port)', port)
