@@ -1,12 +1,16 @@
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
-import { MigrationError, SchemaVersionError, ValidationError, type ShardOwnershipFault } from '../errors/index.js';
+import { MigrationError, ValidationError, type ShardOwnershipFault } from '../errors/index.js';
 import { databaseOf, poolConfig, targetOf, type ConnectionOptions } from '../db/connection.js';
 import { checkIdentity, identityProblem, readIdentity, stampIdentity, stampKnowledge, type ShardIdentity, type StampOptions } from '../db/identity.js';
 import type { StampKnowledge } from '../db/bucket-ownership.js';
 import { sqlState, toShardError } from '../db/pg-errors.js';
 import type { ShardSpec } from '../shardmap/index.js';
-import { EsmMigrationSource, MIGRATIONS_DIR, expectedVersion, migrationNames } from './migration-source.js';
+import { EsmMigrationSource, MIGRATIONS_DIR, migrationNames } from './migration-source.js';
+import { appliedMigrations, assertSchemaCurrent } from './schema-version.js';
+
+// The schema check lives in a module without knex, so ShardSet can run it; re-exported for existing imports.
+export { assertSchemaCurrent };
 
 export interface ShardSchemaStatus {
   shardId: string;
@@ -218,20 +222,6 @@ export class ShardMigrator {
   }
 }
 
-/**
- * Refuses (SchemaVersionError) unless the shard behind `db` is at exactly the version this code
- * expects. Takes any client or pool, so a long-running process checks through the connections it
- * already has, with their timeouts, instead of opening one of its own.
- */
-export async function assertSchemaCurrent(db: Pick<pg.ClientBase, 'query'>, shardId: string, dir: string = MIGRATIONS_DIR): Promise<void> {
-  const expected = expectedVersion(dir);
-  const version = (await appliedMigrations(db)).at(-1) ?? null;
-  if (version === expected) return;
-  const known = migrationNames(dir);
-  const hint = version !== null && !known.includes(version) ? 'the shard is ahead of this code: deploy the newer code' : 'run "shardline migrate latest"';
-  throw new SchemaVersionError(shardId, version, expected, hint);
-}
-
 /** knex pool hook: every migration connection carries the app role name for the grants migration. */
 function appRoleSetter(role: string) {
   return (conn: pg.Client, done: (err: Error | null, conn: pg.Client) => void): void => {
@@ -240,27 +230,4 @@ function appRoleSetter(role: string) {
       (err: Error) => done(err, conn),
     );
   };
-}
-
-const withoutExtension = (names: readonly string[]) => names.map((n) => n.replace(/\.(ts|js|mjs)$/, ''));
-
-/**
- * The applied migrations, as the application role may read them: through the SECURITY DEFINER
- * function of 0004, since that role has no grant on knex_migrations. A shard still before 0004 has
- * no function, and there the table is readable (0003 granted SELECT; an owner always can).
- */
-async function appliedMigrations(c: Pick<pg.ClientBase, 'query'>): Promise<string[]> {
-  try {
-    const r = await c.query<{ names: string[] }>('SELECT shardline_applied_migrations() AS names');
-    return withoutExtension(r.rows[0]?.names ?? []);
-  } catch (err) {
-    if (sqlState(err) !== '42883') throw err; // undefined_function: before 0004, or never migrated
-  }
-  try {
-    const r = await c.query<{ name: string }>('SELECT name FROM knex_migrations ORDER BY id');
-    return withoutExtension(r.rows.map((row) => row.name));
-  } catch (err) {
-    if (sqlState(err) === '42P01') return [];
-    throw err;
-  }
 }
