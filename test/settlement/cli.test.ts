@@ -31,7 +31,8 @@ describe('shardline settle, worker and settlements (subprocesses)', () => {
     t = await createTestShards('several-shards');
     players = interleave(await createPlayers(t.shardSet, 3));
     prefix = testPrefix();
-    mapFile = writeMapFile(t.mapJson);
+    // The prefix sits in the map: commands without --prefix use it, not the default queues.
+    mapFile = writeMapFile({ ...t.mapJson, prefix });
     client = new SettlementClient({ shards: t.shardSet, connection: redisOptions(), prefix, logger: silent });
   });
   afterAll(async () => {
@@ -44,9 +45,10 @@ describe('shardline settle, worker and settlements (subprocesses)', () => {
     const match = makeMatch(players.slice(0, 6), { endedAt: '2025-03-01T12:00:00Z' });
     const file = path.join(path.dirname(mapFile), 'match.json');
     writeFileSync(file, JSON.stringify(match));
-    const common = ['--map', mapFile, '--prefix', prefix];
+    const common = ['--map', mapFile];
 
-    const settled = await shardline(['settle', '--file', file, ...common]);
+    // --prefix overrides the map's (here with the same name, so the worker below finds the job).
+    const settled = await shardline(['settle', '--file', file, ...common, '--prefix', prefix]);
     expect(settled.code, settled.stderr).toBe(0);
     const status = JSON.parse(settled.stdout) as { state: string; duplicate: boolean; shards: { shardId: string }[] };
     expect(status).toMatchObject({ matchId: match.matchId, state: 'pending', duplicate: false });
