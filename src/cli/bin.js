@@ -4,10 +4,18 @@
 import { existsSync } from 'node:fs';
 
 const source = new URL('./main.ts', import.meta.url);
-if (existsSync(source)) {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import(source.href);
-} else {
-  await import(new URL('../../dist/src/cli/main.js', import.meta.url).href);
+try {
+  if (existsSync(source)) {
+    const { register } = await import('tsx/esm/api');
+    register();
+    await import(source.href);
+  } else {
+    await import(new URL('../../dist/src/cli/main.js', import.meta.url).href);
+  }
+} catch (err) {
+  // Only a failure to load the program gets here (main.ts reports its own errors): one line, as
+  // for every CLI error; the stack is for whoever debugs the installation.
+  console.error(`error: shardline could not start: ${err instanceof Error ? err.message : String(err)}`);
+  if (process.env.SHARDLINE_DEBUG) console.error(err);
+  process.exitCode = 1;
 }

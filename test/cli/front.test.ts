@@ -6,6 +6,8 @@ import { runCli } from '../support/cli.js';
 import { writeMapFile } from '../support/maps.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { uniqueName } from '../support/env.js';
+import { deleteKeys } from '../settlement/helpers.js';
+import { Accounts } from '../../src/accounts/index.js';
 
 /** What Node and pino print for an error with its stack: the CLI must never show either. */
 const STACK = /^\s+at |"stack"|"err":/m;
@@ -73,6 +75,31 @@ describe('the CLI front door (subprocesses)', () => {
     afterAll(async () => {
       await t?.cleanup();
       rmSync(path.dirname(mapFile), { recursive: true, force: true });
+    });
+
+    it('settle --wait that runs out prints the last status and exits 1', async () => {
+      const prefix = uniqueName('front');
+      try {
+        const player = await new Accounts(t.shardSet).createPlayer({ region: 'shenzhen', nickname: 'front' });
+        const file = path.join(path.dirname(mapFile), 'wait.json');
+        const matchId = uniqueName('front-wait');
+        writeFileSync(
+          file,
+          JSON.stringify({
+            matchId,
+            gameId: 'ddz',
+            endedAt: '2025-01-01T00:00:00Z',
+            results: [{ playerId: String(player.id), scoreDelta: 1, outcome: 'win' }],
+          }),
+        );
+        // No worker runs: the match stays pending for the whole --wait.
+        const r = await runCli(['settle', '--file', file, '--map', mapFile, '--prefix', prefix, '--wait', '300']);
+        expect(r.code, r.stderr).toBe(1);
+        expect(JSON.parse(r.stdout)).toMatchObject({ matchId, state: 'pending', duplicate: false });
+        expect(r.stderr).not.toMatch(STACK);
+      } finally {
+        await deleteKeys(prefix);
+      }
     });
 
     it('settlements retry of a match no shard knows exits 1 and says so', async () => {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { ValidationError } from '../../errors/index.js';
-import type { SettlementInput, SettlementStatus } from '../../settlement/index.js';
+import { SettlementTimeoutError, ValidationError } from '../../errors/index.js';
+import type { SettlementInput } from '../../settlement/index.js';
 import { nonNegativeInt } from '../context.js';
 import { addQueueOptions, printJson, withClient, type QueueFlags } from './settlements.js';
 
@@ -30,13 +30,16 @@ export function registerSettle(program: Command): void {
     .action(async (flags: QueueFlags & { file: string; wait?: number }) => {
       const input = await readMatch(flags.file);
       const status = await withClient(flags, async (client) => {
-        let s: SettlementStatus | null = await client.submitSettlement(input);
-        const deadline = Date.now() + (flags.wait ?? 0);
-        while (s && (s.state === 'pending' || s.state === 'unknown') && Date.now() < deadline) {
-          await new Promise((r) => setTimeout(r, 100));
-          s = { ...((await client.settlementStatus(input.matchId)) ?? s), duplicate: s.duplicate ?? false };
+        const submitted = await client.submitSettlement(input);
+        if (flags.wait === undefined) return submitted;
+        const duplicate = submitted.duplicate ?? false;
+        try {
+          return { ...(await client.waitFor(input.matchId, { timeoutMs: flags.wait })), duplicate };
+        } catch (err) {
+          // Still open after --wait: print the last status like any other, and exit 1 below.
+          if (err instanceof SettlementTimeoutError) return { ...(err.lastStatus ?? submitted), duplicate };
+          throw err;
         }
-        return s;
       });
       printJson(status);
       if (status.state === 'failed' || (flags.wait !== undefined && status.state !== 'applied')) process.exitCode = 1;
