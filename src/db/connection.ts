@@ -123,3 +123,15 @@ export function poolConfig(shard: ShardSpec, options: ConnectionOptions = {}): p
     types,
   };
 }
+
+/**
+ * A pool for the shard that does not show its URL: pg-pool keeps its options, connection string
+ * included, on the pool, where logging or inspecting the pool (or a Kysely db over it) would print
+ * the password. Each new client reads the property directly, so hiding it from enumeration (as
+ * pg-pool itself hides `password`) changes nothing else.
+ */
+export function openPool(shard: ShardSpec, options: ConnectionOptions = {}): pg.Pool {
+  const pool = new pg.Pool(poolConfig(shard, options));
+  Object.defineProperty(pool.options, 'connectionString', { enumerable: false });
+  return pool;
+}

@@ -4,7 +4,7 @@ import { ShardIdentityError, ShardUnavailableError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
 import { Router, type PlayerId } from '../routing/index.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
-import { poolConfig, targetOf, type ConnectionOptions } from './connection.js';
+import { openPool, targetOf, type ConnectionOptions } from './connection.js';
 import { checkIdentity, sharedDatabases } from './identity.js';
 import { toShardError } from './pg-errors.js';
 import type { ShardDatabase } from './schema.js';
@@ -115,7 +115,7 @@ export class ShardSet {
     let h = this.handles.get(shardId);
     if (!h) {
       const shard = this.router.shard(shardId);
-      const pool = new pg.Pool(poolConfig(shard, this.options));
+      const pool = openPool(shard, this.options);
       // An idle client that loses its server emits 'error' on the pool; without a listener that
       // would crash the process. The next query on that shard reports the failure instead.
       pool.on('error', () => undefined);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { Router, ShardMapError, redactSecrets, redactUrl, secretsOfUrl, validateShardMap } from '../../src/index.js';
+import { Router, ShardMapError, ShardSet, redactSecrets, redactUrl, secretsOfUrl, validateShardMap } from '../../src/index.js';
 import { secretsInEnv } from '../../src/cli/context.js';
 import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 import { poolConfig } from '../../src/db/connection.js';
@@ -45,16 +45,24 @@ describe('credentials in the shard map', () => {
   });
 
   it('refuses NAME_FILE without a reader, both NAME and NAME_FILE, and unreadable or non-URL files', () => {
-    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL_FILE: '/x' } }))).toMatch(/SHARD_URL_FILE is set, but this program does not read secret files/);
+    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL_FILE: '/x' } }))).toMatch(
+      /SHARD_URL_FILE is set, but this program does not read secret files/,
+    );
     expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL: URL_WITH_PW, SHARD_URL_FILE: '/x' }, readSecretFile: () => URL_WITH_PW }))).toMatch(
       /both SHARD_URL and SHARD_URL_FILE are set/,
     );
     const enoent = () => {
       throw Object.assign(new Error(`ENOENT: no such file, open '/x'`), { code: 'ENOENT' });
     };
-    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL_FILE: '/x' }, readSecretFile: enoent }))).toMatch(/cannot read the file "\/x" named by SHARD_URL_FILE \(ENOENT\)/);
-    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL_FILE: '/x' }, readSecretFile: () => PW }))).toMatch(/the file named by SHARD_URL_FILE does not hold a postgres:\/\/ URL/);
-    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL: PW } }))).toMatch(/environment variable SHARD_URL does not hold a postgres:\/\/ URL/);
+    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL_FILE: '/x' }, readSecretFile: enoent }))).toMatch(
+      /cannot read the file "\/x" named by SHARD_URL_FILE \(ENOENT\)/,
+    );
+    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL_FILE: '/x' }, readSecretFile: () => PW }))).toMatch(
+      /the file named by SHARD_URL_FILE does not hold a postgres:\/\/ URL/,
+    );
+    expect(issuesOf(() => validateShardMap(mapWith({}), { env: { SHARD_URL: PW } }))).toMatch(
+      /environment variable SHARD_URL does not hold a postgres:\/\/ URL/,
+    );
   });
 
   it('refuses a literal URL with a password, in the user info or as a query parameter', () => {
@@ -85,7 +93,7 @@ describe('TLS settings', () => {
     expect(withUrl('', { ssl: { mode: 'verify-full', ca: '/abs/ca.pem' } }, file).ssl?.ca).toBe('/abs/ca.pem');
   });
 
-  it('hands pg a connection string without ssl parameters, so the map\'s ssl block is the only source', () => {
+  it("hands pg a connection string without ssl parameters, so the map's ssl block is the only source", () => {
     const shard = withUrl('?sslmode=require&application_name=x', { ssl: { mode: 'require' } });
     const cfg = poolConfig(shard);
     expect(cfg.connectionString).not.toMatch(/ssl/);
@@ -138,5 +146,23 @@ describe('no public object carries the resolved URL', () => {
     }
     // The connection still reaches pg, through the internal accessor only.
     expect(poolConfig(shard).connectionString).toBe(URL_WITH_PW);
+  });
+});
+
+describe('no driver object a caller can reach shows the password', () => {
+  it("a ShardSet's pools and Kysely dbs print without it, and still connect", async () => {
+    // The local server trusts 127.0.0.1 and ignores the password: only where it shows up is tested.
+    const pw = `pool-pw-${Date.now().toString(36)}`;
+    const map = validateShardMap(mapWith({}), { env: { SHARD_URL: `postgres://postgres:${pw}@127.0.0.1:5432/postgres` } });
+    const shards = new ShardSet(map, { poolMax: 1 });
+    try {
+      const pool = shards.pool('s-1');
+      expect((await pool.query<{ one: number }>('SELECT 1 AS one')).rows[0]?.one).toBe(1);
+      for (const shown of [inspect(pool, { depth: 6 }), inspect(shards.rawDb('s-1'), { depth: 6 }), inspect(shards, { depth: 6 })]) {
+        expect(shown).not.toContain(pw);
+      }
+    } finally {
+      await shards.close();
+    }
   });
 });
