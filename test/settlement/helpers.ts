@@ -1,14 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { sql } from 'kysely';
 import type { ShardSet } from '../../src/db/index.js';
 import type { PlayerId } from '../../src/routing/index.js';
 import type { SettlementInput } from '../../src/settlement/index.js';
+import { startCli, type CliProcess, type CliResult } from '../support/cli.js';
 import { REDIS_URL, uniqueName } from '../support/env.js';
+
+// The shared helpers, under the names this suite (and those importing it) always used.
+export { createPlayers } from '../support/players.js';
+export { writeMapFile } from '../support/maps.js';
+export { waitFor } from '../support/wait.js';
 
 export const silent = pino({ level: 'silent' });
 
@@ -55,31 +57,6 @@ export async function countKeys(prefix: string): Promise<number> {
   }
 }
 
-/**
- * Inserts players straight into `players` (the Accounts API is built elsewhere), `perShard` on every
- * shard of the map. Returns them grouped by shard id.
- */
-export async function createPlayers(shardSet: ShardSet, perShard: number): Promise<Map<string, PlayerId[]>> {
-  const byShard = new Map<string, PlayerId[]>(shardSet.shards.map((s) => [s.id, []]));
-  const regions = shardSet.router.regions;
-  let i = 0;
-  while ([...byShard.values()].some((l) => l.length < perShard)) {
-    const region = regions[i++ % regions.length] as string;
-    const id = shardSet.router.newPlayerId(region);
-    const list = byShard.get(shardSet.router.shardFor(id).id) as PlayerId[];
-    if (list.length < perShard) list.push(id);
-  }
-  for (const [shardId, ids] of byShard) {
-    const db = await shardSet.db(shardId);
-    const region = shardSet.router.shard(shardId).region;
-    await db
-      .insertInto('players')
-      .values(ids.map((player_id, k) => ({ player_id, region, nickname: `p${k}` })))
-      .execute();
-  }
-  return byShard;
-}
-
 /** Players spread over every shard, interleaved: a match of n of them touches min(n, shards) shards. */
 export function interleave(byShard: Map<string, PlayerId[]>): PlayerId[] {
   const lists = [...byShard.values()];
@@ -100,16 +77,6 @@ export function makeMatch(players: readonly PlayerId[], overrides: Partial<Settl
     })),
     ...overrides,
   };
-}
-
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 20_000, everyMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
 }
 
 export interface ShardRows {
@@ -158,9 +125,21 @@ export function expectedStats(matches: readonly SettlementInput[]): Map<string, 
       const k = r.playerId.toString();
       const s = out.get(k) ?? [0n, 0, 0, 0, 0];
       s[0] += BigInt(r.scoreDelta);
-      if (r.outcome === 'win') s[1]++;
-      else if (r.outcome === 'loss') s[2]++;
-      else s[3]++;
+      switch (r.outcome) {
+        case 'win':
+          s[1]++;
+          break;
+        case 'loss':
+          s[2]++;
+          break;
+        case 'draw':
+          s[3]++;
+          break;
+        default: {
+          const unhandled: never = r.outcome;
+          throw new Error(`no expected stats for outcome ${String(unhandled)}`);
+        }
+      }
       s[4]++;
       out.set(k, s);
     }
@@ -168,42 +147,11 @@ export function expectedStats(matches: readonly SettlementInput[]): Map<string, 
   return out;
 }
 
-/** Writes a map (e.g. TestShards.mapJson) to a temp file for subprocesses. */
-export function writeMapFile(map: unknown): string {
-  const dir = mkdtempSync(path.join(tmpdir(), 'shardline-settle-'));
-  const file = path.join(dir, 'map.json');
-  writeFileSync(file, JSON.stringify(map));
-  return file;
+/** Starts `shardline ...args` (the real bin) against the test Redis (see startCli). */
+export function startShardline(args: readonly string[], timeoutMs = 60_000): CliProcess {
+  return startCli(args, { env: { REDIS_URL }, timeoutMs });
 }
 
-export interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Starts `shardline ...args` (the real bin) and returns the child plus a promise of its end. */
-export function startShardline(args: readonly string[], timeoutMs = 60_000): { child: ChildProcess; done: Promise<Run>; output: () => string } {
-  const child = spawn(process.execPath, ['src/cli/bin.js', ...args], {
-    env: { ...process.env, REDIS_URL, SHARDLINE_MAP: '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const done = new Promise<Run>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-  return { child, done, output: () => stdout + stderr };
-}
-
-export function shardline(args: readonly string[]): Promise<Run> {
+export function shardline(args: readonly string[]): Promise<CliResult> {
   return startShardline(args).done;
 }
