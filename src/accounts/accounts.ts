@@ -1,10 +1,12 @@
 import { sql } from 'kysely';
-import { PlayerNotFoundError, ShardUnavailableError, ValidationError } from '../errors/index.js';
-import type { ShardSet } from '../db/index.js';
+import { PlayerNotFoundError, ValidationError } from '../errors/index.js';
+import type { AnyShardSet, ShardSet } from '../db/index.js';
+import { asPlainShardSet } from '../db/shard-set.js';
 import { parsePlayerId, type PlayerId } from '../routing/index.js';
 import { decodeHistoryCursor, encodeHistoryCursor, type HistoryPosition } from './history-cursor.js';
 import { PLAYER_COLUMNS, selectPlayers, toPlayer } from './player-rows.js';
-import { onShard, scatter } from './shard-calls.js';
+import { settleEach, splitOutages } from '../db/scatter.js';
+import { onShard } from './shard-calls.js';
 import type {
   AccountsOptions,
   CreatePlayerInput,
@@ -35,8 +37,9 @@ export class Accounts {
   private readonly shards: ShardSet;
   private readonly maxBatchSize: number;
 
-  constructor(shards: ShardSet, options: AccountsOptions = {}) {
-    this.shards = shards;
+  /** `shards` may be typed with the app's tables (`ShardSet<AppDatabase>`): accounts read shardline's only. */
+  constructor(shards: AnyShardSet, options: AccountsOptions = {}) {
+    this.shards = asPlainShardSet(shards);
     this.maxBatchSize = validateLimit(options.maxBatchSize, DEFAULT_MAX_BATCH_SIZE, 100_000, 'maxBatchSize');
   }
 
@@ -87,27 +90,17 @@ export class Accounts {
     const groups = this.shards.router.groupByShard(unique);
     // Shard order, not first-appearance order, so the error thrown for several down shards is stable.
     const shardIds = this.shards.shards.map((s) => s.id).filter((id) => groups.has(id));
-    const outcomes = await scatter(shardIds, (shardId) => {
+    const outcomes = await settleEach(shardIds, (shardId) => {
       const group = groups.get(shardId) ?? [];
       return onShard(this.shards, shardId, group, (db) => selectPlayers(db, group, gameId));
     });
 
+    // Not an outage (a bug, a schema or identity problem) always throws; a down shard unless partial.
+    const split = splitOutages(outcomes, options.partial === true);
     const found = new Map<PlayerId, Player>();
-    const unavailable: UnavailableShard[] = [];
-    const lost = new Set<PlayerId>();
-    for (const o of outcomes) {
-      if (o.ok) {
-        for (const p of o.value) found.set(p.id, p);
-      } else if (o.error instanceof ShardUnavailableError) {
-        const group = groups.get(o.shardId) ?? [];
-        unavailable.push({ shardId: o.shardId, playerIds: group, error: o.error });
-        for (const id of group) lost.add(id);
-      } else {
-        throw o.error; // not an outage (a bug, a schema or identity problem): never half-answer it
-      }
-    }
-    const first = unavailable[0];
-    if (first && !options.partial) throw first.error;
+    for (const r of split.results) for (const p of r.value) found.set(p.id, p);
+    const unavailable: UnavailableShard[] = split.unavailable.map((u) => ({ ...u, playerIds: groups.get(u.shardId) ?? [] }));
+    const lost = new Set(unavailable.flatMap((u) => u.playerIds));
 
     const players: Player[] = [];
     const missing: PlayerId[] = [];

@@ -1,4 +1,4 @@
-import { ShardUnavailableError, ShardlineError } from '../errors/index.js';
+import { ShardQueryError, ShardUnavailableError, ShardlineError } from '../errors/index.js';
 
 /**
  * The one place where driver and Postgres errors become shardline errors. SQLSTATE classes:
@@ -34,7 +34,7 @@ function messageOf(err: unknown): string {
 
 /** True for failures where retrying later can help: lost connections, timeouts, shutdowns, conflicts. */
 export function isTransientDbError(err: unknown): boolean {
-  if (err instanceof ShardUnavailableError) return err.transient;
+  if (err instanceof ShardUnavailableError || err instanceof ShardQueryError) return err.transient;
   if (err instanceof ShardlineError) return false;
   const code = codeOf(err);
   if (code && (CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || code.startsWith('08'))) return true;
@@ -73,6 +73,25 @@ export function toShardError(err: unknown, shardId: string, target: string, play
     ...(playerIds ? { playerIds } : {}),
   });
 }
+
+/**
+ * For the app's own statements (ShardSet.transaction, scatter): a connection failure becomes
+ * ShardUnavailableError as everywhere; an error the database raised (it has a SQLSTATE) or a
+ * transient driver failure becomes ShardQueryError carrying `transient`; anything else (the app's
+ * own errors, shardline's) comes back unchanged, so the app catches what it threw.
+ */
+export function toQueryError(err: unknown, shardId: string, target: string, playerIds?: readonly string[]): unknown {
+  const e = toShardError(err, shardId, target, playerIds);
+  if (e !== err || err instanceof ShardlineError) return e;
+  const code = codeOf(err);
+  const state = typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
+  const transient = isTransientDbError(err);
+  if (state === undefined && !transient) return err;
+  return new ShardQueryError(shardId, messageOf(err), { cause: err, transient, ...(state ? { sqlState: state } : {}), ...(playerIds ? { playerIds } : {}) });
+}
+
+// SQLSTATE classes start with a digit, or are HV (foreign data), P0 (PL/pgSQL) or XX (internal): not EPERM.
+const SQLSTATE = /^(?:[0-9][0-9A-Z]|HV|P0|XX)[0-9A-Z]{3}$/;
 
 export function sqlState(err: unknown): string | undefined {
   return codeOf(err);

@@ -1,42 +1,91 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
-import { ShardIdentityError, ShardUnavailableError } from '../errors/index.js';
+import { ShardIdentityError, ShardUnavailableError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
-import { Router, type PlayerId } from '../routing/index.js';
+import { assertSchemaCurrent } from '../migrate/schema-version.js';
+import { AppSchemaGate } from '../migrate/app-schema-version.js';
+import type { Logger } from '../logging/logger.js';
+import { Router, parsePlayerId, type PlayerId } from '../routing/index.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 import { openPool, targetOf, type ConnectionOptions } from './connection.js';
 import { checkIdentity, sharedDatabases } from './identity.js';
-import { toShardError } from './pg-errors.js';
+import { toQueryError, toShardError } from './pg-errors.js';
+import { settleEach, splitOutages, type ScatterResult } from './scatter.js';
 import type { ShardDatabase } from './schema.js';
+import { runTransaction, validateTransactionOptions, type TransactionOptions } from './transaction.js';
 
 export interface ShardSetOptions extends ConnectionOptions {
   /** Check each shard's stamped identity before first use (default true). Only tests of the guard turn it off. */
   verifyIdentity?: boolean;
+  /**
+   * Check each shard's schema version before first use (default true): a shard behind or ahead
+   * of this code's migrations is refused with SchemaVersionError before any query of the app.
+   */
+  verifySchema?: boolean;
+  /**
+   * The app's migrations folder (docs/app-tables.md): a shard whose app schema is behind or ahead
+   * of it is refused with AppSchemaVersionError, like shardline's own schema. Unset, a shard with
+   * app migrations is served and the first one found is reported once (`logger.warn`, else a
+   * process warning), since nothing checks its app schema.
+   */
+  appMigrations?: string;
+  /** Where that one warning goes (default: process.emitWarning). */
+  logger?: Pick<Logger, 'warn'>;
 }
 
-interface ShardHandle {
+/**
+ * The app's own tables, as a Kysely database interface (`{ wallets: WalletsTable; ... }`). A name
+ * of shardline's own tables is refused at compile time: the two row types would merge.
+ */
+export type AppTables = object & { readonly [K in keyof ShardDatabase]?: never };
+
+/** The tables of a shard as the app sees them: shardline's and its own. */
+export type ShardTables<App extends AppTables = NoAppTables> = ShardDatabase & App;
+
+/** No app tables: a plain `ShardSet` sees shardline's tables only. */
+export type NoAppTables = Record<never, never>;
+
+export interface ScatterOptions {
+  /** Only the shards of this region of the map (UnknownRegionError for another name). */
+  region?: string;
+  /**
+   * Resolve with what the reachable shards answered and list the unreachable ones under
+   * `unavailable`, instead of throwing ShardUnavailableError for the first one.
+   */
+  partial?: boolean;
+}
+
+const SCATTER_OPTION_KEYS: readonly string[] = ['region', 'partial'];
+
+interface ShardHandle<DB> {
   readonly pool: pg.Pool;
-  readonly db: Kysely<ShardDatabase>;
+  readonly db: Kysely<DB>;
   verified?: Promise<void>;
 }
 
 /**
  * One pg pool and one typed Kysely instance per shard of a map, created on first use and closed
- * together. `db()` hands out a shard only after its identity has been checked, so a map that
- * points a shard at the wrong database, or gives it buckets other than those it owns (its
- * stamp), is refused before any row is read or written.
+ * together. `db()` hands out a shard only after its identity and schema have been checked, so a
+ * map that points a shard at the wrong database, or gives it buckets other than those it owns
+ * (its stamp), or a shard not at this code's schema, is refused before any row is read or written.
+ *
+ * `App` types the app's own tables beside shardline's: `new ShardSet<AppDatabase>(map)` makes
+ * `db()`, `transaction()` and `scatter()` hand out `Kysely<ShardDatabase & AppDatabase>`.
  */
-export class ShardSet {
+export class ShardSet<App extends AppTables = NoAppTables> {
   readonly map: ShardMap;
   readonly router: Router;
   private readonly options: ShardSetOptions;
-  private readonly handles = new Map<string, ShardHandle>();
+  private readonly handles = new Map<string, ShardHandle<ShardTables<App>>>();
   private closed = false;
+  private readonly appSchema: AppSchemaGate;
 
   constructor(map: ShardMap, options: ShardSetOptions = {}) {
     this.map = map;
     this.router = new Router(map);
     this.options = options;
+    const { logger } = options;
+    this.appSchema = new AppSchemaGate(options.appMigrations, logger ? (message, fields) => logger.warn(fields, message) : undefined);
     refuseSharedDatabases(map);
   }
 
@@ -50,14 +99,14 @@ export class ShardSet {
   }
 
   /** Kysely for a shard, unverified. Prefer `db()`. */
-  rawDb(shardId: string): Kysely<ShardDatabase> {
+  rawDb(shardId: string): Kysely<ShardTables<App>> {
     return this.handle(shardId).db;
   }
 
-  /** Kysely for a shard whose identity has been checked (once per ShardSet, then cached). */
-  async db(shardId: string): Promise<Kysely<ShardDatabase>> {
+  /** Kysely for a shard whose identity and schema have been checked (once per ShardSet, then cached). */
+  async db(shardId: string): Promise<Kysely<ShardTables<App>>> {
     const h = this.handle(shardId);
-    if (this.options.verifyIdentity !== false) {
+    if (this.options.verifyIdentity !== false || this.options.verifySchema !== false) {
       h.verified ??= this.verify(shardId).catch((err: unknown) => {
         h.verified = undefined; // a shard that was down may come back: check again next time
         throw err;
@@ -83,34 +132,81 @@ export class ShardSet {
     }
   }
 
-  async dbForPlayer(id: PlayerId): Promise<{ shard: ShardSpec; db: Kysely<ShardDatabase> }> {
+  async dbForPlayer(id: PlayerId): Promise<{ shard: ShardSpec; db: Kysely<ShardTables<App>> }> {
     const shard = this.router.shardFor(id);
     return { shard, db: await this.db(shard.id) };
   }
 
   /** Runs `fn` against a shard, turning connection failures into ShardUnavailableError. */
-  async withShard<T>(shardId: string, fn: (db: Kysely<ShardDatabase>) => Promise<T>, playerIds?: readonly string[]): Promise<T> {
+  async withShard<T>(shardId: string, fn: (db: Kysely<ShardTables<App>>) => Promise<T>, playerIds?: readonly string[]): Promise<T> {
     const shard = this.router.shard(shardId);
     try {
       return await fn(await this.db(shardId));
     } catch (err) {
-      const e = toShardError(err, shard.id, targetOf(shard), playerIds);
-      // A failure of the first identity check is already a ShardUnavailableError, without the ids.
-      if (e instanceof ShardUnavailableError && playerIds?.length && e.playerIds.length === 0) throw e.forPlayers(playerIds);
-      throw e;
+      throw naming(toShardError(err, shard.id, targetOf(shard), playerIds), playerIds);
     }
+  }
+
+  /**
+   * Runs `fn` in one transaction on the shard of `playerId` (a PlayerId or its decimal string),
+   * after that shard's identity and schema checks: committed when `fn` resolves, rolled back when
+   * it throws. What comes out: a shard that cannot be reached is ShardUnavailableError naming the
+   * player; an error the database raised is ShardQueryError with `transient` (retrying the whole
+   * call may succeed: a serialization failure, a deadlock, a timeout) and `sqlState`; the app's
+   * own errors come out as thrown. A connection lost while committing leaves the outcome unknown,
+   * as with any database: a transaction retried on `transient` must be safe to run twice.
+   */
+  async transaction<T>(playerId: PlayerId | string, fn: (trx: Transaction<ShardTables<App>>) => Promise<T>, options?: TransactionOptions): Promise<T> {
+    const pid = parsePlayerId(playerId);
+    if (typeof fn !== 'function') throw new ValidationError('fn', `must be a function, got ${showValue(fn)}`);
+    const opts = validateTransactionOptions(options);
+    const shard = this.router.shardFor(pid);
+    const ids = [String(pid)];
+    try {
+      return await runTransaction(await this.db(shard.id), opts, fn);
+    } catch (err) {
+      throw naming(toQueryError(err, shard.id, targetOf(shard), ids), ids);
+    }
+  }
+
+  /**
+   * Runs `fn` on every shard of the map (or of `region`), all at once, each after its identity
+   * and schema checks, and waits for all of them. Results come in map order. A shard that cannot
+   * be reached throws its ShardUnavailableError, or with `partial` is listed under `unavailable`;
+   * any other failure always throws (the first in map order), a database error as ShardQueryError.
+   */
+  async scatter<T>(fn: (db: Kysely<ShardTables<App>>, shard: ShardSpec) => Promise<T>, options: ScatterOptions = {}): Promise<ScatterResult<T>> {
+    if (typeof fn !== 'function') throw new ValidationError('fn', `must be a function, got ${showValue(fn)}`);
+    const { region, partial } = validateScatterOptions(options);
+    const scope = region === undefined ? this.shards : this.router.region(region).shards;
+    const outcomes = await settleEach(
+      scope.map((s) => s.id),
+      async (shardId) => {
+        const shard = this.router.shard(shardId);
+        try {
+          return await fn(await this.db(shardId), shard);
+        } catch (err) {
+          throw toQueryError(err, shard.id, targetOf(shard));
+        }
+      },
+    );
+    return splitOutages(outcomes, partial === true);
   }
 
   private async verify(shardId: string): Promise<void> {
     const shard = this.router.shard(shardId);
+    const { pool } = this.handle(shardId);
     try {
-      await checkIdentity(this.handle(shardId).pool, shard, this.map.shards);
+      if (this.options.verifyIdentity !== false) await checkIdentity(pool, shard, this.map.shards);
+      // After the identity: a schema version read from the wrong database would mean nothing.
+      if (this.options.verifySchema !== false) await assertSchemaCurrent(pool, shard.id);
+      if (this.options.verifySchema !== false) await this.appSchema.check(pool, shard.id);
     } catch (err) {
       throw toShardError(err, shard.id, targetOf(shard));
     }
   }
 
-  private handle(shardId: string): ShardHandle {
+  private handle(shardId: string): ShardHandle<ShardTables<App>> {
     if (this.closed) throw new Error('ShardSet is closed');
     let h = this.handles.get(shardId);
     if (!h) {
@@ -123,7 +219,7 @@ export class ShardSet {
       // restarts) emits 'error' on itself, where pg-pool listens only while it is idle: the same
       // crash. Its queries already reject with the failure, and pg-pool drops it on release.
       pool.on('connect', (client) => client.on('error', () => undefined));
-      h = { pool, db: new Kysely<ShardDatabase>({ dialect: new PostgresDialect({ pool }) }) };
+      h = { pool, db: new Kysely<ShardTables<App>>({ dialect: new PostgresDialect({ pool }) }) };
       this.handles.set(shardId, h);
     }
     return h;
@@ -136,6 +232,37 @@ export class ShardSet {
     // Kysely.destroy() ends the pool it was given.
     await Promise.all(all.map((h) => h.db.destroy().catch(() => undefined)));
   }
+}
+
+/**
+ * A ShardSet typed with any app tables: what shardline's own classes (Accounts, Leaderboards,
+ * SettlementClient, SettlementWorker) take, since they read only shardline's tables. Kysely's
+ * database parameter is invariant, so a `ShardSet<AppDatabase>` is not a `ShardSet`; each class
+ * stores it as a plain `ShardSet` at once, so `any` never reaches a query.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyShardSet = ShardSet<any>;
+
+/** The same ShardSet, seen with shardline's tables only (sound: a query can name fewer tables, never more). */
+export function asPlainShardSet(shards: AnyShardSet): ShardSet {
+  return shards as ShardSet;
+}
+
+/** A failure of the first-use checks is already a ShardUnavailableError, without the ids. */
+function naming(err: unknown, playerIds: readonly string[] | undefined): unknown {
+  if (err instanceof ShardUnavailableError && playerIds?.length && err.playerIds.length === 0) return err.forPlayers(playerIds);
+  return err;
+}
+
+function validateScatterOptions(options: unknown): ScatterOptions {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('options', `must be an object, got ${showValue(options)}`);
+  for (const key of Object.keys(options)) {
+    if (!SCATTER_OPTION_KEYS.includes(key)) throw new ValidationError(`options.${key}`, `is not a scatter option (known: ${SCATTER_OPTION_KEYS.join(', ')})`);
+  }
+  const { region, partial } = options as Record<string, unknown>;
+  if (region !== undefined && (typeof region !== 'string' || region.length === 0)) throw new ValidationError('options.region', `must be a region name, got ${showValue(region)}`);
+  if (partial !== undefined && typeof partial !== 'boolean') throw new ValidationError('options.partial', `must be a boolean, got ${showValue(partial)}`);
+  return options;
 }
 
 /** Two shards at one host:port/database would mix their record sets: refuse the map outright. */

@@ -200,6 +200,39 @@ export class SchemaVersionError extends ShardlineError {
   }
 }
 
+/**
+ * A statement of the app's own code on a shard (`ShardSet.transaction`, `ShardSet.scatter`) failed
+ * in the database: a constraint, a serialization failure, a deadlock, a timeout. `transient` is
+ * shardline's retry classification (retrying the whole transaction may succeed); `sqlState` is
+ * Postgres' code (e.g. `23505`, `40001`); `cause` is the driver's error. A transaction that ends
+ * with this error was rolled back.
+ */
+export class ShardQueryError extends ShardlineError {
+  readonly shardId: string;
+  readonly transient: boolean;
+  readonly sqlState: string | undefined;
+  /** Player ids the failed operation was about (the transaction's player), else empty. */
+  readonly playerIds: readonly string[];
+  constructor(shardId: string, reason: string, options: { cause?: unknown; transient: boolean; sqlState?: string; playerIds?: readonly string[] }) {
+    const state = options.sqlState ? ` [SQLSTATE ${options.sqlState}]` : '';
+    const retry = options.transient ? 'transient: retrying may succeed' : 'not transient: retrying will fail the same way';
+    super('SHARD_QUERY_FAILED', `query on shard ${showValue(shardId)} failed: ${reason}${state} (${retry})`, { cause: options.cause });
+    this.shardId = shardId;
+    this.transient = options.transient;
+    this.sqlState = options.sqlState;
+    this.playerIds = options.playerIds ?? [];
+  }
+}
+
+/** A migration failed on a shard; the shard stays at the last migration that committed. */
+export class MigrationError extends ShardlineError {
+  readonly shardId: string;
+  constructor(shardId: string, message: string, options?: { cause?: unknown }) {
+    super('MIGRATION_FAILED', `shard ${showValue(shardId)}: ${message}`, options);
+    this.shardId = shardId;
+  }
+}
+
 /** A migration failed on a shard; the shard stays at the last migration that committed. */
 export class MigrationError extends ShardlineError {
   readonly shardId: string;

@@ -1,9 +1,11 @@
 import { PlayerNotFoundError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
-import type { ShardSet } from '../db/index.js';
+import type { AnyShardSet, ShardSet } from '../db/index.js';
+import { asPlainShardSet } from '../db/shard-set.js';
 import { parsePlayerId, type PlayerId } from '../routing/index.js';
 import type { ShardSpec } from '../shardmap/index.js';
-import { onShard, scatterAll } from '../accounts/shard-calls.js';
+import { onShard } from '../accounts/shard-calls.js';
+import { settleAll } from '../db/scatter.js';
 import { validateGameId, validateLimit, validateRegionName } from '../accounts/validation.js';
 import { kWayMerge } from './k-way-merge.js';
 import type { LeaderboardEntry, LeaderboardsOptions, PlayerRank, RankOfOptions, TopScoresOptions } from './types.js';
@@ -33,8 +35,9 @@ export class Leaderboards {
   private readonly shards: ShardSet;
   private readonly maxLimit: number;
 
-  constructor(shards: ShardSet, options: LeaderboardsOptions = {}) {
-    this.shards = shards;
+  /** `shards` may be typed with the app's tables (`ShardSet<AppDatabase>`): leaderboards read shardline's only. */
+  constructor(shards: AnyShardSet, options: LeaderboardsOptions = {}) {
+    this.shards = asPlainShardSet(shards);
     this.maxLimit = validateLimit(options.maxLimit, DEFAULT_MAX_LIMIT, 100_000, 'maxLimit');
   }
 
@@ -52,7 +55,7 @@ export class Leaderboards {
     const shardIds = this.scope(options.region).map((s) => s.id);
     const share = shardIds.length === 1 ? limit : Math.min(limit, Math.ceil((limit * 1.5) / shardIds.length) + 4);
 
-    const lists = await scatterAll(shardIds, (shardId) => this.shardTop(shardId, game, share));
+    const lists = await settleAll(shardIds, (shardId) => this.shardTop(shardId, game, share));
     let top = kWayMerge(lists, compareEntries, limit);
     const kth = top.length === limit ? top[limit - 1] : undefined;
     const again = shardIds.filter((_, i) => {
@@ -63,7 +66,7 @@ export class Leaderboards {
       return share < limit && list.length === share && last !== undefined && (kth === undefined || compareEntries(last, kth) < 0);
     });
     if (again.length > 0) {
-      const full = await scatterAll(again, (shardId) => this.shardTop(shardId, game, limit));
+      const full = await settleAll(again, (shardId) => this.shardTop(shardId, game, limit));
       again.forEach((shardId, j) => {
         lists[shardIds.indexOf(shardId)] = full[j] as Scored[];
       });
@@ -121,7 +124,7 @@ export class Leaderboards {
     if (own.score === null) return null;
     const score = own.score;
 
-    const ahead = await scatterAll(
+    const ahead = await settleAll(
       scope.map((s) => s.id),
       (shardId) =>
         onShard(this.shards, shardId, [], async (db) => {

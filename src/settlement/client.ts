@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { SettlementTimeoutError, ValidationError } from '../errors/index.js';
-import type { ShardSet } from '../db/shard-set.js';
+import { asPlainShardSet, type AnyShardSet, type ShardSet } from '../db/shard-set.js';
 import { defaultLogger, type Logger } from '../logging/logger.js';
 import { SubmitBatches, type SubmitBatchOptions } from './inbox-batch.js';
 import { listDeadJobs } from './dead-jobs.js';
@@ -27,7 +27,8 @@ import {
 import { normalizeMatch } from './validate.js';
 
 export interface SettlementClientOptions {
-  shards: ShardSet;
+  /** Any ShardSet, typed with the app's tables or not. */
+  shards: AnyShardSet;
   /** ioredis instance (kept open on close) or options (connected and closed here). Never a keyPrefix. */
   connection: RedisConnection;
   /**
@@ -68,7 +69,7 @@ export class SettlementClient {
   private readonly enqueueTimeoutMs: number;
 
   constructor(options: SettlementClientOptions) {
-    this.shards = options.shards;
+    this.shards = asPlainShardSet(options.shards);
     this.prefix = resolvePrefix(options.prefix, options.shards.map);
     this.limits = Object.freeze(checkLimits({ ...DEFAULT_LIMITS, ...options.limits }));
     this.logger = options.logger ?? defaultLogger('shardline-settlement');

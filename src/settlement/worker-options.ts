@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import type { ShardSet } from '../db/shard-set.js';
+import { asPlainShardSet, type AnyShardSet, type ShardSet } from '../db/shard-set.js';
 import { ValidationError } from '../errors/index.js';
 import { defaultLogger, type Logger } from '../logging/logger.js';
 import { connectionOptions } from '../redis/connection.js';
@@ -8,7 +8,8 @@ import type { JobPolicy } from './queues.js';
 import type { RedisConnection } from './types.js';
 
 export interface SettlementWorkerOptions {
-  shards: ShardSet;
+  /** Any ShardSet, typed with the app's tables or not. */
+  shards: AnyShardSet;
   connection: RedisConnection;
   /** Shards whose queues this worker serves (default: every shard of the map). */
   shardIds?: readonly string[];
@@ -77,7 +78,7 @@ function millis(field: string, value: number | undefined, fallback: number, min 
 
 /** Applies the defaults once and refuses what cannot work, before the worker opens anything. */
 export function resolveWorkerOptions(options: SettlementWorkerOptions): ResolvedWorkerOptions {
-  const { shards } = options;
+  const shards = asPlainShardSet(options.shards);
   connectionOptions(options.connection); // an ioredis keyPrefix is refused here, not at start()
   const concurrency = count('concurrency', options.concurrency, 64);
   return {
