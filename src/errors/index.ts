@@ -233,12 +233,53 @@ export class MigrationError extends ShardlineError {
   }
 }
 
-/** A migration failed on a shard; the shard stays at the last migration that committed. */
-export class MigrationError extends ShardlineError {
+/**
+ * The app's own schema on a shard (its migrations folder, `appMigrations`) is not the folder's:
+ * not migrated, behind, or ahead of it. Raised by ShardSet and the worker, like SchemaVersionError
+ * for shardline's own schema.
+ */
+export class AppSchemaVersionError extends ShardlineError {
   readonly shardId: string;
-  constructor(shardId: string, message: string, options?: { cause?: unknown }) {
-    super('MIGRATION_FAILED', `shard ${showValue(shardId)}: ${message}`, options);
+  readonly applied: string | null;
+  readonly expected: string | null;
+  constructor(shardId: string, applied: string | null, expected: string | null, hint: string) {
+    super('APP_SCHEMA_VERSION_MISMATCH', `shard ${showValue(shardId)} is at app schema ${applied ?? '(none)'}, the app migrations folder is at ${expected ?? '(none)'}: ${hint}`);
     this.shardId = shardId;
+    this.applied = applied;
+    this.expected = expected;
+  }
+}
+
+/** One rule of self-closure that a table of the app breaks (docs/app-tables.md lists the rules). */
+export interface SelfClosureFault {
+  /** The table, schema-qualified when it is not in the shard's own schema. */
+  readonly table: string;
+  readonly column?: string;
+  readonly constraint?: string;
+  /** The rule's stable name, e.g. "primary-key" (SELF_CLOSURE_RULES). */
+  readonly rule: string;
+  readonly message: string;
+}
+
+/**
+ * Tables of the app would no longer keep the shard a self-closed record set. Raised inside an app
+ * migration's transaction (so that migration is rolled back on that shard) or before one runs.
+ */
+export class SelfClosureError extends ShardlineError {
+  readonly shardId: string;
+  /** The app migration refused, when a migration was. */
+  readonly migration: string | null;
+  readonly faults: readonly SelfClosureFault[];
+  constructor(shardId: string, migration: string | null, faults: readonly SelfClosureFault[]) {
+    const what = migration === null ? 'the app tables' : `app migration ${migration}`;
+    super(
+      'SELF_CLOSURE_VIOLATION',
+      `shard ${showValue(shardId)}: ${what} would break the self-closed record set, so ${migration === null ? 'nothing was migrated' : 'it was rolled back'}:\n  - ` +
+        faults.map((f) => `[${f.rule}] ${f.message}`).join('\n  - '),
+    );
+    this.shardId = shardId;
+    this.migration = migration;
+    this.faults = faults;
   }
 }
 

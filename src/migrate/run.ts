@@ -2,9 +2,10 @@ import { refuseSharedDatabases } from '../db/shard-set.js';
 import { targetOf } from '../db/connection.js';
 import { ownershipProblem, sharedDatabaseProblems, stampKnowledge } from '../db/identity.js';
 import { ownershipFaults, showBuckets, type StampKnowledge } from '../db/bucket-ownership.js';
-import { ShardOwnershipError, ShardOwnershipUnverifiedError } from '../errors/index.js';
+import { MigrationError, SelfClosureError, ShardOwnershipError, ShardOwnershipUnverifiedError, ShardUnavailableError } from '../errors/index.js';
 import type { ShardSpec } from '../shardmap/index.js';
-import { expectedVersion } from './migration-source.js';
+import { expectedVersion, migrationNames } from './migration-source.js';
+import { appSchemaProblem, appSchemaStanding } from './app-schema-version.js';
 import { ShardMigrator, type ShardMigratorOptions, type ShardSchemaStatus } from './shard-migrator.js';
 
 export type MigrateAction = 'latest' | 'rollback';
@@ -19,6 +20,10 @@ export interface ShardMigrateResult {
   /** Schema version after the run, as read back from the shard. */
   version: string | null;
   createdDatabase: boolean;
+  /** With `appMigrations`: the app migrations applied (latest) or undone (rollback) by this run. */
+  appChanged?: string[];
+  /** With `appMigrations`: the app schema version after the run (null when none, or not known). */
+  appVersion?: string | null;
   error?: string;
   errorCode?: string;
 }
@@ -52,7 +57,16 @@ export async function migrateShards(shards: readonly ShardSpec[], action: Migrat
   if (faults.length > 0) throw new ShardOwnershipError(faults);
   const unknown = [...stamps].flatMap(([shardId, k]) => (k.kind === 'unknown' ? [{ shardId, reason: k.reason }] : []));
   const withMap = { ...options, mapShards };
-  return mapLimit(shards, options.concurrency ?? 4, async (shard) => {
+  const app = options.appMigrations;
+  if (action === 'rollback' && app !== undefined) {
+    return mapLimit(shards, options.concurrency ?? 4, async (shard) => {
+      options.onShardStart?.(shard.id);
+      const result = await rollbackAppOne(shard, withMap);
+      options.onShardDone?.(result);
+      return result;
+    });
+  }
+  const results = await mapLimit(shards, options.concurrency ?? 4, async (shard) => {
     options.onShardStart?.(shard.id);
     const others = unknown.filter((u) => u.shardId !== shard.id);
     const claims = action === 'latest' && stamps.get(shard.id)?.kind !== 'stamped' && shard.bucketCount > 0;
@@ -60,9 +74,127 @@ export async function migrateShards(shards: readonly ShardSpec[], action: Migrat
       claims && others.length > 0
         ? refused(shard, new ShardOwnershipUnverifiedError(shard.id, showBuckets(shard.buckets), others))
         : await migrateOne(shard, action, withMap, others);
-    options.onShardDone?.(result);
+    if (app === undefined) options.onShardDone?.(result);
     return result;
   });
+  return app === undefined ? results : applyAppMigrations(shards, results, withMap, app);
+}
+
+/** One shard's way through the app migrations in applyAppMigrations. */
+interface AppLane {
+  shard: ShardSpec;
+  migrator: ShardMigrator;
+  applied: string[];
+  pending: string[];
+  changed: string[];
+  failed?: Error & { code?: string };
+  done: boolean;
+}
+
+/**
+ * The app's migrations, after shardline's, on every shard whose shardline migrations succeeded.
+ * Before any runs, each shard is checked: app migrations the folder lacks (ahead) or in another
+ * order refuse that shard, and so do tables that already break a self-closure rule (altered by
+ * hand), so they cannot be blamed on the next migration.
+ *
+ * Then one migration at a time, in folder order: it runs on one shard first (the canary, in map
+ * order), and only when it committed there on the others, in parallel. A migration the canary
+ * refuses (a self-closure fault, or a failure of the migration itself) was rolled back there and
+ * never ran elsewhere; the run stops, so every shard is left where it was before that migration.
+ * A canary that cannot be reached hands the turn to the next shard. A shard failing later on is
+ * left behind, the others go on; a rerun continues from where each shard stands.
+ */
+async function applyAppMigrations(
+  shards: readonly ShardSpec[],
+  results: readonly ShardMigrateResult[],
+  options: MigrateShardsOptions,
+  dir: string,
+): Promise<ShardMigrateResult[]> {
+  const known = migrationNames(dir);
+  const concurrency = options.concurrency ?? 4;
+  const ok = new Set(results.filter((r) => r.ok).map((r) => r.shardId));
+  const finish = (lane: AppLane) => {
+    if (lane.done) return;
+    lane.done = true;
+    options.onShardDone?.(resultOf(results.find((r) => r.shardId === lane.shard.id) as ShardMigrateResult, lane));
+  };
+  for (const r of results) if (!r.ok) options.onShardDone?.({ ...r, appChanged: [], appVersion: null });
+
+  const lanes = await mapLimit(
+    shards.filter((s) => ok.has(s.id)),
+    concurrency,
+    async (shard): Promise<AppLane> => {
+      const lane: AppLane = { shard, migrator: new ShardMigrator(shard, { ...options, appMigrations: dir }), applied: [], pending: [], changed: [], done: false };
+      try {
+        const state = await lane.migrator.appState();
+        lane.applied = state.applied;
+        const standing = appSchemaStanding(state.applied, known);
+        if (standing.kind === 'ahead' || standing.kind === 'out-of-order') throw appSchemaProblem(shard.id, state.applied, dir);
+        lane.pending = standing.kind === 'behind' ? standing.pending : [];
+        if (lane.pending.length > 0 && state.faults.length > 0) throw new SelfClosureError(shard.id, null, state.faults);
+      } catch (err) {
+        lane.failed = err as Error;
+      }
+      if (lane.failed || lane.pending.length === 0) finish(lane);
+      return lane;
+    },
+  );
+
+  const step = async (lane: AppLane, name: string): Promise<boolean> => {
+    options.onProgress?.({ shardId: lane.shard.id, migration: name, step: lane.changed.length + 1, of: lane.pending.length, set: 'app' });
+    try {
+      await lane.migrator.appUp(name);
+      lane.applied.push(name);
+      lane.changed.push(name);
+      if (lane.changed.length === lane.pending.length) finish(lane);
+      return true;
+    } catch (err) {
+      lane.failed = err as Error;
+      finish(lane);
+      return false;
+    }
+  };
+
+  for (const name of known) {
+    const group = lanes.filter((l) => !l.failed && l.pending.includes(name));
+    let canaryOk = false;
+    while (!canaryOk && group.length > 0) {
+      const canary = group.shift() as AppLane;
+      canaryOk = await step(canary, name);
+      if (canaryOk || canary.failed instanceof ShardUnavailableError) continue;
+      const reason = `not migrated further: app migration ${name} was refused on shard "${canary.shard.id}" (${canary.failed?.message ?? 'failed'}), so it ran on no other shard`;
+      for (const l of lanes) {
+        if (l.failed || l.done) continue;
+        l.failed = new MigrationError(l.shard.id, reason);
+        finish(l);
+      }
+      return results.map((r) => resultOf(r, lanes.find((l) => l.shard.id === r.shardId)));
+    }
+    await mapLimit(group, concurrency, (l) => step(l, name));
+  }
+  return results.map((r) => resultOf(r, lanes.find((l) => l.shard.id === r.shardId)));
+}
+
+function resultOf(r: ShardMigrateResult, lane: AppLane | undefined): ShardMigrateResult {
+  if (!lane) return { ...r, appChanged: [], appVersion: null };
+  const base = { ...r, appChanged: lane.changed, appVersion: lane.applied.at(-1) ?? null };
+  if (!lane.failed) return base;
+  const e = lane.failed;
+  return { ...base, ok: false, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
+}
+
+async function rollbackAppOne(shard: ShardSpec, options: MigrateShardsOptions): Promise<ShardMigrateResult> {
+  const m = new ShardMigrator(shard, options);
+  const base = { shardId: shard.id, region: shard.region, target: targetOf(shard), createdDatabase: false, changed: [] };
+  try {
+    const undone = await m.appRollback();
+    const st = await m.status();
+    return { ...base, ok: true, version: st.version, appChanged: undone, appVersion: st.app.version };
+  } catch (err) {
+    const st = await m.status();
+    const e = err as Error & { code?: string };
+    return { ...base, ok: false, version: st.version, appChanged: [], appVersion: st.app.version, error: e.message, ...(e.code ? { errorCode: e.code } : {}) };
+  }
 }
 
 /** Every shard's stamp, by shard id, read `concurrency` at a time. */
@@ -108,6 +240,12 @@ async function migrateOne(
 
 export interface SchemaStatusReport {
   expected: string | null;
+  /**
+   * The app's migrations: `checked` when a folder was given (`appMigrations`), then `expected` is
+   * its newest and `drift` says a shard is not at it (behind, ahead or out of order). Unchecked, the
+   * shards' app versions are shown (each status's `app`) and never count as drift.
+   */
+  app: { checked: boolean; expected: string | null; drift: boolean };
   shards: ShardSchemaStatus[];
   /** Shards not at the same version as the others, or not at the version the code expects. */
   drift: boolean;
@@ -139,8 +277,14 @@ export async function schemaStatus(shards: readonly ShardSpec[], options: Migrat
   });
   const reachable = statuses.filter((s) => s.reachable);
   const versions = new Set(reachable.map((s) => s.version));
+  const appChecked = options.appMigrations !== undefined;
   return {
     expected,
+    app: {
+      checked: appChecked,
+      expected: appChecked ? expectedVersion(options.appMigrations) : null,
+      drift: appChecked && reachable.some((s) => s.app.problem !== undefined),
+    },
     shards: statuses,
     drift: versions.size > 1 || reachable.some((s) => s.version !== expected),
     unreachable: statuses.filter((s) => !s.reachable).map((s) => s.shardId),

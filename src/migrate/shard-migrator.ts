@@ -1,6 +1,6 @@
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
-import { MigrationError, ValidationError, type ShardOwnershipFault } from '../errors/index.js';
+import { MigrationError, ShardlineError, ValidationError, type SelfClosureFault, type ShardOwnershipFault } from '../errors/index.js';
 import { databaseOf, poolConfig, targetOf, type ConnectionOptions } from '../db/connection.js';
 import { checkIdentity, identityProblem, readIdentity, stampIdentity, stampKnowledge, type ShardIdentity, type StampOptions } from '../db/identity.js';
 import type { StampKnowledge } from '../db/bucket-ownership.js';
@@ -8,6 +8,22 @@ import { sqlState, toShardError } from '../db/pg-errors.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { EsmMigrationSource, MIGRATIONS_DIR, migrationNames } from './migration-source.js';
 import { appliedMigrations, assertSchemaCurrent } from './schema-version.js';
+import { AppMigrationSource } from './app-migrations.js';
+import { APP_MIGRATIONS_TABLE, appSchemaStanding, appSchemaProblem, appliedAppMigrations } from './app-schema-version.js';
+import { pgCatalogQuery, selfClosureFaults } from './self-closure.js';
+
+/** The app's migrations on a shard, as `status()` reads them. */
+export interface AppSchemaInfo {
+  /** False when no app migrations folder was given: the version is shown, not judged. */
+  checked: boolean;
+  /** Applied app migrations in order; the last one is the app schema version. */
+  applied: string[];
+  version: string | null;
+  /** The folder's migrations not applied yet (empty when not checked). */
+  pending: string[];
+  /** When checked: why the shard is not at the folder's version (behind, ahead, out of order). */
+  problem?: string;
+}
 
 // The schema check lives in a module without knex, so ShardSet can run it; re-exported for existing imports.
 export { assertSchemaCurrent };
@@ -27,6 +43,8 @@ export interface ShardSchemaStatus {
   applied: string[];
   version: string | null;
   pending: string[];
+  /** The app's own migrations (`appMigrations`), beside shardline's. */
+  app: AppSchemaInfo;
   error?: string;
   /**
    * Set when the stamp owns other buckets than the map gives this shard (also described in
@@ -40,10 +58,17 @@ export interface MigrateProgress {
   migration: string;
   step: number;
   of: number;
+  /** Whose migration: shardline's own, or the app's (`appMigrations`), which run after. */
+  set: 'shardline' | 'app';
 }
 
 export interface ShardMigratorOptions extends ConnectionOptions {
   migrationsDir?: string;
+  /**
+   * The app's own knex migrations folder (TypeScript or JS, ESM), applied after shardline's and
+   * tracked in shardline_app_migrations; each runs with the self-closure check in its transaction.
+   */
+  appMigrations?: string;
   onProgress?: (p: MigrateProgress) => void;
   /**
    * The role the library and the worker connect as; the migrations grant it DML and nothing more
@@ -57,6 +82,8 @@ export interface ShardMigratorOptions extends ConnectionOptions {
    */
   mapShards?: readonly ShardSpec[];
 }
+
+const quiet = (): void => undefined;
 
 /** A plain, unquoted PostgreSQL role name: what operators type without surprises. */
 const ROLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -76,14 +103,20 @@ export class ShardMigrator {
     }
   }
 
-  private knex(): Knex {
+  private knex(app = false): Knex {
     const cfg = poolConfig(this.shard, { ...this.options, poolMax: 1 });
+    const migrations: Knex.MigratorConfig =
+      app && this.options.appMigrations !== undefined
+        ? { migrationSource: new AppMigrationSource(this.options.appMigrations, this.shard.id), tableName: APP_MIGRATIONS_TABLE }
+        : { migrationSource: new EsmMigrationSource(this.dir) };
     return knexFactory({
       client: 'pg',
       connection: { connectionString: cfg.connectionString, ssl: cfg.ssl, connectionTimeoutMillis: cfg.connectionTimeoutMillis } as Knex.PgConnectionConfig,
       pool: { min: 0, max: 1, ...(this.options.appRole === undefined ? {} : { afterCreate: appRoleSetter(this.options.appRole) }) },
       acquireConnectionTimeout: (cfg.connectionTimeoutMillis ?? 5000) + 1000,
-      migrations: { migrationSource: new EsmMigrationSource(this.dir) },
+      // knex prints a failed migration itself; the error reaches the caller, which reports it once.
+      log: { warn: quiet, error: quiet, deprecate: quiet, debug: quiet },
+      migrations,
     });
   }
 
@@ -138,11 +171,26 @@ export class ShardMigrator {
           applied,
           version: applied.at(-1) ?? null,
           pending: known.filter((m) => !applied.includes(m)),
+          app: this.appInfo(await appliedAppMigrations(c)),
         };
       });
     } catch (err) {
-      return { ...base, reachable: false, identity: null, applied: [], version: null, pending: known, error: (err as Error).message };
+      return { ...base, reachable: false, identity: null, applied: [], version: null, pending: known, app: this.appInfo([]), error: (err as Error).message };
     }
+  }
+
+  private appInfo(applied: string[]): AppSchemaInfo {
+    const dir = this.options.appMigrations;
+    const version = applied.at(-1) ?? null;
+    if (dir === undefined) return { checked: false, applied, version, pending: [] };
+    const problem = appSchemaProblem(this.shard.id, applied, dir);
+    return {
+      checked: true,
+      applied,
+      version,
+      pending: migrationNames(dir).filter((m) => !applied.includes(m)),
+      ...(problem === null ? {} : { problem: problem.message }),
+    };
   }
 
   /**
@@ -184,7 +232,7 @@ export class ShardMigrator {
       const done: string[] = [];
       for (const [i, m] of pending.entries()) {
         const name = m.replace(/\.(ts|js|mjs)$/, '');
-        this.options.onProgress?.({ shardId: this.shard.id, migration: name, step: i + 1, of: pending.length });
+        this.options.onProgress?.({ shardId: this.shard.id, migration: name, step: i + 1, of: pending.length, set: 'shardline' });
         try {
           await k.migrate.up();
         } catch (err) {
@@ -196,13 +244,66 @@ export class ShardMigrator {
     });
   }
 
-  /** Undoes the newest applied migration. */
+  /**
+   * Undoes the newest applied migration of shardline's own. Refused while app migrations are
+   * applied: the app's tables are built on shardline's, so they are undone first (`appRollback`).
+   */
   async rollback(): Promise<string[]> {
-    await this.withClient((c) => checkIdentity(c, this.shard, this.options.mapShards));
+    await this.withClient(async (c) => {
+      await checkIdentity(c, this.shard, this.options.mapShards);
+      const app = await appliedAppMigrations(c);
+      if (app.length > 0) {
+        throw new MigrationError(
+          this.shard.id,
+          `app migrations are applied on top of shardline's (newest ${app.at(-1) ?? ''}): undo them first with "shardline migrate rollback --app-migrations DIR", once per app migration`,
+        );
+      }
+    });
     return this.run(async (k) => {
       const [, undone] = (await k.migrate.rollback()) as [number, string[]];
       return undone.map((f) => f.replace(/\.(ts|js|mjs)$/, ''));
     });
+  }
+
+  /** The app migrations applied here, and the self-closure faults of the app's tables as they stand. */
+  async appState(): Promise<{ applied: string[]; faults: SelfClosureFault[] }> {
+    return this.withClient(async (c) => ({ applied: await appliedAppMigrations(c), faults: await selfClosureFaults(pgCatalogQuery(c)) }));
+  }
+
+  /**
+   * Applies the app migration `name` (the next pending one), in one transaction with the
+   * self-closure check: SelfClosureError when a table breaks a rule (the migration is rolled back),
+   * MigrationError when the migration itself fails.
+   */
+  async appUp(name: string): Promise<void> {
+    this.requireAppDir();
+    try {
+      await this.run((k) => k.migrate.up({ name }), true);
+    } catch (err) {
+      if (err instanceof ShardlineError) throw err;
+      throw new MigrationError(this.shard.id, `app migration ${name} failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** Undoes the newest applied app migration (none when there is none); refuses a shard ahead of the folder. */
+  async appRollback(): Promise<string[]> {
+    const dir = this.requireAppDir();
+    await this.withClient(async (c) => {
+      await checkIdentity(c, this.shard, this.options.mapShards);
+      const applied = await appliedAppMigrations(c);
+      const standing = appSchemaStanding(applied, migrationNames(dir));
+      if (standing.kind === 'ahead' || standing.kind === 'out-of-order') throw appSchemaProblem(this.shard.id, applied, dir);
+    });
+    return this.run(async (k) => {
+      const [, undone] = (await k.migrate.rollback()) as [number, string[]];
+      return undone.map((f) => f.replace(/\.(ts|js|mjs)$/, ''));
+    }, true);
+  }
+
+  private requireAppDir(): string {
+    const dir = this.options.appMigrations;
+    if (dir === undefined) throw new ValidationError('appMigrations', 'no app migrations folder given');
+    return dir;
   }
 
   /** Refuses unless the shard is at exactly the version this code expects. */
@@ -210,8 +311,8 @@ export class ShardMigrator {
     await this.withClient((c) => assertSchemaCurrent(c, this.shard.id, this.dir));
   }
 
-  private async run<T>(fn: (k: Knex) => Promise<T>): Promise<T> {
-    const k = this.knex();
+  private async run<T>(fn: (k: Knex) => Promise<T>, app = false): Promise<T> {
+    const k = this.knex(app);
     try {
       return await fn(k);
     } catch (err) {

@@ -1,0 +1,61 @@
+import path from 'node:path';
+import type { Knex } from 'knex';
+import { SelfClosureError } from '../errors/index.js';
+import { EsmMigrationSource } from './migration-source.js';
+import { knexCatalogQuery, selfClosureFaults } from './self-closure.js';
+
+/**
+ * The app's migrations as knex runs them: each `up` followed, inside the same transaction, by the
+ * self-closure check over every app table, so a migration that breaks a rule throws and is rolled
+ * back with its row in the migrations table. A migration that opts out of its transaction
+ * (`config.transaction = false`) is refused: the check could not undo it.
+ */
+export class AppMigrationSource extends EsmMigrationSource {
+  constructor(
+    private readonly appDir: string,
+    private readonly shardId: string,
+  ) {
+    super(appDir);
+  }
+
+  override async getMigration(file: string): Promise<Knex.Migration> {
+    // knex reads `config.transaction` off a migration module, though its type does not declare it.
+    const m: Knex.Migration & { config?: { transaction?: boolean } } = await importMigration(() => super.getMigration(file), path.join(this.appDir, file));
+    const name = this.getMigrationName(file);
+    if (typeof m.up !== 'function') throw new Error(`app migration ${name} exports no up() function`);
+    if (m.config?.transaction === false) {
+      throw new Error(`app migration ${name} sets config.transaction = false: app migrations run in a transaction each, so the self-closure check can roll them back`);
+    }
+    const up = m.up.bind(m);
+    return {
+      ...m,
+      up: async (trx: Knex) => {
+        await up(trx);
+        const faults = await selfClosureFaults(knexCatalogQuery(trx));
+        if (faults.length > 0) throw new SelfClosureError(this.shardId, name, faults);
+      },
+    };
+  }
+}
+
+let tsxRegistered: Promise<void> | undefined;
+
+/**
+ * Imports a migration; a TypeScript one that Node cannot load by itself (a published shardline
+ * runs compiled JS) is retried once with tsx's loader when the app has tsx installed.
+ */
+async function importMigration(load: () => Promise<Knex.Migration>, file: string): Promise<Knex.Migration> {
+  try {
+    return await load();
+  } catch (err) {
+    if (!/\.(ts|mts)$/.test(file) || (err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
+    tsxRegistered ??= import('tsx/esm/api').then(
+      (tsx) => void tsx.register(),
+      () => {
+        throw new Error(`${file} is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile the migrations to .js`);
+      },
+    );
+    await tsxRegistered;
+    return load();
+  }
+}
