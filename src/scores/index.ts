@@ -1,3 +1,3 @@
-// kWayMerge stays internal until it is a documented helper (the app-tables issue).
+export { kWayMerge } from './k-way-merge.js';
 export { Leaderboards } from './leaderboards.js';
 export type { LeaderboardEntry, LeaderboardsOptions, PlayerRank, RankOfOptions, TopScoresOptions } from './types.js';

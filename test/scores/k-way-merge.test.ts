@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { kWayMerge } from '../../src/scores/k-way-merge.js';
+import { ValidationError } from '../../src/errors/index.js';
+import { kWayMerge } from '../../src/scores/index.js';
 
 const byNumber = (a: number, b: number) => a - b;
 
@@ -12,5 +13,27 @@ describe('kWayMerge', () => {
         expect(kWayMerge(sorted, byNumber, limit)).toEqual(sorted.flat().sort(byNumber).slice(0, limit));
       }),
     );
+  });
+});
+
+describe('kWayMerge as the public helper', () => {
+  const byKey = (a: { k: number }, b: { k: number }) => a.k - b.k;
+
+  it('property: stable, equal items in list order, so it equals a stable sort of the lists joined', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 20 }), { maxLength: 6 }), (keys) => {
+        const lists = keys.map((l, i) => [...l].sort((a, b) => a - b).map((k, j) => ({ k, from: `${i}.${j}` })));
+        expect(kWayMerge(lists, byKey)).toEqual(lists.flat().sort(byKey));
+      }),
+    );
+  });
+
+  it('takes every item without a limit, and refuses a limit that is not a count', () => {
+    expect(kWayMerge([[1, 4], [2, 3], []], byNumber)).toEqual([1, 2, 3, 4]);
+    expect(kWayMerge([[1, 4], [2, 3]], byNumber, 0)).toEqual([]);
+    for (const bad of [-1, 1.5, Number.NaN, '3']) {
+      expect(() => kWayMerge([[1]], byNumber, bad as number)).toThrow(ValidationError);
+    }
+    expect(() => kWayMerge([1] as unknown as number[][], byNumber)).toThrow(ValidationError);
   });
 });
