@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { createTestShards, type TestShards } from '../support/shards.js';
 
 /** Tables that are not part of any player's record set: shard identity, migration bookkeeping, queues. */
-const NON_PLAYER_TABLES = /^(shardline_meta|knex_migrations|knex_migrations_lock|settlement_inbox.*)$/;
+const NON_PLAYER_TABLES = /^(shardline_meta|knex_migrations|knex_migrations_lock|shardline_app_migrations|shardline_app_migrations_lock|settlement_inbox.*)$/;
 
 let t: TestShards;
 beforeAll(async () => {
