@@ -106,15 +106,15 @@ describe('shardline CLI (subprocess)', () => {
     });
 
     expect(shared.code).toBe(1);
-    expect(shared.stdout).toMatch(/shard\s+region\s+schema version\s+pending\s+identity\s+result/);
-    expect(shared.stdout).toMatch(/sz-2\s+shenzhen\s+\d{4}_\w+\s+0\s+FAULT \(see below\)\s+REFUSED: identity/);
+    expect(shared.stdout).toMatch(/shard\s+region\s+schema version\s+pending\s+app version\s+identity\s+result/);
+    expect(shared.stdout).toMatch(/sz-2\s+shenzhen\s+\d{4}_\w+\s+0\s+\(none\)\s+FAULT \(see below\)\s+REFUSED: identity/);
     for (const id of ['sz-1', 'sz-2']) {
       expect(shared.stderr).toMatch(new RegExp(`${id}: identity: the map points shards "sz-1" and "sz-2" at the same database 127\\.0\\.0\\.1:\\d+/${db}`));
     }
     expect(shared.stderr).toMatch(/identity faults: sz-1, sz-2/);
 
     expect(aliased.code).toBe(1);
-    expect(aliased.stdout).toMatch(/sz-1\s+shenzhen\s+\d{4}_\w+\s+0\s+ok\s+ok/);
+    expect(aliased.stdout).toMatch(/sz-1\s+shenzhen\s+\d{4}_\w+\s+0\s+\(none\)\s+ok\s+ok/);
     expect(aliased.stderr).toMatch(/sc-1: identity: the database is shard "sz-1"/);
     expect(aliased.stderr).not.toMatch(/drift/); // the exit code is the identity fault alone
     for (const out of [shared, aliased]) expect(out.stdout + out.stderr).not.toContain('s3cr3t-pw');
