@@ -6,6 +6,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerMap } from './commands/map.js';
 import { registerMigrate } from './commands/migrate.js';
 import { registerRoute } from './commands/route.js';
+import { registerSchema } from './commands/schema.js';
 import { registerShards } from './commands/shards.js';
 import { registerSettle } from './commands/settle.js';
 import { registerSettlements } from './commands/settlements.js';
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerDemo(program);
   registerRoute(program);
   registerMigrate(program);
+  registerSchema(program);
   registerShards(program);
   registerWorker(program);
   registerSettle(program);
