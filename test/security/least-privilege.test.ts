@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { Redis, type RedisOptions } from 'ioredis';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -353,6 +354,50 @@ describe('least privilege: the application role', () => {
     } finally {
       await owner.query('DROP TABLE IF EXISTS later_feature');
       await owner.end();
+    }
+  });
+
+  it("app migrations run as the owner: DML on the app's tables, no DDL, nothing on their bookkeeping, and the gate reads through the function", async () => {
+    const dir = fileURLToPath(new URL('../fixtures/app-migrations/good/', import.meta.url));
+    const up = await migrateShards(ownerMap.shards, 'latest', { ...opts, appRole: APP_ROLE, appMigrations: dir });
+    expect(up.map((r) => [r.ok, r.appVersion, r.error])).toEqual([
+      [true, '0002_wallet', undefined],
+      [true, '0002_wallet', undefined],
+    ]);
+    try {
+      await asApp(async (c) => {
+        await c.query('BEGIN');
+        await c.query(`INSERT INTO players (player_id, region, nickname) VALUES (77, 'shenzhen', 'w')`);
+        expect(await refusal(c, `INSERT INTO wallets (player_id, coins) VALUES (77, 5)`)).toBeUndefined();
+        expect(await refusal(c, `INSERT INTO inventory (player_id, item) VALUES (77, 'gem')`)).toBeUndefined();
+        const refused: Record<string, string | undefined> = {};
+        for (const statement of [
+          'DROP TABLE inventory',
+          'ALTER TABLE wallets ADD COLUMN gems int',
+          'TRUNCATE wallets',
+          `COMMENT ON TABLE inventory IS 'shardline:local'`,
+          'SELECT * FROM shardline_app_migrations',
+          `INSERT INTO shardline_app_migrations (name, batch, migration_time) VALUES ('9999_fake', 9, now())`,
+          'DELETE FROM shardline_app_migrations',
+          'UPDATE shardline_app_migrations_lock SET is_locked = 1',
+          'DROP FUNCTION shardline_applied_app_migrations()',
+        ]) {
+          refused[statement] = await refusal(c, statement);
+        }
+        await c.query('ROLLBACK');
+        expect(Object.entries(refused).filter(([, code]) => code !== '42501')).toEqual([]);
+        expect(await functionRights(c, 'shardline_applied_app_migrations')).toEqual([
+          { owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true },
+        ]);
+      });
+      const gated = new ShardSet(appMap, { ...opts, appMigrations: dir });
+      try {
+        for (const s of appMap.shards) await gated.db(s.id);
+      } finally {
+        await gated.close();
+      }
+    } finally {
+      for (let i = 0; i < 2; i++) await migrateShards(ownerMap.shards, 'rollback', { ...opts, appRole: APP_ROLE, appMigrations: dir });
     }
   });
 
