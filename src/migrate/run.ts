@@ -129,7 +129,8 @@ async function applyAppMigrations(
         const state = await lane.migrator.appState();
         lane.applied = state.applied;
         const standing = appSchemaStanding(state.applied, known);
-        if (standing.kind === 'ahead' || standing.kind === 'out-of-order') throw appSchemaProblem(shard.id, state.applied, dir);
+        const problem = appSchemaProblem(shard.id, state.applied, dir);
+        if (problem && (standing.kind === 'ahead' || standing.kind === 'out-of-order')) throw problem;
         lane.pending = standing.kind === 'behind' ? standing.pending : [];
         if (lane.pending.length > 0 && state.faults.length > 0) throw new SelfClosureError(shard.id, null, state.faults);
       } catch (err) {

@@ -292,7 +292,8 @@ export class ShardMigrator {
       await checkIdentity(c, this.shard, this.options.mapShards);
       const applied = await appliedAppMigrations(c);
       const standing = appSchemaStanding(applied, migrationNames(dir));
-      if (standing.kind === 'ahead' || standing.kind === 'out-of-order') throw appSchemaProblem(this.shard.id, applied, dir);
+      const problem = appSchemaProblem(this.shard.id, applied, dir);
+      if (problem && (standing.kind === 'ahead' || standing.kind === 'out-of-order')) throw problem;
     });
     return this.run(async (k) => {
       const [, undone] = (await k.migrate.rollback()) as [number, string[]];
