@@ -165,7 +165,7 @@ export class Accounts {
           (eb) =>
             eb
               .selectFrom('settlement_ledger as l')
-              .select(['l.match_id', 'l.game_id', 'l.score_delta', 'l.outcome', 'l.ended_at', 'l.applied_at'])
+              .select(['l.match_id', 'l.game_id', 'l.score_delta', 'l.outcome', 'l.ended_at', 'l.applied_at', 'l.data'])
               .select(sql<string>`to_char(l.ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')`.as('ended_key'))
               .whereRef('l.player_id', '=', 'p.player_id')
               .$if(gameId !== undefined, (qb) => qb.where('l.game_id', '=', gameId as string))
@@ -176,7 +176,7 @@ export class Accounts {
               .as('h'),
           (join) => join.onTrue(),
         )
-        .select(['h.match_id', 'h.game_id', 'h.score_delta', 'h.outcome', 'h.ended_at', 'h.applied_at', 'h.ended_key'])
+        .select(['h.match_id', 'h.game_id', 'h.score_delta', 'h.outcome', 'h.ended_at', 'h.applied_at', 'h.ended_key', 'h.data'])
         .where('p.player_id', '=', pid)
         .orderBy('h.ended_at', 'desc')
         .orderBy('h.match_id', 'desc')
@@ -195,6 +195,7 @@ export class Accounts {
         outcome: r.outcome as MatchHistoryItem['outcome'],
         endedAt: r.ended_at as Date,
         appliedAt: r.applied_at as Date,
+        data: r.data ?? null,
       });
       last = { endedAt: r.ended_key, matchId: r.match_id };
     }

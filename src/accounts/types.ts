@@ -1,5 +1,6 @@
 import type { ShardUnavailableError } from '../errors/index.js';
 import type { Outcome, PlayerStatus } from '../db/index.js';
+import type { JsonObject } from '../db/schema.js';
 import type { PlayerId } from '../routing/index.js';
 
 /** One player's totals in one game. A player who never played that game has all zeros. */
@@ -82,6 +83,8 @@ export interface MatchHistoryItem {
   outcome: Outcome;
   endedAt: Date;
   appliedAt: Date;
+  /** The result's data (see docs/effects.md); null when the match carried none. */
+  data: JsonObject | null;
 }
 
 export interface MatchHistoryPage {

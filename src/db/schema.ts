@@ -55,6 +55,15 @@ export interface SettlementLedgerTable {
   outcome: Outcome;
   ended_at: ColumnType<Date, Date | string, never>;
   applied_at: Generated<Date>;
+  /** The result's `data` (migration 0007), null when the match carried none. */
+  data: ColumnType<JsonObject | null, string | null | undefined, never>;
+}
+
+/** A JSON value as pg reads jsonb back. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+/** A JSON object: what a match result's `data` is. */
+export interface JsonObject {
+  [key: string]: JsonValue;
 }
 
 export interface MetaTable {

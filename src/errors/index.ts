@@ -323,6 +323,30 @@ export class SettlementTimeoutError extends ShardlineError {
   }
 }
 
+/**
+ * A game's settlement effect threw (not a transient database error): the parts it was given are
+ * not applied, and a part that fails alone becomes a dead letter with this message as the reason.
+ */
+export class SettlementEffectError extends ShardlineError {
+  readonly gameId: string;
+  readonly matchIds: readonly string[];
+  constructor(gameId: string, matchIds: readonly string[], cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super('SETTLEMENT_EFFECT_FAILED', `effect of game ${showValue(gameId)} failed: ${why}`, { cause });
+    this.gameId = gameId;
+    this.matchIds = matchIds;
+  }
+}
+
+/** `--effects MODULE` (or loadEffectsModule) found no module there, or it exports no valid `effects`. */
+export class EffectsModuleError extends ShardlineError {
+  readonly module: string;
+  constructor(module: string, reason: string, options?: { cause?: unknown }) {
+    super('EFFECTS_MODULE_INVALID', `effects module ${showValue(module)}: ${reason}`, options);
+    this.module = module;
+  }
+}
+
 // ---- rooms and zones --------------------------------------------------------------------------
 
 export class RoomFullError extends ShardlineError {

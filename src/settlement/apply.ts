@@ -1,5 +1,7 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { ShardDatabase } from '../db/schema.js';
+import type { PlayerId } from '../routing/index.js';
+import { runEffects, type AppliedResult, type SettlementEffects } from './effects.js';
 import { lockParts, markAppliedSql, markFailed, type AppliedRow, type LockedPart, type PartFailure } from './inbox-store.js';
 import { parseStoredResults, type StoredResult } from './validate.js';
 
@@ -39,8 +41,17 @@ const byDecimalId = (a: string, b: string) => a.length - b.length || (a < b ? -1
  * transaction, so two workers racing on one part serialize and the second sees it applied.
  * Parts that can never apply (malformed row, unknown player) are marked failed in the same commit
  * and do not hold back the others.
+ *
+ * The games' effects run last, in the same transaction, over the ledger rows inserted in it: so they
+ * happen exactly when the stats move, once. An effect that throws fails the whole transaction (with
+ * no savepoint per part, the common case pays nothing); the worker then applies the parts one by
+ * one, and the one whose effect throws alone becomes a dead letter (see SettlementWorker).
  */
-export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly string[]): Promise<Map<string, PartOutcome>> {
+export async function applyParts(
+  db: Kysely<ShardDatabase>,
+  matchIds: readonly string[],
+  effects: SettlementEffects<unknown> = {},
+): Promise<Map<string, PartOutcome>> {
   const ids = [...new Set(matchIds)].sort();
   return db.transaction().execute(async (trx) => {
     // No fsync wait: the inbox row (written durably at submit) is the source of truth and flips to
@@ -101,6 +112,10 @@ export async function applyParts(db: Kysely<ShardDatabase>, matchIds: readonly s
       for (const l of lags) lagBy.set(l.match_id, l.lag_ms);
     }
     await markFailed(trx, failed);
+    if (inserted.length > 0) {
+      const byGame = appliedByGame(good, inserted, effects);
+      if (byGame.size > 0) await runEffects(trx, effects, byGame);
+    }
 
     const insertedBy = new Map<string, number>();
     for (const r of inserted) insertedBy.set(r.match_id, (insertedBy.get(r.match_id) ?? 0) + 1);
@@ -129,14 +144,40 @@ async function insertLedger(trx: Kysely<ShardDatabase>, parts: readonly GoodPart
     .flatMap((p) => p.results.map((r) => ({ p, r })))
     .sort((a, b) => (a.p.row.match_id < b.p.row.match_id ? -1 : a.p.row.match_id > b.p.row.match_id ? 1 : byDecimalId(a.r.playerId, b.r.playerId)));
   const r = await sql<InsertedRow>`
-    INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at)
+    INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at, data)
     SELECT * FROM unnest(
       ${rows.map((x) => x.p.row.match_id)}::text[], ${rows.map((x) => x.r.playerId)}::bigint[],
       ${rows.map((x) => x.p.row.game_id)}::text[], ${rows.map((x) => x.r.scoreDelta)}::int[],
-      ${rows.map((x) => x.r.outcome)}::text[], ${rows.map((x) => x.p.row.ended_at)}::timestamptz[])
+      ${rows.map((x) => x.r.outcome)}::text[], ${rows.map((x) => x.p.row.ended_at)}::timestamptz[],
+      ${rows.map((x) => (x.r.data === undefined ? null : JSON.stringify(x.r.data)))}::jsonb[])
     ON CONFLICT (match_id, player_id) DO NOTHING
     RETURNING match_id, player_id::text AS player_id`.execute(trx);
   return r.rows;
+}
+
+/** The inserted rows of the games that have an effect, by game, in (match, player) order. */
+function appliedByGame(parts: readonly GoodPart[], inserted: readonly InsertedRow[], effects: SettlementEffects<unknown>): Map<string, AppliedResult[]> {
+  const byGame = new Map<string, AppliedResult[]>();
+  const withEffect = parts.filter((p) => Object.hasOwn(effects, p.row.game_id));
+  if (withEffect.length === 0) return byGame;
+  const fresh = new Set(inserted.map((r) => `${r.match_id}\u0000${r.player_id}`));
+  for (const p of [...withEffect].sort((a, b) => (a.row.match_id < b.row.match_id ? -1 : 1))) {
+    for (const r of [...p.results].sort((a, b) => byDecimalId(a.playerId, b.playerId))) {
+      if (!fresh.has(`${p.row.match_id}\u0000${r.playerId}`)) continue;
+      const list = byGame.get(p.row.game_id) ?? [];
+      list.push({
+        matchId: p.row.match_id,
+        gameId: p.row.game_id,
+        playerId: BigInt(r.playerId) as PlayerId,
+        outcome: r.outcome,
+        scoreDelta: r.scoreDelta,
+        endedAt: p.row.ended_at,
+        data: r.data ?? null,
+      });
+      byGame.set(p.row.game_id, list);
+    }
+  }
+  return byGame;
 }
 
 /** One delta per (player, game): a statement may not update the same stats row twice. */

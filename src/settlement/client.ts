@@ -14,6 +14,7 @@ import { submitMatch } from './submit.js';
 import {
   DEFAULT_LIMITS,
   type DeadJob,
+  type GameSettings,
   type FailedReport,
   type FailedSettlement,
   type ReconcileReport,
@@ -24,7 +25,7 @@ import {
   type SettlementStatus,
   type UnreachableShard,
 } from './types.js';
-import { normalizeMatch } from './validate.js';
+import { normalizeMatch, type GameTable } from './validate.js';
 
 export interface SettlementClientOptions {
   /** Any ShardSet, typed with the app's tables or not. */
@@ -38,6 +39,12 @@ export interface SettlementClientOptions {
    */
   prefix?: string;
   limits?: Partial<SettlementLimits>;
+  /**
+   * Per game id, the schema its results' `data` must pass (docs/effects.md), e.g.
+   * `{ doudizhu: { data: z.object({ coins: z.number().int() }) } }`. A game not listed here, or
+   * listed without `data`, refuses results that carry data.
+   */
+  games?: Readonly<Record<string, GameSettings<unknown>>>;
   jobs?: JobPolicy;
   logger?: Logger;
   /** How long submit waits for Redis before leaving the enqueue to the reconciler. Default 5000 ms. */
@@ -67,8 +74,10 @@ export class SettlementClient {
   private readonly batches: SubmitBatches;
   private readonly logger: Logger;
   private readonly enqueueTimeoutMs: number;
+  private readonly games: GameTable;
 
   constructor(options: SettlementClientOptions) {
+    this.games = checkGames(options.games);
     this.shards = asPlainShardSet(options.shards);
     this.prefix = resolvePrefix(options.prefix, options.shards.map);
     this.limits = Object.freeze(checkLimits({ ...DEFAULT_LIMITS, ...options.limits }));
@@ -89,7 +98,7 @@ export class SettlementClient {
    * SettlementConflictError; invalid input throws ValidationError and leaves no trace.
    */
   async submitSettlement(input: SettlementInput): Promise<SettlementStatus> {
-    const match = normalizeMatch(input, this.shards.router, this.limits);
+    const match = normalizeMatch(input, this.shards.router, this.limits, this.games);
     return submitMatch({ shards: this.shards, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, match);
   }
 
@@ -205,6 +214,21 @@ function checkMatchId(matchId: unknown): string {
   if (typeof matchId !== 'string' || matchId.length === 0 || matchId.length > 128)
     throw new ValidationError('matchId', 'must be a non-empty string of at most 128 characters');
   return matchId;
+}
+
+function checkGames(games: SettlementClientOptions['games']): GameTable {
+  if (games === undefined) return {};
+  if (typeof games !== 'object' || games === null || Array.isArray(games)) throw new ValidationError('games', 'must be an object of game ids');
+  const out: Record<string, GameSettings<unknown>> = {};
+  for (const [gameId, settings] of Object.entries(games)) {
+    if (typeof settings !== 'object' || settings === null) throw new ValidationError(`games.${gameId}`, 'must be an object such as { data: schema }');
+    for (const key of Object.keys(settings)) if (key !== 'data') throw new ValidationError(`games.${gameId}.${key}`, 'unknown field');
+    const data = settings.data as unknown;
+    if (data !== undefined && typeof (data as { parse?: unknown } | null)?.parse !== 'function')
+      throw new ValidationError(`games.${gameId}.data`, 'must be a schema with a parse(value) method (a zod schema fits)');
+    out[gameId] = settings;
+  }
+  return Object.freeze(out);
 }
 
 function checkLimits(l: SettlementLimits): SettlementLimits {

@@ -1,5 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import type { Outcome, PartState, ShardDatabase } from '../db/schema.js';
+import type { JsonObject, Outcome, PartState, ShardDatabase } from '../db/schema.js';
 import type { StoredResult } from './validate.js';
 
 /**
@@ -19,6 +19,8 @@ export interface InboxSummary {
   error: string | null;
   appliedAt: Date | null;
   players: number;
+  /** The results' data by player id, null when none carries any. */
+  data: Record<string, JsonObject> | null;
 }
 
 export interface LedgerRow {
@@ -27,6 +29,7 @@ export interface LedgerRow {
   outcome: Outcome;
   gameId: string;
   endedAt: string;
+  data: JsonObject | null;
 }
 
 export interface MatchOnShard {
@@ -51,6 +54,9 @@ interface RawMatchRow {
   found: string[] | null;
 }
 
+/** An inbox row's results' data by player id (NULL when none carries any), as an SQL expression. */
+const DATA_BY_PLAYER = sql`(SELECT jsonb_object_agg(e->>'playerId', e->'data') FROM jsonb_array_elements(results) AS e WHERE e->'data' IS NOT NULL)`;
+
 /** Claim, inbox part, ledger rows and existing players of each request, in one round trip. */
 export async function readMatches(db: Db, reqs: readonly ReadRequest[]): Promise<MatchOnShard[]> {
   const pi: number[] = [];
@@ -69,10 +75,10 @@ export async function readMatches(db: Db, reqs: readonly ReadRequest[]): Promise
       (SELECT json_build_object('hash', content_hash, 'shardIds', shard_ids)
          FROM settlement_inbox_claims c WHERE c.match_id = m.match_id) AS claim,
       (SELECT json_build_object('hash', content_hash, 'status', status, 'attempts', attempts, 'error', last_error,
-                                'appliedAt', applied_at, 'players', jsonb_array_length(results))
+                                'appliedAt', applied_at, 'players', jsonb_array_length(results), 'data', ${DATA_BY_PLAYER})
          FROM settlement_inbox b WHERE b.match_id = m.match_id) AS inbox,
       (SELECT json_agg(json_build_object('playerId', player_id::text, 'scoreDelta', score_delta, 'outcome', outcome,
-                                         'gameId', game_id, 'endedAt', ended_at))
+                                         'gameId', game_id, 'endedAt', ended_at, 'data', data))
          FROM settlement_ledger l WHERE l.match_id = m.match_id) AS ledger,
       f.found
     FROM m LEFT JOIN f ON f.i = m.i ORDER BY m.i`.execute(db);
@@ -233,10 +239,15 @@ export interface FailedRow {
   reason: string;
   attempts: number;
   failedAt: Date;
+  data?: Record<string, JsonObject>;
 }
 
 export async function listFailedParts(db: Db, limit: number, matchId?: string): Promise<FailedRow[]> {
-  let q = db.selectFrom('settlement_inbox').select(['match_id', 'game_id', 'last_error', 'attempts', 'updated_at']).where('status', '=', 'failed');
+  let q = db
+    .selectFrom('settlement_inbox')
+    .select(['match_id', 'game_id', 'last_error', 'attempts', 'updated_at'])
+    .select(sql<Record<string, JsonObject> | null>`${DATA_BY_PLAYER}`.as('data'))
+    .where('status', '=', 'failed');
   if (matchId !== undefined) q = q.where('match_id', '=', matchId);
   const rows = await q.orderBy('updated_at').limit(limit).execute();
   return rows.map((r) => ({
@@ -245,6 +256,7 @@ export async function listFailedParts(db: Db, limit: number, matchId?: string): 
     reason: r.last_error ?? '(no reason recorded)',
     attempts: r.attempts,
     failedAt: r.updated_at,
+    ...(r.data ? { data: r.data } : {}),
   }));
 }
 

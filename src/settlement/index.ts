@@ -1,6 +1,8 @@
 export { SettlementClient } from './client.js';
 export type { SettlementClientOptions, WaitForOptions } from './client.js';
 export { SettlementWorker } from './worker.js';
+export { loadEffectsModule } from './effects.js';
+export type { AppliedResult, EffectsFor, SettlementEffect, SettlementEffects } from './effects.js';
 export type { BatchCommitted, SettlementWorkerEvents, SettlementWorkerOptions } from './worker.js';
 export { SettlementMetrics, serveMetrics } from './metrics.js';
 export type { JobPolicy } from './queues.js';
@@ -11,8 +13,13 @@ export { DEFAULT_PREFIX as DEFAULT_SETTLEMENT_PREFIX, homeShardOf, jobIdFor, que
 export { redisOptionsFromUrl } from './redis.js';
 export { DEFAULT_LIMITS as DEFAULT_SETTLEMENT_LIMITS } from './types.js';
 export type {
+  DataOf,
+  DataSchema,
   DeadJob,
   FailedPart,
+  GameSettings,
+  JsonObject,
+  JsonValue,
   FailedReport,
   FailedSettlement,
   Outcome,

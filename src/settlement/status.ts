@@ -9,7 +9,10 @@ const reasonOf = (err: unknown) => (err instanceof Error ? err.message : String(
 /** A shard's part as its inbox (or, once the inbox row is gone, its ledger) tells it. */
 export function partState(shardId: string, v: MatchOnShard): ShardSettlementStatus {
   const inbox = v.inbox;
-  if (!inbox) return { shardId, state: 'applied', players: v.ledger.length, attempts: 0 };
+  if (!inbox) {
+    const data = Object.fromEntries(v.ledger.flatMap((l) => (l.data ? [[l.playerId, l.data] as const] : [])));
+    return { shardId, state: 'applied', players: v.ledger.length, attempts: 0, ...(Object.keys(data).length > 0 ? { data } : {}) };
+  }
   return {
     shardId,
     state: inbox.status,
@@ -17,6 +20,7 @@ export function partState(shardId: string, v: MatchOnShard): ShardSettlementStat
     attempts: inbox.attempts,
     ...(inbox.status === 'failed' && inbox.error ? { reason: inbox.error } : {}),
     ...(inbox.appliedAt ? { appliedAt: inbox.appliedAt } : {}),
+    ...(inbox.data ? { data: inbox.data } : {}),
   };
 }
 

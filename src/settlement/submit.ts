@@ -166,6 +166,8 @@ function ledgerDiff(ledger: readonly LedgerRow[], match: NormalizedMatch, part: 
     const l = byId.get(r.playerId.toString());
     if (!l) return `player ${r.playerId} was not in it`;
     if (l.scoreDelta !== r.scoreDelta || l.outcome !== r.outcome) return `player ${r.playerId} had ${l.scoreDelta}/${l.outcome}`;
+    // jsonb orders keys its own way: compare in the canonical form (r.data is key-sorted already).
+    if (canonicalJson(l.data ?? undefined) !== canonicalJson(r.data)) return `player ${r.playerId} had other data`;
     if (l.gameId !== match.gameId) return `game ${l.gameId}`;
     if (new Date(l.endedAt).getTime() !== match.endedAt.getTime()) return `ended at ${l.endedAt}`;
   }
@@ -173,3 +175,11 @@ function ledgerDiff(ledger: readonly LedgerRow[], match: NormalizedMatch, part: 
 }
 
 const short = (hash: string) => hash.slice(0, 12);
+
+function canonicalJson(v: unknown): string | undefined {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    typeof x === 'object' && x !== null && !Array.isArray(x)
+      ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : x,
+  );
+}

@@ -1,15 +1,38 @@
-import type { Outcome, PartState } from '../db/schema.js';
+import type { JsonObject, JsonValue, Outcome, PartState } from '../db/schema.js';
 import type { RedisConnection } from '../redis/connection.js';
 import type { PlayerId } from '../routing/index.js';
 
-export type { Outcome, PartState };
+export type { JsonObject, JsonValue, Outcome, PartState };
 
 /** One player's result as the caller submits it. Ids as PlayerId or decimal string. */
 export interface SettlementResultInput {
   playerId: PlayerId | string;
   scoreDelta: number;
   outcome: Outcome;
+  /**
+   * The game's own figures for this player (coins, xp, drops...): a JSON object, checked at submit
+   * by the schema registered for the game (`games` of the client), part of the content hash, kept
+   * with the ledger row and handed to the game's effect. A game without a schema refuses it.
+   */
+  data?: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * What checks a game's `data`: a zod schema, or anything whose `parse` returns the value (possibly
+ * transformed: what it returns is what is stored) or throws. A thrown error with zod-like
+ * `issues: { path, message }[]` names the spot; any other error is reported with its message.
+ */
+export interface DataSchema<T = JsonObject> {
+  parse(value: unknown): T;
+}
+
+/** Per game: how its results' `data` is checked (without `data`, the game refuses data). */
+export interface GameSettings<T = JsonObject> {
+  data?: DataSchema<T>;
+}
+
+/** The value type a game's schema yields (JsonObject when there is none). */
+export type DataOf<G> = G extends { data: DataSchema<infer T> } ? T : JsonObject;
 
 /** A finished match. `matchId` is the caller's idempotency key. */
 export interface SettlementInput {
@@ -54,6 +77,8 @@ export interface ShardSettlementStatus {
   /** Why it failed (failed), or why it could not be asked (unknown). */
   reason?: string;
   appliedAt?: Date;
+  /** The `data` of this shard's results, by player id (decimal string); absent when none carried any. */
+  data?: Record<string, JsonObject>;
 }
 
 export interface SettlementStatus {
@@ -84,6 +109,8 @@ export interface FailedPart {
   failedAt: Date;
   /** The part's job id in its shard's queue. */
   jobId: string;
+  /** The `data` of the part's results, by player id (decimal string); absent when none carried any. */
+  data?: Record<string, JsonObject>;
 }
 
 /**

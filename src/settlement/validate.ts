@@ -1,17 +1,22 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { InvalidPlayerIdError, ValidationError } from '../errors/index.js';
-import { OUTCOMES, type Outcome } from '../db/schema.js';
+import { OUTCOMES, type JsonObject, type JsonValue, type Outcome } from '../db/schema.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
-import type { SettlementLimits } from './types.js';
+import type { GameSettings, SettlementLimits } from './types.js';
 
 export interface NormalizedResult {
   playerId: PlayerId;
   scoreDelta: number;
   outcome: Outcome;
+  /** As the game's schema returned it, keys sorted (so equal data has one canonical JSON). */
+  data?: JsonObject;
   /** Position in the caller's `results` (for error fields; not part of the content). */
   index: number;
 }
+
+/** The games whose results may carry `data`, each with the schema that checks it. */
+export type GameTable = Readonly<Record<string, GameSettings<unknown>>>;
 
 /** A validated match: results sorted by player id, so equal content has one canonical form. */
 export interface NormalizedMatch {
@@ -57,6 +62,8 @@ function buildInputSchema(limits: Pick<SettlementLimits, 'minScoreDelta' | 'maxS
       .refine(Number.isSafeInteger, 'must be an integer')
       .refine((n) => n >= limits.minScoreDelta && n <= limits.maxScoreDelta, `must be between ${limits.minScoreDelta} and ${limits.maxScoreDelta}`),
     outcome: z.enum(OUTCOMES, { error: `must be one of ${OUTCOMES.join(', ')}` }),
+    // Checked by the game's own schema afterwards (checkData), with the path mapped to the spot.
+    data: z.unknown().optional(),
   });
   return z.strictObject({
     matchId: idString('matchId', 128),
@@ -73,7 +80,13 @@ function buildInputSchema(limits: Pick<SettlementLimits, 'minScoreDelta' | 'maxS
  * for routing to a shard of the map: for a caller without the map (a game server in front of a
  * remote submitter), whose submission is checked in full again where it is received.
  */
-export function normalizeMatch(input: unknown, router: Router | null, limits: SettlementLimits, now: number = Date.now()): NormalizedMatch {
+export function normalizeMatch(
+  input: unknown,
+  router: Router | null,
+  limits: SettlementLimits,
+  games: GameTable = {},
+  now: number = Date.now(),
+): NormalizedMatch {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) throw new ValidationError('(input)', 'must be an object');
   const results = (input as { results?: unknown }).results;
   // Cheap bounds first, so an oversized request is refused before it is walked.
@@ -111,7 +124,8 @@ export function normalizeMatch(input: unknown, router: Router | null, limits: Se
     const first = seen.get(playerId);
     if (first !== undefined) throw new ValidationError(`results.${i}.playerId`, `player ${playerId} already appears in results.${first}`);
     seen.set(playerId, i);
-    return { playerId, scoreDelta: r.scoreDelta, outcome: r.outcome, index: i };
+    if (r.data === undefined) return { playerId, scoreDelta: r.scoreDelta, outcome: r.outcome, index: i };
+    return { playerId, scoreDelta: r.scoreDelta, outcome: r.outcome, data: checkData(games, data.gameId, r.data, `results.${i}.data`), index: i };
   });
   normalized.sort((a, b) => (a.playerId < b.playerId ? -1 : a.playerId > b.playerId ? 1 : 0));
 
@@ -138,9 +152,77 @@ function payloadBytes(input: object): number {
   }
 }
 
+// Deeper JSON is refused before anything walks it: a deep enough nesting overflows the stack.
+const MAX_DATA_DEPTH = 32;
+
+/**
+ * A result's data through the game's schema: refused for a game without one, and unless both what
+ * was given and what the schema returned are plain JSON objects. Errors name the spot inside
+ * (`results.2.data.coins`) from the schema's first issue when it reports zod-like issues.
+ */
+function checkData(games: GameTable, gameId: string, value: unknown, field: string): JsonObject {
+  const schema = Object.hasOwn(games, gameId) ? games[gameId]?.data : undefined;
+  if (!schema) throw new ValidationError(field, `game ${JSON.stringify(gameId)} takes no data: register a data schema for it in the client's games option`);
+  asJsonObject(value, field);
+  let parsed: unknown;
+  try {
+    parsed = schema.parse(value);
+  } catch (err) {
+    throw schemaError(field, err);
+  }
+  return asJsonObject(parsed, field);
+}
+
+function schemaError(field: string, err: unknown): ValidationError {
+  const issues = (err as { issues?: unknown } | null)?.issues;
+  const first = Array.isArray(issues) ? (issues[0] as { path?: unknown; message?: unknown; code?: unknown; keys?: unknown } | undefined) : undefined;
+  if (!first) return new ValidationError(field, err instanceof Error ? err.message : String(err));
+  const path = Array.isArray(first.path) ? first.path.map((p: unknown) => (typeof p === 'symbol' ? (p.description ?? '?') : String(p))) : [];
+  if (first.code === 'unrecognized_keys' && Array.isArray(first.keys)) return new ValidationError([field, ...path, String(first.keys[0])].join('.'), 'unknown field');
+  return new ValidationError([field, ...path].join('.'), typeof first.message === 'string' ? first.message : 'invalid');
+}
+
+/** A key-sorted copy of `value` when it is a plain JSON object; a ValidationError at the spot if not. */
+function asJsonObject(value: unknown, field: string): JsonObject {
+  if (!isPlainObject(value)) throw new ValidationError(field, 'must be a JSON object');
+  return toJson(value, field, 0) as JsonObject;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto = Object.getPrototypeOf(v) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function toJson(v: unknown, field: string, depth: number): JsonValue {
+  if (depth > MAX_DATA_DEPTH) throw new ValidationError(field, `nests deeper than ${MAX_DATA_DEPTH} levels`);
+  switch (typeof v) {
+    case 'string':
+    case 'boolean':
+      return v;
+    case 'number':
+      if (!Number.isFinite(v)) throw new ValidationError(field, 'must be a finite number');
+      return v;
+    case 'object': {
+      if (v === null) return null;
+      if (Array.isArray(v)) return v.map((x, i) => toJson(x, `${field}.${i}`, depth + 1));
+      if (!isPlainObject(v)) throw new ValidationError(field, 'must be JSON (a plain object, array, string, number, boolean or null)');
+      const out: Record<string, JsonValue> = {};
+      for (const k of Object.keys(v).sort()) {
+        const x = v[k];
+        if (x !== undefined) out[k] = toJson(x, `${field}.${k}`, depth + 1); // as JSON drops it
+      }
+      return out;
+    }
+    default:
+      throw new ValidationError(field, `must be JSON, got a ${typeof v}`);
+  }
+}
+
 /**
  * Order-independent digest of the whole match: result order is not part of the content, the
- * instant (to the millisecond) is, however the time zone was written.
+ * instant (to the millisecond) is, however the time zone was written. A result's data is part of
+ * it (keys sorted); a result without data hashes as it did before data existed.
  */
 export function contentHash(match: Omit<NormalizedMatch, 'contentHash'>): string {
   const canonical = JSON.stringify([
@@ -148,7 +230,7 @@ export function contentHash(match: Omit<NormalizedMatch, 'contentHash'>): string
     match.matchId,
     match.gameId,
     match.endedAt.toISOString(),
-    match.results.map((r) => [r.playerId.toString(), r.scoreDelta, r.outcome]),
+    match.results.map((r) => (r.data === undefined ? [r.playerId.toString(), r.scoreDelta, r.outcome] : [r.playerId.toString(), r.scoreDelta, r.outcome, r.data])),
   ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
@@ -160,6 +242,7 @@ export interface StoredResult {
   playerId: string;
   scoreDelta: number;
   outcome: Outcome;
+  data?: JsonObject;
 }
 
 const storedResults = z
@@ -172,12 +255,18 @@ const storedResults = z
         .min(-(2 ** 31))
         .max(2 ** 31 - 1),
       outcome: z.enum(OUTCOMES),
+      data: z.custom<JsonObject>(isPlainObject, 'must be a JSON object').optional(),
     }),
   )
   .min(1);
 
 export function toStored(results: readonly NormalizedResult[]): StoredResult[] {
-  return results.map((r) => ({ playerId: r.playerId.toString(), scoreDelta: r.scoreDelta, outcome: r.outcome }));
+  return results.map((r) => ({
+    playerId: r.playerId.toString(),
+    scoreDelta: r.scoreDelta,
+    outcome: r.outcome,
+    ...(r.data === undefined ? {} : { data: r.data }),
+  }));
 }
 
 /** Parses an inbox row's results; a reason string when it is not applicable as it stands. */

@@ -1,15 +1,22 @@
 import type { Registry } from 'prom-client';
-import { asPlainShardSet, type AnyShardSet, type ShardSet } from '../db/shard-set.js';
+import { asPlainShardSet, type AppTables, type ShardSet, type ShardTables } from '../db/shard-set.js';
 import { ValidationError } from '../errors/index.js';
 import { defaultLogger, type Logger } from '../logging/logger.js';
 import { connectionOptions } from '../redis/connection.js';
+import { checkEffects, type SettlementEffects } from './effects.js';
 import { resolvePrefix } from './keys.js';
 import type { JobPolicy } from './queues.js';
 import type { RedisConnection } from './types.js';
 
-export interface SettlementWorkerOptions {
-  /** Any ShardSet, typed with the app's tables or not. */
-  shards: AnyShardSet;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- by default any ShardSet, typed with the app's tables or not
+export interface SettlementWorkerOptions<App extends AppTables = any> {
+  /** Any ShardSet, typed with the app's tables or not (the effects' transactions are typed from it). */
+  shards: ShardSet<App>;
+  /**
+   * Per game id, what its applied results do to the app's tables, inside the apply transaction
+   * (docs/effects.md): `{ doudizhu: async (trx, applied) => { ... } }`.
+   */
+  effects?: SettlementEffects<ShardTables<App>>;
   connection: RedisConnection;
   /** Shards whose queues this worker serves (default: every shard of the map). */
   shardIds?: readonly string[];
@@ -62,6 +69,7 @@ export interface ResolvedWorkerOptions {
   readonly jobs: JobPolicy;
   readonly logger: Logger;
   readonly registry: Registry | undefined;
+  readonly effects: SettlementEffects<unknown>;
 }
 
 function count(field: string, value: number | undefined, fallback: number): number {
@@ -77,7 +85,8 @@ function millis(field: string, value: number | undefined, fallback: number, min 
 }
 
 /** Applies the defaults once and refuses what cannot work, before the worker opens anything. */
-export function resolveWorkerOptions(options: SettlementWorkerOptions): ResolvedWorkerOptions {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any app's options
+export function resolveWorkerOptions(options: SettlementWorkerOptions<any>): ResolvedWorkerOptions {
   const shards = asPlainShardSet(options.shards);
   connectionOptions(options.connection); // an ioredis keyPrefix is refused here, not at start()
   const concurrency = count('concurrency', options.concurrency, 64);
@@ -101,5 +110,6 @@ export function resolveWorkerOptions(options: SettlementWorkerOptions): Resolved
     jobs: options.jobs ?? {},
     logger: options.logger ?? defaultLogger('shardline-settlement-worker'),
     registry: options.registry,
+    effects: options.effects === undefined ? {} : checkEffects(options.effects),
   };
 }

@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import { ShardUnavailableError } from '../errors/index.js';
 import { isTransientDbError } from '../db/pg-errors.js';
 import { assertSchemaCurrent } from '../migrate/index.js';
+import type { AppTables } from '../db/shard-set.js';
 import { applyParts, type PartOutcome } from './apply.js';
 import { GroupCommit } from './group-commit.js';
 import { markFailed } from './inbox-store.js';
@@ -40,7 +41,8 @@ interface ShardRunner {
  * for the same shard combined into one transaction. Refuses to start against a shard of the wrong
  * identity or an outdated schema, or against a Redis that may evict keys.
  */
-export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- App is inferred from the options' ShardSet
+export class SettlementWorker<App extends AppTables = any> extends EventEmitter<SettlementWorkerEvents> {
   readonly metrics: SettlementMetrics;
   /** The key prefix in use (the option, else the map's, else "shardline"). */
   readonly prefix: string;
@@ -53,7 +55,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
   private reconciling = false;
   private readonly legacyReported = new Set<string>();
 
-  constructor(options: SettlementWorkerOptions) {
+  constructor(options: SettlementWorkerOptions<App>) {
     super();
     this.opts = resolveWorkerOptions(options);
     this.prefix = this.opts.prefix;
@@ -212,7 +214,7 @@ export class SettlementWorker extends EventEmitter<SettlementWorkerEvents> {
     const shards = this.opts.shards;
     try {
       const stopTimer = this.metrics.batchSeconds.startTimer({ shard: shardId });
-      const out = await shards.withShard(shardId, (db) => applyParts(db, keys));
+      const out = await shards.withShard(shardId, (db) => applyParts(db, keys, this.opts.effects));
       stopTimer();
       this.observe(shardId, out);
       return keys.map((k) => out.get(k) ?? { kind: 'failed', matchId: k, reason: 'no outcome for this part', recorded: false });
