@@ -2,7 +2,8 @@ import path from 'node:path';
 import type { Knex } from 'knex';
 import { SelfClosureError } from '../errors/index.js';
 import { EsmMigrationSource } from './migration-source.js';
-import { knexCatalogQuery, selfClosureFaults } from './self-closure.js';
+import type pg from 'pg';
+import { selfClosureFaults } from './self-closure.js';
 
 /**
  * The app's migrations as knex runs them: each `up` followed, inside the same transaction, by the
@@ -31,7 +32,11 @@ export class AppMigrationSource extends EsmMigrationSource {
       ...m,
       up: async (trx: Knex) => {
         await up(trx);
-        const faults = await selfClosureFaults(knexCatalogQuery(trx));
+        // The transaction's own connection (knex hands it out as is inside a transaction), so the
+        // check sees what the migration did, uncommitted.
+        const client = trx.client as { acquireConnection(): Promise<pg.ClientBase> };
+        const conn = await client.acquireConnection();
+        const faults = await selfClosureFaults(conn);
         if (faults.length > 0) throw new SelfClosureError(this.shardId, name, faults);
       },
     };

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { SelfClosureFault } from '../errors/index.js';
 
 /**
@@ -64,8 +65,7 @@ export interface TableFacts {
   foreignKeys: ForeignKeyFacts[];
 }
 
-/** Runs one parameterised statement ($1, $2...) and returns its rows. */
-export type CatalogQuery = <R>(sql: string, params: readonly unknown[]) => Promise<R[]>;
+type Queryable = Pick<pg.ClientBase, 'query'>;
 
 /** Which rule is broken, and how: pure, so a unit test can feed it tables. */
 export function judgeTables(tables: readonly TableFacts[]): SelfClosureFault[] {
@@ -126,37 +126,23 @@ export function judgeTables(tables: readonly TableFacts[]): SelfClosureFault[] {
   return faults;
 }
 
-/**
- * The app's tables as the catalog describes them: every ordinary or partitioned table (partitions
- * are judged through their parent) of every user schema, except shardline's own in the shard's
- * schema. Queries are parameterised (lists go as one JSON text, which knex and pg bind alike) and
- * read pg_catalog only.
- */
-export async function readAppTables(query: CatalogQuery): Promise<TableFacts[]> {
-  const tables = await query<{ oid: string; tname: string; comment: string | null }>(
-    `SELECT c.oid::text AS oid,
+const APP_TABLES_SQL = `SELECT c.oid::text AS oid,
             CASE WHEN n.nspname = current_schema() THEN c.relname::text ELSE n.nspname || '.' || c.relname END AS tname,
             obj_description(c.oid, 'pg_class') AS comment
        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
         AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
         AND NOT (n.nspname = current_schema() AND c.relname = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))))
-      ORDER BY 2`,
-    [JSON.stringify(SHARDLINE_TABLES)],
-  );
-  if (tables.length === 0) return [];
-  const oids = tables.map((t) => t.oid);
-  const columns = await query<{ oid: string; name: string; type: string; def: string | null; identity: string }>(
-    `SELECT a.attrelid::text AS oid, a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+      ORDER BY 2`;
+
+const COLUMNS_SQL = `SELECT a.attrelid::text AS oid, a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
             pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS def, a.attidentity::text AS identity
        FROM pg_catalog.pg_attribute a
        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.attgenerated = ''
       WHERE a.attrelid = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::oid)) AND a.attnum > 0 AND NOT a.attisdropped
-      ORDER BY a.attrelid, a.attnum`,
-    [JSON.stringify(oids)],
-  );
-  const constraints = await query<{ oid: string; name: string; kind: string; columns: string[]; ref_table: string | null; referenced: string[] }>(
-    `SELECT con.conrelid::text AS oid, con.conname::text AS name, con.contype::text AS kind,
+      ORDER BY a.attrelid, a.attnum`;
+
+const KEYS_SQL = `SELECT con.conrelid::text AS oid, con.conname::text AS name, con.contype::text AS kind,
             ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i) AS columns,
             CASE WHEN con.contype = 'f' THEN con.confrelid::regclass::text END AS ref_table,
@@ -164,9 +150,19 @@ export async function readAppTables(query: CatalogQuery): Promise<TableFacts[]> 
                     JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i) AS referenced
        FROM pg_catalog.pg_constraint con
       WHERE con.conrelid = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::oid)) AND con.contype IN ('p', 'f')
-      ORDER BY con.conname`,
-    [JSON.stringify(oids)],
-  );
+      ORDER BY con.conname`;
+
+/**
+ * The app's tables as the catalog describes them: every ordinary or partitioned table (partitions
+ * are judged through their parent) of every user schema, except shardline's own in the shard's
+ * schema. Constant statements, values as parameters (a list as one JSON text), pg_catalog only.
+ */
+export async function readAppTables(db: Queryable): Promise<TableFacts[]> {
+  const tables = (await db.query<{ oid: string; tname: string; comment: string | null }>(APP_TABLES_SQL, [JSON.stringify(SHARDLINE_TABLES)])).rows;
+  if (tables.length === 0) return [];
+  const oids = tables.map((t) => t.oid);
+  const columns = (await db.query<{ oid: string; name: string; type: string; def: string | null; identity: string }>(COLUMNS_SQL, [JSON.stringify(oids)])).rows;
+  const constraints = (await db.query<{ oid: string; name: string; kind: string; columns: string[]; ref_table: string | null; referenced: string[] }>(KEYS_SQL, [JSON.stringify(oids)])).rows;
   return tables.map((t) => {
     const pk = constraints.find((c) => c.oid === t.oid && c.kind === 'p');
     return {
@@ -181,27 +177,7 @@ export async function readAppTables(query: CatalogQuery): Promise<TableFacts[]> 
   });
 }
 
-/** Every fault of the app's tables as they stand, through `query` (a transaction's, or a plain client's). */
-export async function selfClosureFaults(query: CatalogQuery): Promise<SelfClosureFault[]> {
-  return judgeTables(await readAppTables(query));
-}
-
-/** A CatalogQuery over a pg client or pool. */
-export function pgCatalogQuery(db: { query: (sql: string, params: unknown[]) => Promise<{ rows: unknown[] }> }): CatalogQuery {
-  return async <R>(sql: string, params: readonly unknown[]) => (await db.query(sql, [...params])).rows as R[];
-}
-
-/**
- * A CatalogQuery over knex (a migration's transaction): knex binds `?`, so each `$n` becomes a `?`
- * with its value in place. The SQL above contains no other `?`.
- */
-export function knexCatalogQuery(k: { raw: (sql: string, bindings: readonly unknown[]) => PromiseLike<{ rows: unknown[] }> }): CatalogQuery {
-  return async <R>(sql: string, params: readonly unknown[]) => {
-    const bindings: unknown[] = [];
-    const text = sql.replace(/\$(\d+)/g, (_, n: string) => {
-      bindings.push(params[Number(n) - 1]);
-      return '?';
-    });
-    return (await k.raw(text, bindings)).rows as R[];
-  };
+/** Every fault of the app's tables as they stand, through `db` (a migration transaction's connection, or a plain client). */
+export async function selfClosureFaults(db: Queryable): Promise<SelfClosureFault[]> {
+  return judgeTables(await readAppTables(db));
 }

@@ -10,7 +10,7 @@ import { EsmMigrationSource, MIGRATIONS_DIR, migrationNames } from './migration-
 import { appliedMigrations, assertSchemaCurrent } from './schema-version.js';
 import { AppMigrationSource } from './app-migrations.js';
 import { APP_MIGRATIONS_TABLE, appSchemaStanding, appSchemaProblem, appliedAppMigrations } from './app-schema-version.js';
-import { pgCatalogQuery, selfClosureFaults } from './self-closure.js';
+import { selfClosureFaults } from './self-closure.js';
 
 /** The app's migrations on a shard, as `status()` reads them. */
 export interface AppSchemaInfo {
@@ -267,7 +267,7 @@ export class ShardMigrator {
 
   /** The app migrations applied here, and the self-closure faults of the app's tables as they stand. */
   async appState(): Promise<{ applied: string[]; faults: SelfClosureFault[] }> {
-    return this.withClient(async (c) => ({ applied: await appliedAppMigrations(c), faults: await selfClosureFaults(pgCatalogQuery(c)) }));
+    return this.withClient(async (c) => ({ applied: await appliedAppMigrations(c), faults: await selfClosureFaults(c) }));
   }
 
   /**
