@@ -162,6 +162,43 @@ describe.each(LAYOUTS)('typed access to the app tables (%s)', (layout) => {
       expect((await walletsOn(shardId)).get(String(pid))).toBe(1n);
     });
 
+    it('a serialization failure under serializable is transient, and the retry goes through', async () => {
+      const [shardId, ids] = [...byShard][0]!;
+      const [a, b] = [ids[0]!, ids[1]!];
+      await t.shardSet
+        .pool(shardId)
+        .query('INSERT INTO wallets (player_id, coins) VALUES ($1, 10), ($2, 10) ON CONFLICT (player_id) DO UPDATE SET coins = 10', [String(a), String(b)]);
+      // Write skew: each reads both wallets, then raises its own; serializable lets only one commit.
+      let arrived = 0;
+      let release!: () => void;
+      const bothRead = new Promise<void>((r) => (release = r));
+      const raise = (me: PlayerId) =>
+        shards.transaction(
+          me,
+          async (trx) => {
+            await trx.selectFrom('wallets').select('coins').where('player_id', 'in', [a, b]).execute();
+            if (++arrived === 2) release();
+            await bothRead;
+            await trx
+              .updateTable('wallets')
+              .set((eb) => ({ coins: eb('coins', '+', 1n) }))
+              .where('player_id', '=', me)
+              .execute();
+          },
+          { isolationLevel: 'serializable' },
+        );
+      const outcomes = await Promise.allSettled([raise(a), raise(b)]);
+      const failed = outcomes.filter((o) => o.status === 'rejected').map((o) => o.reason as unknown);
+      expect(failed).toHaveLength(1);
+      expect(failed[0]).toBeInstanceOf(ShardQueryError);
+      expect((failed[0] as ShardQueryError).sqlState).toBe('40001');
+      expect(isTransientDbError(failed[0])).toBe(true);
+      const loser = outcomes[0]!.status === 'rejected' ? a : b;
+      await raise(loser); // alone now: the retry commits
+      const w = await walletsOn(shardId);
+      expect([w.get(String(a)), w.get(String(b))]).toEqual([11n, 11n]);
+    });
+
     it('runs at the isolation level asked for, and refuses bad input before opening anything', async () => {
       const pid = [...one.values()][0]!;
       const read = await shards.transaction(
