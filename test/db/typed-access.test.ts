@@ -193,7 +193,7 @@ describe.each(LAYOUTS)('typed access to the app tables (%s)', (layout) => {
       expect(failed[0]).toBeInstanceOf(ShardQueryError);
       expect((failed[0] as ShardQueryError).sqlState).toBe('40001');
       expect(isTransientDbError(failed[0])).toBe(true);
-      const loser = outcomes[0]!.status === 'rejected' ? a : b;
+      const loser = outcomes[0].status === 'rejected' ? a : b;
       await raise(loser); // alone now: the retry commits
       const w = await walletsOn(shardId);
       expect([w.get(String(a)), w.get(String(b))]).toEqual([11n, 11n]);
