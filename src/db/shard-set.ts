@@ -117,8 +117,9 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   }
 
   /**
-   * Checks every shard's identity and owned buckets now, as `db()` does before first use, and
-   * throws the first refusal in map order (ShardIdentityError, ShardOwnershipError). A shard that
+   * Checks every shard's identity, owned buckets and schema now, as `db()` does before first use,
+   * and throws the first refusal in map order (ShardIdentityError, ShardOwnershipError,
+   * SchemaVersionError, AppSchemaVersionError). A shard that
    * cannot be reached, or is not migrated yet, is skipped: it holds nothing a wrong map could
    * hide, and its first use checks it again. For commands that must refuse a wrong map outright,
    * rather than act on the shards that happen to look right.
