@@ -28,6 +28,16 @@ export async function appliedAppMigrations(db: Queryable): Promise<string[]> {
   }
 }
 
+/**
+ * True once migration 0006 made the app's migrations tables. Before, knex would create them itself
+ * on first use, with the application role's default grants on them, so nothing runs app
+ * migrations there.
+ */
+export async function hasAppMigrationsTables(db: Queryable): Promise<boolean> {
+  const r = await db.query<{ ok: boolean }>(`SELECT to_regprocedure('shardline_applied_app_migrations()') IS NOT NULL AS ok`);
+  return r.rows[0]?.ok === true;
+}
+
 /** How a shard's applied app migrations stand against the folder. */
 export type AppSchemaStanding =
   | { kind: 'current' }

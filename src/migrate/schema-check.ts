@@ -30,7 +30,7 @@ export async function schemaCheck(shards: readonly ShardSpec[], options: ShardMi
   const checks = await mapLimit(shards, options.concurrency ?? 8, async (shard): Promise<ShardSchemaCheck> => {
     const base = { shardId: shard.id, region: shard.region, target: targetOf(shard) };
     try {
-      const { faults } = await new ShardMigrator(shard, options).appState();
+      const faults = await new ShardMigrator(shard, options).selfClosureFaults();
       return { ...base, reachable: true, faults };
     } catch (err) {
       return { ...base, reachable: false, faults: [], error: err instanceof Error ? err.message : String(err) };

@@ -9,7 +9,7 @@ import type { ShardSpec } from '../shardmap/index.js';
 import { EsmMigrationSource, MIGRATIONS_DIR, migrationNames } from './migration-source.js';
 import { appliedMigrations, assertSchemaCurrent } from './schema-version.js';
 import { AppMigrationSource } from './app-migrations.js';
-import { APP_MIGRATIONS_TABLE, appSchemaStanding, appSchemaProblem, appliedAppMigrations } from './app-schema-version.js';
+import { APP_MIGRATIONS_TABLE, appSchemaStanding, appSchemaProblem, appliedAppMigrations, hasAppMigrationsTables } from './app-schema-version.js';
 import { selfClosureFaults } from './self-closure.js';
 
 /** The app's migrations on a shard, as `status()` reads them. */
@@ -265,9 +265,22 @@ export class ShardMigrator {
     });
   }
 
-  /** The app migrations applied here, and the self-closure faults of the app's tables as they stand. */
+  /**
+   * The app migrations applied here, and the self-closure faults of the app's tables as they
+   * stand; refused (MigrationError) on a shard without shardline's migration 0006.
+   */
   async appState(): Promise<{ applied: string[]; faults: SelfClosureFault[] }> {
-    return this.withClient(async (c) => ({ applied: await appliedAppMigrations(c), faults: await selfClosureFaults(c) }));
+    return this.withClient(async (c) => {
+      if (!(await hasAppMigrationsTables(c))) {
+        throw new MigrationError(this.shard.id, 'shardline\'s migration 0006 (the app migrations tables) is not applied: run "shardline migrate latest" first');
+      }
+      return { applied: await appliedAppMigrations(c), faults: await selfClosureFaults(c) };
+    });
+  }
+
+  /** The self-closure faults of the app's tables as they stand (read-only, any shard). */
+  async selfClosureFaults(): Promise<SelfClosureFault[]> {
+    return this.withClient((c) => selfClosureFaults(c));
   }
 
   /**
@@ -288,13 +301,15 @@ export class ShardMigrator {
   /** Undoes the newest applied app migration (none when there is none); refuses a shard ahead of the folder. */
   async appRollback(): Promise<string[]> {
     const dir = this.requireAppDir();
-    await this.withClient(async (c) => {
+    const ready = await this.withClient(async (c) => {
       await checkIdentity(c, this.shard, this.options.mapShards);
       const applied = await appliedAppMigrations(c);
       const standing = appSchemaStanding(applied, migrationNames(dir));
       const problem = appSchemaProblem(this.shard.id, applied, dir);
       if (problem && (standing.kind === 'ahead' || standing.kind === 'out-of-order')) throw problem;
+      return hasAppMigrationsTables(c);
     });
+    if (!ready) return []; // before 0006: no app migration can be applied, so none is undone
     return this.run(async (k) => {
       const [, undone] = (await k.migrate.rollback()) as [number, string[]];
       return undone.map((f) => f.replace(/\.(ts|js|mjs)$/, ''));

@@ -14,6 +14,7 @@ import {
   schemaStatus,
   type SelfClosureFault,
 } from '../../src/index.js';
+import { migrationNames } from '../../src/migrate/migration-source.js';
 import { SHARDLINE_TABLES, judgeTables } from '../../src/migrate/self-closure.js';
 import { urlFor } from '../support/env.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
@@ -163,6 +164,15 @@ describe.each(LAYOUTS)('app migrations (%s)', (layout) => {
     const r3 = await migrateShards(t.map.shards, 'rollback', { appMigrations: dir });
     expect(r3.map((r) => [r.ok, r.appChanged])).toEqual(t.map.shards.map(() => [true, []]));
     expect((await tablesOf(t, 0)).sort()).toEqual([...SHARDLINE_TABLES].sort());
+
+    // With the app's undone, shardline's own rolls back; below 0006 an app rollback has nothing to undo and creates nothing.
+    for (const name of migrationNames().filter((n) => n >= '0006').reverse()) {
+      const own = await migrateShards(t.map.shards, 'rollback');
+      expect(own.map((r) => [r.ok, r.changed])).toEqual(t.map.shards.map(() => [true, [name]]));
+    }
+    const none = await migrateShards(t.map.shards, 'rollback', { appMigrations: dir });
+    expect(none.map((r) => [r.ok, r.appChanged])).toEqual(t.map.shards.map(() => [true, []]));
+    expect(await tablesOf(t, 0)).not.toContain('shardline_app_migrations');
   });
 
   it('gives the application role DML on app tables, never DDL, and nothing on the app migrations table', async () => {
