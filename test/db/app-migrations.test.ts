@@ -14,6 +14,7 @@ import {
   schemaStatus,
   type SelfClosureFault,
 } from '../../src/index.js';
+import { appSchemaStanding } from '../../src/migrate/app-schema-version.js';
 import { migrationNames } from '../../src/migrate/migration-source.js';
 import { SHARDLINE_TABLES, judgeTables } from '../../src/migrate/self-closure.js';
 import { urlFor } from '../support/env.js';
@@ -80,6 +81,17 @@ describe('self-closure rules (pure)', () => {
     ]);
     expect(faults.find((f) => f.rule === 'no-sequence')?.message).toMatch(/use a uuid/);
     expect(faults.find((f) => f.rule === 'declared-local')?.message).toMatch(/COMMENT ON TABLE nolocal IS 'shardline:local'/);
+  });
+});
+
+describe('app schema standing (pure)', () => {
+  it('is current, behind, ahead or out of order against the folder', () => {
+    const known = ['0001_a', '0002_b', '0003_c'];
+    expect(appSchemaStanding(known, known)).toEqual({ kind: 'current' });
+    expect(appSchemaStanding(['0001_a'], known)).toEqual({ kind: 'behind', pending: ['0002_b', '0003_c'] });
+    expect(appSchemaStanding(['0001_a', '0002_b', '0003_c', '0004_d'], known)).toEqual({ kind: 'ahead', unknown: ['0004_d'] });
+    expect(appSchemaStanding(['0001_a', '0003_c'], known)).toEqual({ kind: 'out-of-order' });
+    expect(appSchemaStanding([], [])).toEqual({ kind: 'current' });
   });
 });
 
