@@ -69,7 +69,8 @@ export async function runEffects(trx: Transaction<ShardDatabase>, effects: Settl
  * Imports `specifier` (a path, resolved from `cwd`) and returns its `effects` export, checked. A
  * TypeScript module is loaded through tsx when Node cannot load it alone and the app has tsx.
  */
-export async function loadEffectsModule(specifier: string, cwd: string): Promise<SettlementEffects<unknown>> {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a module's tables are not known to the type system
+export async function loadEffectsModule(specifier: string, cwd: string): Promise<SettlementEffects<any>> {
   const file = path.resolve(cwd, specifier);
   if (!existsSync(file)) throw new EffectsModuleError(specifier, `no such file (resolved to ${file})`);
   const url = pathToFileURL(file).href;

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ShardSet } from '../../db/index.js';
-import { SettlementWorker, serveMetrics } from '../../settlement/index.js';
+import { SettlementWorker, loadEffectsModule, serveMetrics } from '../../settlement/index.js';
 import { collect, loadMap, positiveInt } from '../context.js';
 import { addQueueOptions, checkedRedisFromEnv, prefixOf, type QueueFlags } from './settlements.js';
 
@@ -13,6 +13,7 @@ interface WorkerFlags extends QueueFlags {
   metricsPort?: number;
   graceMs: number;
   logLevel: string;
+  effects?: string;
 }
 
 function port(value: string): number {
@@ -29,8 +30,11 @@ export function registerWorker(program: Command): void {
     .option('--metrics-port <port>', 'serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port)', port)
     .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may take to finish', positiveInt('--grace-ms'), 10_000)
     .option('--log-level <level>', 'pino log level', 'info')
+    .option('--effects <module>', 'a module (path from here) exporting `effects`: per game id, what applied results do to the app tables')
     .action(async (flags: WorkerFlags) => {
       const logger = pino({ name: 'shardline-worker', level: flags.logLevel });
+      // Before any connection: a missing or wrong module is the operator's typo, said at once.
+      const effects = flags.effects === undefined ? undefined : await loadEffectsModule(flags.effects, process.cwd());
       const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-worker' });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
@@ -43,6 +47,7 @@ export function registerWorker(program: Command): void {
         batchSize: flags.batchSize,
         logger,
         registry,
+        ...(effects ? { effects } : {}),
       });
       const stopped = new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -56,6 +61,7 @@ export function registerWorker(program: Command): void {
       }
       const metrics = flags.metricsPort === undefined ? undefined : await serveMetrics(registry, flags.metricsPort);
       if (metrics) logger.info({ port: metrics.port }, 'metrics served at /metrics');
+      if (effects) logger.info({ module: flags.effects, games: Object.keys(effects) }, 'settlement effects loaded');
       const signal = await stopped;
       logger.info({ signal, graceMs: flags.graceMs }, 'stopping: no new jobs, finishing those in flight');
       // The grace period bounds the whole shutdown, so a supervisor's kill timeout set to it never
