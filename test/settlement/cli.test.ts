@@ -88,4 +88,16 @@ describe('shardline settle, worker and settlements (subprocesses)', () => {
     const retried = await shardline(['settlements', 'retry', '--all', ...common]);
     expect(retried).toMatchObject({ code: 0, stdout: expect.stringContaining('0 parts re-enqueued') });
   }, 300_000);
+
+  it('worker --effects: a missing module, or one without effects of functions, is refused in one line before connecting', async () => {
+    const missing = await shardline(['worker', '--map', mapFile, '--effects', 'no/such-effects.ts']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/effects module "no\/such-effects\.ts": no such file/);
+    const bad = await shardline(['worker', '--map', mapFile, '--effects', 'test/settlement/fixtures/bad-effects.ts']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/effects\.coins: must be a function/);
+    const none = await shardline(['worker', '--map', mapFile, '--effects', 'test/settlement/fixtures/no-effects.ts']);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/exports no `effects`/);
+  }, 180_000);
 });
