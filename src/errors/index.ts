@@ -274,7 +274,7 @@ export class SelfClosureError extends ShardlineError {
     const what = migration === null ? 'the app tables' : `app migration ${migration}`;
     super(
       'SELF_CLOSURE_VIOLATION',
-      `shard ${showValue(shardId)}: ${what} would break the self-closed record set, so ${migration === null ? 'nothing was migrated' : 'it was rolled back'}:\n  - ` +
+      `shard ${showValue(shardId)}: ${what} would break the self-closed record set, so ${migration === null ? 'no app migration was applied' : 'it was rolled back'}:\n  - ` +
         faults.map((f) => `[${f.rule}] ${f.message}`).join('\n  - '),
     );
     this.shardId = shardId;

@@ -108,7 +108,7 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
 }
 
 export function registerMigrate(program: Command): void {
-  const migrate = program.command('migrate').description('apply the schema in migrations/ to every shard');
+  const migrate = program.command('migrate').description("apply shardline's schema, and the app's own migrations (--app-migrations), to every shard");
   addAppMigrations(addCommon(migrate.command('latest').description("apply every pending migration on each shard: shardline's, then the app's")), "the app's own migrations, applied after shardline's")
     .option('--create-databases', 'create missing shard databases first (local development)')
     .option(
