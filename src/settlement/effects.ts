@@ -31,7 +31,7 @@ export type SettlementEffect<Data = JsonObject, DB = ShardDatabase> = (trx: Tran
 
 /** Effects by game id. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each game's data has its own type
-export type SettlementEffects<DB = ShardDatabase> = Readonly<Record<string, SettlementEffect<any, DB>>>;
+export type SettlementEffects<DB = ShardDatabase> = Readonly<Record<string, SettlementEffect<any, DB> | undefined>>;
 
 /** Effects typed from the client's `games` table: `applied[i].data` has the type each schema yields. */
 export type EffectsFor<Games, DB = ShardDatabase> = { readonly [G in keyof Games]?: SettlementEffect<DataOf<Games[G]>, DB> };
@@ -40,7 +40,7 @@ export type EffectsFor<Games, DB = ShardDatabase> = { readonly [G in keyof Games
 export function checkEffects(effects: unknown, field = 'effects'): SettlementEffects<unknown> {
   if (typeof effects !== 'object' || effects === null || Array.isArray(effects)) throw new ValidationError(field, 'must be an object of functions by game id');
   for (const [gameId, fn] of Object.entries(effects)) {
-    if (typeof fn !== 'function') throw new ValidationError(`${field}.${gameId}`, `must be a function (trx, applied) => Promise<void>, got ${typeof fn}`);
+    if (fn !== undefined && typeof fn !== 'function') throw new ValidationError(`${field}.${gameId}`, `must be a function (trx, applied) => Promise<void>, got ${typeof fn}`);
   }
   return Object.freeze({ ...(effects as SettlementEffects<unknown>) });
 }

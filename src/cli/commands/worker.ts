@@ -35,6 +35,7 @@ export function registerWorker(program: Command): void {
       const logger = pino({ name: 'shardline-worker', level: flags.logLevel });
       // Before any connection: a missing or wrong module is the operator's typo, said at once.
       const effects = flags.effects === undefined ? undefined : await loadEffectsModule(flags.effects, process.cwd());
+      if (effects) logger.info({ module: flags.effects, games: Object.keys(effects) }, 'settlement effects loaded');
       const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-worker' });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
@@ -61,7 +62,6 @@ export function registerWorker(program: Command): void {
       }
       const metrics = flags.metricsPort === undefined ? undefined : await serveMetrics(registry, flags.metricsPort);
       if (metrics) logger.info({ port: metrics.port }, 'metrics served at /metrics');
-      if (effects) logger.info({ module: flags.effects, games: Object.keys(effects) }, 'settlement effects loaded');
       const signal = await stopped;
       logger.info({ signal, graceMs: flags.graceMs }, 'stopping: no new jobs, finishing those in flight');
       // The grace period bounds the whole shutdown, so a supervisor's kill timeout set to it never
