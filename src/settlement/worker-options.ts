@@ -17,6 +17,11 @@ export interface SettlementWorkerOptions<App extends AppTables = any> {
    * (docs/effects.md): `{ doudizhu: async (trx, applied) => { ... } }`.
    */
   effects?: SettlementEffects<ShardTables<App>>;
+  /**
+   * The app's migrations folder (docs/app-tables.md): a shard whose app schema is behind or ahead
+   * of it is refused at start with AppSchemaVersionError, like an outdated shardline schema.
+   */
+  appMigrations?: string;
   connection: RedisConnection;
   /** Shards whose queues this worker serves (default: every shard of the map). */
   shardIds?: readonly string[];
@@ -70,6 +75,7 @@ export interface ResolvedWorkerOptions {
   readonly logger: Logger;
   readonly registry: Registry | undefined;
   readonly effects: SettlementEffects<unknown>;
+  readonly appMigrations: string | undefined;
 }
 
 function count(field: string, value: number | undefined, fallback: number): number {
@@ -111,5 +117,6 @@ export function resolveWorkerOptions(options: SettlementWorkerOptions<any>): Res
     logger: options.logger ?? defaultLogger('shardline-settlement-worker'),
     registry: options.registry,
     effects: options.effects === undefined ? {} : checkEffects(options.effects),
+    appMigrations: options.appMigrations,
   };
 }

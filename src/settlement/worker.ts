@@ -3,7 +3,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { ShardUnavailableError } from '../errors/index.js';
 import { isTransientDbError } from '../db/pg-errors.js';
-import { assertSchemaCurrent } from '../migrate/index.js';
+import { assertAppSchemaCurrent, assertSchemaCurrent } from '../migrate/index.js';
 import type { AppTables } from '../db/shard-set.js';
 import { applyParts, type PartOutcome } from './apply.js';
 import { GroupCommit } from './group-commit.js';
@@ -126,7 +126,12 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
 
   private async checkShard(id: string): Promise<void> {
     // Identity (withShard), then schema not behind, through the worker's own pool and its timeouts.
-    await this.opts.shards.withShard(id, () => assertSchemaCurrent(this.opts.shards.pool(id), id));
+    // With the app's migrations folder, the app schema too: the effects write the app's tables.
+    await this.opts.shards.withShard(id, async () => {
+      const pool = this.opts.shards.pool(id);
+      await assertSchemaCurrent(pool, id);
+      if (this.opts.appMigrations !== undefined) await assertAppSchemaCurrent(pool, id, this.opts.appMigrations);
+    });
   }
 
   private retryShardLater(id: string, reason: unknown): void {

@@ -5,6 +5,7 @@ import { ShardSet } from '../../db/index.js';
 import { SettlementWorker, loadEffectsModule, serveMetrics } from '../../settlement/index.js';
 import { collect, loadMap, positiveInt } from '../context.js';
 import { addQueueOptions, checkedRedisFromEnv, prefixOf, type QueueFlags } from './settlements.js';
+import { addAppMigrations, appMigrationsDir } from './migrate.js';
 
 interface WorkerFlags extends QueueFlags {
   shards?: string[];
@@ -14,6 +15,7 @@ interface WorkerFlags extends QueueFlags {
   graceMs: number;
   logLevel: string;
   effects?: string;
+  appMigrations?: string;
 }
 
 function port(value: string): number {
@@ -23,7 +25,10 @@ function port(value: string): number {
 }
 
 export function registerWorker(program: Command): void {
-  addQueueOptions(program.command('worker').description('apply queued match results on their shards until SIGTERM/SIGINT'))
+  addAppMigrations(
+    addQueueOptions(program.command('worker').description('apply queued match results on their shards until SIGTERM/SIGINT')),
+    "the app's migrations: a shard whose app schema is not this folder's is refused",
+  )
     .option('--shards <ids>', "only these shards' queues (comma-separated or repeated)", collect)
     .option('--concurrency <n>', 'jobs held at once per shard queue', positiveInt('--concurrency'), 64)
     .option('--batch-size <n>', 'most parts applied per transaction (capped by --concurrency)', positiveInt('--batch-size'), 32)
@@ -36,7 +41,9 @@ export function registerWorker(program: Command): void {
       // Before any connection: a missing or wrong module is the operator's typo, said at once.
       const effects = flags.effects === undefined ? undefined : await loadEffectsModule(flags.effects, process.cwd());
       if (effects) logger.info({ module: flags.effects, games: Object.keys(effects) }, 'settlement effects loaded');
-      const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-worker' });
+      const app = appMigrationsDir(flags.appMigrations);
+      // The ShardSet logs through the worker's logger: without a folder, the one "not checked" line.
+      const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-worker', logger, ...(app === undefined ? {} : { appMigrations: app }) });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
       const worker = new SettlementWorker({
@@ -49,6 +56,7 @@ export function registerWorker(program: Command): void {
         logger,
         registry,
         ...(effects ? { effects } : {}),
+        ...(app === undefined ? {} : { appMigrations: app }),
       });
       const stopped = new Promise<NodeJS.Signals>((resolve) => {
         process.once('SIGTERM', () => resolve('SIGTERM'));
