@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto';
 import { DEFAULT_KEY_PREFIX, validateKeyPrefix } from '../redis/prefix.js';
-import { BUCKET_COUNT } from '../shardmap/schema.js';
+import { bucketOfKey, ownerOfBucket } from '../routing/key-bucket.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 
 /** The settlement key prefix when neither an option nor the map's `"prefix"` names one. */
@@ -49,8 +48,5 @@ export function jobIdFor(matchId: string): string {
  * submission of that id meets on the same row. Uses the map's bucket table like player ids do.
  */
 export function homeShardOf(map: ShardMap, matchId: string): ShardSpec {
-  const bucket = createHash('sha256').update(matchId).digest().readUInt32BE(0) % BUCKET_COUNT;
-  const shard = map.shards[map.bucketOwner[bucket] ?? -1];
-  if (!shard) throw new Error(`bucket ${bucket} is owned by no shard`);
-  return shard;
+  return ownerOfBucket(map, bucketOfKey(matchId));
 }
