@@ -7,6 +7,7 @@
 import { pino } from 'pino';
 import { ShardSet, validateShardMap } from '../src/index.js';
 import { SettlementWorker, redisOptionsFromUrl } from '../src/settlement/index.js';
+import { BENCH_EFFECT_GAME, creditWallet } from './settlement-effects.js';
 
 export interface BenchWorkerConfig {
   map: unknown;
@@ -17,6 +18,8 @@ export interface BenchWorkerConfig {
   batchSize: number;
   lingerMs: number;
   maxInFlightBatches: number;
+  /** Run the wallet effect (bench/settlement-effects.ts) for its game. */
+  effects?: boolean;
 }
 
 export type BenchWorkerMessage =
@@ -40,6 +43,7 @@ async function main(): Promise<void> {
     batchSize: cfg.batchSize,
     lingerMs: cfg.lingerMs,
     maxInFlightBatches: cfg.maxInFlightBatches,
+    ...(cfg.effects ? { effects: { [BENCH_EFFECT_GAME]: creditWallet } } : {}),
   });
   worker.on('committed', (e) => send({ type: 'committed', at: now(), applied: e.applied, size: e.applied.length + e.duplicates.length }));
   process.on('message', (m: { type?: string }) => {

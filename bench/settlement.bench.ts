@@ -3,6 +3,8 @@
  * submitters, beside two baselines measured in the same run on the same shards and pool size:
  *   - the same ledger insert + stats upsert straight to Postgres, one result per transaction;
  *   - the ceiling: those writes, 100 results per transaction.
+ * and the same end-to-end run with results carrying data and an effect crediting one wallet row
+ * per result (docs/effects.md), beside the run without (issue 13: aim >= 0.7x).
  *
  *   npx tsx bench/settlement.bench.ts [--seconds 6] [--submitters 64] [--players-per-match 16]
  *   (or SHARDLINE_BENCH_SECONDS / SHARDLINE_BENCH_SUBMITTERS / SHARDLINE_BENCH_MATCH_SIZE)
@@ -19,6 +21,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { ShardMigrator, ShardSet, validateShardMap, type PlayerId } from '../src/index.js';
 import { SettlementClient, redisOptionsFromUrl, type SettlementInput } from '../src/settlement/index.js';
+import { BENCH_EFFECT_GAME, BENCH_WALLET_DDL } from './settlement-effects.js';
 import type { BenchWorkerConfig, BenchWorkerMessage } from './settlement-worker.js';
 import { BENCH_LAYOUT, option, percentile, round, urlFor, withAdmin } from './support.js';
 import type { BenchResult } from './types.js';
@@ -49,7 +52,10 @@ async function createShards(base: string, databases: string[]): Promise<{ set: S
   };
   const map = validateShardMap(rawMap);
   await Promise.all(map.shards.map((s) => new ShardMigrator(s).latest()));
-  return { set: new ShardSet(map, { poolMax: POOL, applicationName: 'shardline-bench' }), rawMap };
+  const set = new ShardSet(map, { poolMax: POOL, applicationName: 'shardline-bench' });
+  // The app table of the effects run (an app would add it with --app-migrations).
+  for (const s of map.shards) await set.pool(s.id).query(BENCH_WALLET_DDL);
+  return { set, rawMap };
 }
 
 async function createPlayers(set: ShardSet, perShard: number): Promise<PlayerId[]> {
@@ -61,6 +67,7 @@ async function createPlayers(set: ShardSet, perShard: number): Promise<PlayerId[
       [s.buckets[0]![0], s.bucketCount, s.region, perShard],
     );
     all.push(...r.rows.map((row) => row.id as PlayerId));
+    await set.pool(s.id).query(`INSERT INTO bench_wallet (player_id) SELECT player_id FROM players`);
   }
   return all;
 }
@@ -151,11 +158,23 @@ function startWorker(config: BenchWorkerConfig, onCommitted: (m: Extract<BenchWo
 }
 
 /** Submitters for `seconds`, the worker in its own process; results/s from first submit to last apply. */
-async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opts: { seconds: number; submitters: number; matchSize: number; gameId: string }) {
+async function endToEnd(
+  set: ShardSet,
+  rawMap: unknown,
+  players: PlayerId[],
+  opts: { seconds: number; submitters: number; matchSize: number; gameId: string; effects?: boolean },
+) {
   const prefix = `slbench-${process.pid}-${Date.now().toString(36)}`;
   const connection = redisOptionsFromUrl(REDIS_URL);
   const logger = pino({ level: 'error' });
-  const client = new SettlementClient({ shards: set, connection, prefix, logger });
+  // Any object with parse() is a schema: the check an app's zod schema would make, without zod's cost in the figure.
+  const coins = {
+    parse: (v: unknown) => {
+      if (typeof (v as { coins?: unknown }).coins !== 'number') throw new Error('coins must be a number');
+      return v as { coins: number };
+    },
+  };
+  const client = new SettlementClient({ shards: set, connection, prefix, logger, games: { [opts.gameId]: { data: coins } } });
   const now = () => performance.timeOrigin + performance.now();
   const submittedAt = new Map<string, { t: number; parts: number }>();
   const latencies: number[] = [];
@@ -179,7 +198,7 @@ async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opt
     }
     if (!submitting && submittedAt.size === 0) resolveDone();
   };
-  const worker = startWorker({ map: rawMap, pool: POOL, redisUrl: REDIS_URL, prefix, ...WORKER }, onCommitted);
+  const worker = startWorker({ map: rawMap, pool: POOL, redisUrl: REDIS_URL, prefix, ...WORKER, effects: opts.effects === true }, onCommitted);
   try {
     await worker.ready;
     const start = now();
@@ -196,7 +215,12 @@ async function endToEnd(set: ShardSet, rawMap: unknown, players: PlayerId[], opt
             matchId: `${opts.gameId}-${seq++}`,
             gameId: opts.gameId,
             endedAt: new Date(),
-            results: [...picked].map((playerId, k) => ({ playerId, scoreDelta: k === 0 ? 25 : -5, outcome: k === 0 ? 'win' : 'loss' })),
+            results: [...picked].map((playerId, k) => ({
+              playerId,
+              scoreDelta: k === 0 ? 25 : -5,
+              outcome: k === 0 ? 'win' : 'loss',
+              ...(opts.effects ? { data: { coins: k === 0 ? 30 : 5 } } : {}),
+            })),
           };
           const t = now();
           const parts = new Set([...picked].map((p) => set.router.shardFor(p).id)).size;
@@ -262,6 +286,8 @@ export async function run(): Promise<BenchResult[]> {
     const single = await direct(set, players, 1, seconds, 'single');
     const ceiling = await direct(set, players, 100, seconds, 'ceiling');
     const e2e = await endToEnd(set, created.rawMap, players, { seconds, submitters, matchSize, gameId: 'e2e' });
+    const fx = await endToEnd(set, created.rawMap, players, { seconds, submitters, matchSize, gameId: BENCH_EFFECT_GAME, effects: true });
+    const credited = await walletTotal(set);
     const extra = {
       p50ms: round(e2e.p50, 1),
       p99ms: round(e2e.p99, 1),
@@ -294,6 +320,25 @@ export async function run(): Promise<BenchResult[]> {
         target: '>= 0.5',
         extra: { p50ms: extra.p50ms, p99ms: extra.p99ms },
       },
+      {
+        name: 'settlement with an effect (data + one wallet row per result) vs without',
+        unit: 'results/s',
+        value: Math.round(fx.throughput),
+        baselineName: 'the same run without data or effects',
+        baseline: Math.round(e2e.throughput),
+        ratio: round(fx.throughput / e2e.throughput, 2),
+        target: '>= 0.7',
+        extra: {
+          p50ms: round(fx.p50, 1),
+          p99ms: round(fx.p99, 1),
+          matches: fx.matches,
+          avgPartsPerTx: round(fx.avgBatch, 1),
+          avgTxMs: round(fx.avgTxMs, 1),
+          avgSubmitMs: round(fx.submitMs, 1),
+          // Every credit applied once: the wallets hold exactly what the applied results carried.
+          walletsExact: credited === expectedCoins(fx.matches, matchSize) ? 'yes' : `no (${credited} vs ${expectedCoins(fx.matches, matchSize)})`,
+        },
+      },
     ];
   } finally {
     await set?.close();
@@ -301,6 +346,20 @@ export async function run(): Promise<BenchResult[]> {
       for (const n of databases) await c.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(n)} WITH (FORCE)`);
     });
   }
+}
+
+async function walletTotal(set: ShardSet): Promise<bigint> {
+  let total = 0n;
+  for (const s of set.shards) {
+    const r = await set.pool(s.id).query<{ c: bigint | null }>(`SELECT sum(coins)::bigint AS c FROM bench_wallet`);
+    total += BigInt(r.rows[0]?.c ?? 0);
+  }
+  return total;
+}
+
+/** Each match credits 30 to its winner and 5 to each other player. */
+function expectedCoins(matches: number, matchSize: number): bigint {
+  return BigInt(matches) * BigInt(30 + 5 * (matchSize - 1));
 }
 
 export function printResults(results: readonly BenchResult[]): void {
