@@ -27,7 +27,11 @@ describe('examples/wallet-inventory, as its README runs it', () => {
     const migrated = await runCli(['migrate', 'latest', '--map', mapFile, '--app-migrations', `${EXAMPLE}/migrations`]);
     expect(migrated.code, migrated.stdout + migrated.stderr).toBe(0);
 
-    const worker = spawnCli(['worker', '--map', mapFile, '--effects', `${EXAMPLE}/effects.ts`, '--grace-ms', '5000'], { REDIS_URL }, 170_000);
+    const worker = spawnCli(
+      ['worker', '--map', mapFile, '--app-migrations', `${EXAMPLE}/migrations`, '--effects', `${EXAMPLE}/effects.ts`, '--grace-ms', '5000'],
+      { REDIS_URL },
+      170_000,
+    );
     await waitFor('worker started', async () => /settlement worker started/.test(worker.output()), 120_000, 200);
     expect(worker.output()).toMatch(/"games":\["doudizhu"\],"msg":"settlement effects loaded"/);
 
