@@ -255,6 +255,22 @@ describe('self-closure enforced on four shards', () => {
     { rule: 'player-id-type', table: 'badges', sql: 'CREATE TABLE badges (player_id integer, badge text, PRIMARY KEY (player_id, badge))', at: { column: 'player_id' } },
   ];
 
+  it('runs the good migrations of a folder everywhere and stops at the first refused one, which runs nowhere', async () => {
+    const dir = appDir({ '0003_ledger.js': migration('CREATE TABLE coin_ledger (entry_id bigserial PRIMARY KEY, player_id bigint NOT NULL, coins int)', 'coin_ledger') });
+    const results = await migrateShards(t.map.shards, 'latest', { appMigrations: dir });
+    expect(results.map((r) => [r.ok, r.appChanged, r.appVersion])).toEqual([
+      [false, ['0002_wallet'], '0002_wallet'],
+      [false, ['0002_wallet'], '0002_wallet'],
+      [false, ['0002_wallet'], '0002_wallet'],
+      [false, ['0002_wallet'], '0002_wallet'],
+    ]);
+    expect(results[0]!.errorCode).toBe('SELF_CLOSURE_VIOLATION');
+    for (let i = 0; i < 4; i++) expect(await tablesOf(t, i)).toEqual(expect.arrayContaining(['wallets']));
+    for (let i = 0; i < 4; i++) expect(await tablesOf(t, i)).not.toContain('coin_ledger');
+    const back = await migrateShards(t.map.shards, 'rollback', { appMigrations: dir });
+    expect(back.map((r) => r.appChanged)).toEqual([['0002_wallet'], ['0002_wallet'], ['0002_wallet'], ['0002_wallet']]);
+  });
+
   it.each(cases)('a migration breaking $rule ($table) is refused on the first shard and runs on no other', async ({ rule, sql: text, table, at }) => {
     const dir = appDir({ [`0002_${table}.js`]: migration(text, table) }, 1);
     const results = await migrateShards(t.map.shards, 'latest', { appMigrations: dir });
