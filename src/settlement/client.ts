@@ -223,8 +223,8 @@ function checkGames(games: SettlementClientOptions['games']): GameTable {
   for (const [gameId, settings] of Object.entries(games)) {
     if (typeof settings !== 'object' || settings === null) throw new ValidationError(`games.${gameId}`, 'must be an object such as { data: schema }');
     for (const key of Object.keys(settings)) if (key !== 'data') throw new ValidationError(`games.${gameId}.${key}`, 'unknown field');
-    const data = settings.data as unknown;
-    if (data !== undefined && typeof (data as { parse?: unknown } | null)?.parse !== 'function')
+    const data: unknown = settings.data;
+    if (data !== undefined && (typeof data !== 'object' || data === null || typeof (data as { parse?: unknown }).parse !== 'function'))
       throw new ValidationError(`games.${gameId}.data`, 'must be a schema with a parse(value) method (a zod schema fits)');
     out[gameId] = settings;
   }

@@ -19,7 +19,10 @@ import { normalizeMatch } from '../../src/settlement/validate.js';
 import { errorOf } from '../support/errors.js';
 import { uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
-import { WALLET_DDL, creditWallets, type WalletDb } from './fixtures/wallet-effects.js';
+import type { ShardSet } from '../../src/db/index.js';
+import { WALLET_DDL, creditWallets, type WalletDb, type WalletTable } from './fixtures/wallet-effects.js';
+
+type WalletApp = { wallet: WalletTable };
 import { countKeys, countRows, createPlayers, deleteKeys, interleave, redisOptions, silent, testPrefix, waitFor } from './helpers.js';
 
 const coinsSchema = z.strictObject({ coins: z.number().int().min(0).max(1000), drops: z.array(z.string()).optional() });
@@ -53,9 +56,9 @@ describe('settlement data and effects', () => {
     return c;
   }
 
-  function worker(prefix: string, options: Partial<SettlementWorkerOptions> = {}): SettlementWorker {
-    const w = new SettlementWorker({
-      shards: t.shardSet,
+  function worker(prefix: string, options: Partial<SettlementWorkerOptions<WalletApp>> = {}): SettlementWorker<WalletApp> {
+    const w = new SettlementWorker<WalletApp>({
+      shards: t.shardSet as unknown as ShardSet<WalletApp>,
       connection: redisOptions(),
       prefix,
       logger: silent,
