@@ -86,7 +86,7 @@ afterAll(async () => {
 function match(field: keyof SettlementInput | 'playerId' | 'outcome', s: string): SettlementInput {
   const base = { matchId: `m-${tag}-${Math.random().toString(36).slice(2)}`, gameId: 'chess', endedAt: new Date().toISOString() };
   const result = { playerId: field === 'playerId' ? s : String(player.id), scoreDelta: 1, outcome: (field === 'outcome' ? s : 'win') as 'win' };
-  return { ...base, ...(field in base ? { [field]: s } : {}), results: [result] } as SettlementInput;
+  return { ...base, ...(field in base ? { [field]: s } : {}), results: [result] };
 }
 
 const id = () => String(player.id);
@@ -132,7 +132,7 @@ const probes: Probe[] = [
     },
   },
   { api: 'Accounts.updateProfile(status)', call: (s) => accounts.updateProfile(id(), { status: s as never }) },
-  { api: 'Accounts.updateProfile(field name)', call: (s) => accounts.updateProfile(id(), { [s]: 'x' } as never) },
+  { api: 'Accounts.updateProfile(field name)', call: (s) => accounts.updateProfile(id(), { [s]: 'x' }) },
   { api: 'Accounts.getStats(gameId)', call: (s) => accounts.getStats(id(), s) },
   { api: 'Accounts.getMatchHistory(gameId)', call: (s) => accounts.getMatchHistory(id(), { gameId: s }) },
   { api: 'Accounts.getMatchHistory(before cursor)', call: (s) => accounts.getMatchHistory(id(), { before: s }) },

@@ -63,7 +63,7 @@ describe('shard map validation', () => {
         fc.boolean(),
         (shard, a, b, overlap) => {
           const [lo, hi] = a <= b ? [a, b] : [b, a];
-          const raw = structuredClone(local) as typeof local;
+          const raw = structuredClone(local);
           const s = raw.shards[shard];
           if (!s) return;
           if (overlap) {
