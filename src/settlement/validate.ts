@@ -210,7 +210,8 @@ function toJson(v: unknown, field: string, depth: number): JsonValue {
       const out: Record<string, JsonValue> = {};
       for (const k of Object.keys(v).sort()) {
         const x = v[k];
-        if (x !== undefined) out[k] = toJson(x, `${field}.${k}`, depth + 1); // as JSON drops it
+        // Undefined is dropped, as JSON drops it. defineProperty: a key "__proto__" stays a key.
+        if (x !== undefined) Object.defineProperty(out, k, { value: toJson(x, `${field}.${k}`, depth + 1), enumerable: true, writable: true, configurable: true });
       }
       return out;
     }

@@ -152,6 +152,17 @@ describe('settlement data and effects', () => {
       expect(normalizeMatch({ ...base, results: [{ ...base.results[0], data: { n: 1 } }] }, null, DEFAULT_LIMITS, games).results[0]?.data).toEqual({ n: 1 });
     });
 
+    it('keeps data as JSON: keys sorted, a "__proto__" key a key, non-JSON values refused at their spot', () => {
+      const games = { g: { data: { parse: (v: unknown) => v } } };
+      const of = (data: unknown) => normalizeMatch({ matchId: 'm', gameId: 'g', endedAt: '2025-03-01T12:00:00Z', results: [{ playerId: '1', scoreDelta: 1, outcome: 'win', data }] }, null, DEFAULT_LIMITS, games);
+      expect(JSON.stringify(of(JSON.parse('{"b":1,"__proto__":{"x":1},"a":[true,null]}')).results[0]?.data)).toBe('{"__proto__":{"x":1},"a":[true,null],"b":1}');
+      expect(() => of({ a: { b: [1, new Date()] } })).toThrow(/results\.0\.data\.a\.b\.1: must be JSON/);
+      expect(() => of({ n: Number.NaN })).toThrow(/results\.0\.data\.n: must be a finite number/);
+      let deep: unknown = {};
+      for (let i = 0; i < 40; i++) deep = { d: deep };
+      expect(() => of(deep)).toThrow(/nests deeper than 32 levels/);
+    });
+
     it('refuses a games option whose schema has no parse', () => {
       expect(() => new SettlementClient({ shards: t.shardSet, connection: redisOptions(), logger: silent, games: { g: { data: {} as never } } })).toThrow(/games\.g\.data/);
     });
