@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { PlayerNotFoundError, ValidationError } from '../errors/index.js';
+import { linkedIdentities } from './identity-store.js';
 import type { AnyShardSet, ShardSet } from '../db/index.js';
 import { asPlainShardSet } from '../db/shard-set.js';
 import { parsePlayerId, type PlayerId } from '../routing/index.js';
@@ -7,8 +9,13 @@ import { decodeHistoryCursor, encodeHistoryCursor, type HistoryPosition } from '
 import { PLAYER_COLUMNS, selectPlayers, toPlayer } from './player-rows.js';
 import { settleEach, splitOutages } from '../db/scatter.js';
 import { onShard } from './shard-calls.js';
+import { IdentityProtocol } from './identities.js';
+import { IdentityRules, validateRequestId, type Identity } from './identity-key.js';
 import type {
   AccountsOptions,
+  IdentityResolution,
+  LinkedIdentity,
+  ResolvePendingIdentitiesOptions,
   CreatePlayerInput,
   GetPlayerOptions,
   GetPlayersOptions,
@@ -26,7 +33,9 @@ import { normalizeNickname, refuseUnknownFields, validateGameId, validateLimit, 
 export const DEFAULT_MAX_BATCH_SIZE = 1000;
 const HISTORY_DEFAULT_LIMIT = 20;
 const HISTORY_MAX_LIMIT = 100;
-const CREATE_FIELDS: readonly (keyof CreatePlayerInput)[] = ['region', 'nickname', 'status'];
+const CREATE_FIELDS: readonly (keyof CreatePlayerInput)[] = ['region', 'nickname', 'status', 'identity', 'requestId'];
+export const DEFAULT_IDENTITY_LEASE_MS = 10_000;
+const OPTION_FIELDS: readonly (keyof AccountsOptions)[] = ['maxBatchSize', 'identityProviders', 'identityLeaseMs', '__identityStepHook'];
 const PATCH_FIELDS: readonly (keyof ProfilePatch)[] = ['nickname', 'status'];
 
 /**
@@ -36,11 +45,20 @@ const PATCH_FIELDS: readonly (keyof ProfilePatch)[] = ['nickname', 'status'];
 export class Accounts {
   private readonly shards: ShardSet;
   private readonly maxBatchSize: number;
+  private readonly identityRules: IdentityRules;
+  private readonly identityLeaseMs: number;
+  private readonly identities: IdentityProtocol;
 
   /** `shards` may be typed with the app's tables (`ShardSet<AppDatabase>`): accounts read shardline's only. */
   constructor(shards: AnyShardSet, options: AccountsOptions = {}) {
     this.shards = asPlainShardSet(shards);
+    refuseUnknownFields(options, OPTION_FIELDS, 'is not an option of Accounts');
     this.maxBatchSize = validateLimit(options.maxBatchSize, DEFAULT_MAX_BATCH_SIZE, 100_000, 'maxBatchSize');
+    this.identityRules = new IdentityRules(options.identityProviders ?? {});
+    this.identityLeaseMs = validateLimit(options.identityLeaseMs, DEFAULT_IDENTITY_LEASE_MS, 3_600_000, 'identityLeaseMs');
+    const hook = options.__identityStepHook;
+    if (hook !== undefined && typeof hook !== 'function') throw new ValidationError('__identityStepHook', 'must be a function');
+    this.identities = new IdentityProtocol(this.shards, this.identityLeaseMs, hook);
   }
 
   /**
@@ -53,6 +71,13 @@ export class Accounts {
     const region = validateRegionName(input.region);
     const nickname = normalizeNickname(input.nickname);
     const status = input.status === undefined ? 'active' : validateStatus(input.status);
+    if (input.identity !== undefined) {
+      const key = this.identityRules.key(input.identity);
+      const requestId = input.requestId === undefined ? randomUUID() : validateRequestId(input.requestId);
+      this.shards.router.region(region); // an unknown region is refused before anything is written
+      return this.identities.register({ key, requestId, region, nickname, status });
+    }
+    if (input.requestId !== undefined) throw new ValidationError('requestId', 'is only taken with an identity: it makes the registration of that identity idempotent');
     const { bucket, shard } = this.shards.router.pickBucket(region);
     const row = await onShard(this.shards, shard.id, [], (db) =>
       db
@@ -62,6 +87,67 @@ export class Accounts {
         .executeTakeFirstOrThrow(),
     );
     return toPlayer(row);
+  }
+
+  /**
+   * The player who logs in by `identity`, or null: one primary-key read on the identity's shard
+   * (the shard is a pure function of the identity), then the profile from the player's shard.
+   */
+  async findByIdentity(identity: Identity): Promise<Player | null> {
+    const id = await this.playerIdByIdentity(identity);
+    if (id === null) return null;
+    const shardId = this.shards.router.shardFor(id).id;
+    const [player] = await onShard(this.shards, shardId, [id], (db) => selectPlayers(db, [id]));
+    return player ?? null;
+  }
+
+  /** The id of the player who logs in by `identity`, or null: one primary-key read on one shard. */
+  async playerIdByIdentity(identity: Identity): Promise<PlayerId | null> {
+    return this.identities.lookup(this.identityRules.key(identity));
+  }
+
+  /**
+   * Gives the player another login (a guest's device id upgraded to a platform account).
+   * IdentityTakenError when another player holds it; linking one the player holds is a no-op.
+   * Returns the identity as stored (normalised).
+   */
+  async linkIdentity(playerId: PlayerId | string, identity: Identity): Promise<Identity> {
+    const pid = parsePlayerId(playerId);
+    const key = this.identityRules.key(identity);
+    await this.identities.link(pid, key);
+    return { provider: key.provider, subject: key.subject };
+  }
+
+  /** Takes a login away: LastIdentityError for the player's last one, IdentityNotLinkedError for one it does not hold. */
+  async unlinkIdentity(playerId: PlayerId | string, identity: Identity): Promise<void> {
+    const pid = parsePlayerId(playerId);
+    await this.identities.unlink(pid, this.identityRules.key(identity));
+  }
+
+  /** The identities the player holds, oldest first, read from the player's own shard. */
+  async listIdentities(playerId: PlayerId | string): Promise<LinkedIdentity[]> {
+    const pid = parsePlayerId(playerId);
+    const shardId = this.shards.router.shardFor(pid).id;
+    const rows = await onShard(this.shards, shardId, [pid], (db) => linkedIdentities(db, pid));
+    if (rows === null) throw new PlayerNotFoundError([String(pid)]);
+    return rows;
+  }
+
+  /** The stored form of an identity under this instance's provider rules (ValidationError naming the field otherwise). */
+  normalizeIdentity(identity: Identity): Identity {
+    return this.identityRules.normalize(identity);
+  }
+
+  /**
+   * The sweeper: settles identity registrations, links and unlinks left half-way by a process that
+   * died, from what the players' shards hold. Lookups and retries settle what they meet anyway;
+   * run this now and then so nothing stays reserved (e.g. every minute, from one process).
+   */
+  async resolvePendingIdentities(options: ResolvePendingIdentitiesOptions = {}): Promise<IdentityResolution> {
+    refuseUnknownFields(options, ['olderThanMs', 'limit'], 'is not an option of resolvePendingIdentities');
+    const olderThanMs = validateLimit(options.olderThanMs, this.identityLeaseMs, 86_400_000 * 365, 'olderThanMs', 0);
+    const limit = validateLimit(options.limit, 1000, 100_000);
+    return this.identities.resolvePending(olderThanMs, limit);
   }
 
   /** One player; PlayerNotFoundError when no such player exists. */

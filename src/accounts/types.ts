@@ -2,6 +2,8 @@ import type { ShardUnavailableError } from '../errors/index.js';
 import type { Outcome, PlayerStatus } from '../db/index.js';
 import type { JsonObject } from '../db/schema.js';
 import type { PlayerId } from '../routing/index.js';
+import type { IdentityStepHook } from './identities.js';
+import type { Identity, IdentityProviderOptions } from './identity-key.js';
 
 /** One player's totals in one game. A player who never played that game has all zeros. */
 export interface PlayerStats {
@@ -31,6 +33,13 @@ export interface CreatePlayerInput {
   region: string;
   nickname: string;
   status?: PlayerStatus;
+  /** The login the player is found by (docs/identities.md): created with the player, or IdentityTakenError. */
+  identity?: Identity;
+  /**
+   * The caller's idempotency key for a registration with an identity: a retry with the same
+   * `requestId` (after a timeout, a crash) gets the same player instead of IdentityTakenError.
+   */
+  requestId?: string;
 }
 
 /** Fields a profile update may change; the id and region of a player never change. */
@@ -97,4 +106,39 @@ export interface MatchHistoryPage {
 export interface AccountsOptions {
   /** Most ids one getPlayers call accepts (default 1000). */
   maxBatchSize?: number;
+  /**
+   * How the subjects of each provider compare: `username` and `email` are case-insensitive, every
+   * other provider exact, unless declared here (`{ gamertag: { caseInsensitive: true } }`).
+   */
+  identityProviders?: Record<string, IdentityProviderOptions>;
+  /**
+   * How long an identity registration may stay half-way before another request, a lookup or the
+   * sweeper gives it up (default 10000 ms). Longer than any registration takes; shorter means a
+   * crashed registration blocks its identity for less time.
+   */
+  identityLeaseMs?: number;
+  /** @internal Called after each step of the identity protocol; only the crash tests set it. */
+  __identityStepHook?: IdentityStepHook;
+}
+
+/** An identity a player holds, in its stored (normalised) form. */
+export interface LinkedIdentity extends Identity {
+  linkedAt: Date;
+}
+
+export interface ResolvePendingIdentitiesOptions {
+  /** Settle rows half-way for longer than this (default: the lease). */
+  olderThanMs?: number;
+  /** At most this many rows per shard per call (default 1000). */
+  limit?: number;
+}
+
+/** What `resolvePendingIdentities` did. */
+export interface IdentityResolution {
+  /** Rows settled as held: the player's shard says the player holds the identity. */
+  confirmed: number;
+  /** Rows removed: the registration was given up, or the unlink had happened. */
+  released: number;
+  /** Shards that could not be reached (theirs, or the players' shards of their rows): call again later. */
+  unavailableShards: string[];
 }

@@ -12,7 +12,7 @@ export const PLAYER_STATUSES: readonly PlayerStatus[] = ['active', 'suspended', 
  * overrides, zero-width joiners), private-use and unassigned code points, tabs, line breaks and
  * exotic spaces. Punctuation such as ' ; ( ) stays allowed: SQL is parameterised, names are data.
  */
-const NICKNAME_CHARS = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]+$/u;
+export const PRINTABLE_TEXT = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]+$/u;
 const CONTROL = /\p{Cc}/u;
 
 /**
@@ -25,7 +25,7 @@ export function normalizeNickname(value: unknown, field = 'nickname'): string {
   const length = [...nick].length;
   if (length === 0) throw new ValidationError(field, 'must not be empty');
   if (length > NICKNAME_MAX_LENGTH) throw new ValidationError(field, `must be at most ${NICKNAME_MAX_LENGTH} characters, got ${length}`);
-  if (!NICKNAME_CHARS.test(nick)) {
+  if (!PRINTABLE_TEXT.test(nick)) {
     throw new ValidationError(field, 'may hold only letters, digits, punctuation, symbols and single spaces (no control, format or invisible characters)');
   }
   if (nick.includes('  ')) throw new ValidationError(field, 'must not contain two spaces in a row');
@@ -70,6 +70,6 @@ export function refuseUnknownFields(input: object, allowed: readonly string[], r
   }
 }
 
-function typeOf(value: unknown): string {
+export function typeOf(value: unknown): string {
   return value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
 }

@@ -11,6 +11,8 @@ export interface ShardDatabase {
   settlement_ledger: SettlementLedgerTable;
   settlement_inbox: SettlementInboxTable;
   settlement_inbox_claims: SettlementInboxClaimsTable;
+  identities: IdentitiesTable;
+  player_identities: PlayerIdentitiesTable;
   shardline_meta: MetaTable;
 }
 
@@ -104,4 +106,38 @@ export interface SettlementInboxClaimsTable {
   shard_ids: ColumnType<string[], string[], never>;
   player_count: ColumnType<number, number, never>;
   created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+/**
+ * The state of an identity's directory row (migration 0008, docs/identities.md): the one list
+ * behind the column type and the protocol's switches.
+ */
+export const IDENTITY_STATES = ['pending', 'confirmed', 'unlinking'] as const;
+export type IdentityState = (typeof IDENTITY_STATES)[number];
+
+/** The outcome of one identity request on the player's shard (player_identities.state, migration 0008). */
+export const IDENTITY_REQUEST_STATES = ['linked', 'unlinked', 'removed', 'aborted'] as const;
+export type IdentityRequestState = (typeof IDENTITY_REQUEST_STATES)[number];
+
+/** A record set keyed by bucket (not a player table): the identity directory, on the identity's own shard. */
+export interface IdentitiesTable {
+  bucket: ColumnType<number, number, never>;
+  provider: ColumnType<string, string, never>;
+  subject: ColumnType<string, string, never>;
+  player_id: ColumnType<PlayerId, PlayerId, never>;
+  state: ColumnType<IdentityState, IdentityState, IdentityState>;
+  request_id: ColumnType<string, string, string>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: Timestamp;
+}
+
+/** A player table: the identity requests that touched a player, with their outcome (`linked` rows are the player's list). */
+export interface PlayerIdentitiesTable {
+  player_id: ColumnType<PlayerId, PlayerId, never>;
+  request_id: ColumnType<string, string, never>;
+  provider: ColumnType<string, string, never>;
+  subject: ColumnType<string, string, never>;
+  state: ColumnType<IdentityRequestState, IdentityRequestState, IdentityRequestState>;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: Timestamp;
 }

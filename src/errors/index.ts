@@ -293,6 +293,40 @@ export class PlayerNotFoundError extends ShardlineError {
   }
 }
 
+/**
+ * The login identity belongs to another player, or another registration of it won (docs/identities.md).
+ * Nothing of this call was kept. The subject is not in the message: it may be an email or a device id.
+ */
+export class IdentityTakenError extends ShardlineError {
+  readonly provider: string;
+  constructor(provider: string) {
+    super('IDENTITY_TAKEN', `this ${showValue(provider)} identity is already linked to another player`);
+    this.provider = provider;
+  }
+}
+
+/** `unlinkIdentity` of a player's only identity: a player must keep one to log in by. Nothing changed. */
+export class LastIdentityError extends ShardlineError {
+  readonly playerId: string;
+  readonly provider: string;
+  constructor(playerId: string, provider: string) {
+    super('LAST_IDENTITY', `player ${playerId}: the ${showValue(provider)} identity is the player's last one, and cannot be unlinked`);
+    this.playerId = playerId;
+    this.provider = provider;
+  }
+}
+
+/** `unlinkIdentity` of an identity the player does not hold. Nothing changed. */
+export class IdentityNotLinkedError extends ShardlineError {
+  readonly playerId: string;
+  readonly provider: string;
+  constructor(playerId: string, provider: string) {
+    super('IDENTITY_NOT_LINKED', `player ${playerId} holds no such ${showValue(provider)} identity`);
+    this.playerId = playerId;
+    this.provider = provider;
+  }
+}
+
 // ---- settlement -------------------------------------------------------------------------------
 
 /** The match id was settled before with different content. The first submission stands. */

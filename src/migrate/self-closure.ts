@@ -33,6 +33,8 @@ export const SHARDLINE_TABLES: readonly string[] = [
   'settlement_ledger',
   'settlement_inbox_claims',
   'settlement_inbox',
+  'identities',
+  'player_identities',
   'shardline_app_migrations',
   'shardline_app_migrations_lock',
 ];
