@@ -158,7 +158,7 @@ async function insertLedger(trx: Kysely<ShardDatabase>, parts: readonly GoodPart
 /** The inserted rows of the games that have an effect, by game, in (match, player) order. */
 function appliedByGame(parts: readonly GoodPart[], inserted: readonly InsertedRow[], effects: SettlementEffects<unknown>): Map<string, AppliedResult[]> {
   const byGame = new Map<string, AppliedResult[]>();
-  const withEffect = parts.filter((p) => Object.hasOwn(effects, p.row.game_id));
+  const withEffect = parts.filter((p) => Object.hasOwn(effects, p.row.game_id) && effects[p.row.game_id] !== undefined);
   if (withEffect.length === 0) return byGame;
   const fresh = new Set(inserted.map((r) => `${r.match_id}\u0000${r.player_id}`));
   for (const p of [...withEffect].sort((a, b) => (a.row.match_id < b.row.match_id ? -1 : 1))) {
