@@ -228,6 +228,29 @@ describe('least privilege: the application role', () => {
     });
   });
 
+  it('reads, writes and deletes in the login identity tables (0008), never TRUNCATE, and runs the identity protocol', async () => {
+    await asApp(async (c) => {
+      for (const table_name of ['identities', 'player_identities']) {
+        for (const [privilege, granted] of [['SELECT', true], ['INSERT', true], ['UPDATE', true], ['DELETE', true], ['TRUNCATE', false], ['REFERENCES', false], ['TRIGGER', false]] as const) {
+          const r = await c.query<{ ok: boolean }>(`SELECT has_table_privilege(current_user, $1, $2) AS ok`, [table_name, privilege]);
+          expect({ table_name, privilege, ok: r.rows[0]?.ok }).toEqual({ table_name, privilege, ok: granted });
+        }
+      }
+      await c.query('BEGIN');
+      expect(await refusal(c, 'DROP TABLE identities')).toBe('42501');
+      expect(await refusal(c, 'ALTER TABLE identities DROP CONSTRAINT identities_bucket_check')).toBe('42501');
+      await c.query('ROLLBACK');
+    });
+    const accounts = new Accounts(app, { identityLeaseMs: 1000 });
+    const p = await accounts.createPlayer({ region: 'sichuan', nickname: 'Mei', identity: { provider: 'username', subject: 'Mei' }, requestId: 'lp-req-1' });
+    expect(await accounts.createPlayer({ region: 'sichuan', nickname: 'Mei', identity: { provider: 'username', subject: 'MEI' }, requestId: 'lp-req-1' })).toEqual(p);
+    await accounts.linkIdentity(p.id, { provider: 'steam', subject: '76561198000000001' });
+    await accounts.unlinkIdentity(p.id, { provider: 'username', subject: 'mei' });
+    expect((await accounts.findByIdentity({ provider: 'steam', subject: '76561198000000001' }))?.id).toBe(p.id);
+    expect(await accounts.playerIdByIdentity({ provider: 'username', subject: 'Mei' })).toBeNull();
+    expect(await accounts.resolvePendingIdentities({ olderThanMs: 0 })).toEqual({ confirmed: 0, released: 0, unavailableShards: [] });
+  });
+
   it('is refused DDL, TRUNCATE and any write to the migration and identity tables', async () => {
     await asApp(async (c) => {
       await c.query('BEGIN');
