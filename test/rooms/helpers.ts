@@ -141,16 +141,6 @@ export function sum(values: Iterable<number>): number {
   return t;
 }
 
-/** Polls `check` until it returns true or the deadline passes (bounded; no wall-clock assertions). */
-export async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000, stepMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((r) => setTimeout(r, stepMs));
-  }
-}
-
 /** Distinct, valid player ids (as decimal strings) for a test. */
 export function playerIds(n: number, base = 1_000_000): string[] {
   return Array.from({ length: n }, (_, i) => String(base + i));

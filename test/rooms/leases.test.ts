@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomFullError, RoomService } from '../../src/index.js';
-import { assertInvariants, eventually, playerIds, readZone, roomsFixture, type RoomsFixture } from './helpers.js';
+import { waitFor } from '../support/wait.js';
+import { assertInvariants, playerIds, readZone, roomsFixture, type RoomsFixture } from './helpers.js';
 
 const LEASE_MS = 400;
 
@@ -17,7 +18,7 @@ afterAll(async () => {
 
 /** Waits until Redis' own clock (the one leases are measured on) has passed `ms`. */
 async function redisTimePast(ms: number): Promise<void> {
-  await eventually(async () => {
+  await waitFor("Redis' clock to pass the lease", async () => {
     const [s, us] = await f.client.time();
     return Number(s) * 1000 + Math.floor(Number(us) / 1000) > ms;
   });
@@ -61,7 +62,7 @@ describe('seat leases', () => {
     const [alive, silent] = playerIds(2, 3_000_000);
     await svc.enter('lc', alive!);
     await svc.enter('lc', silent!);
-    await eventually(async () => {
+    await waitFor('the silent player to lose the seat', async () => {
       expect(await svc.heartbeat('lc', alive!)).not.toBeNull();
       return !(await svc.members('lc')).some((id) => id === BigInt(silent!));
     }, 15_000, 100);
@@ -93,7 +94,7 @@ describe('seat leases', () => {
     const sweeper = f.service.startSweeper(['lease-e'], { intervalMs: 50, onError: (e) => errors.push(e) });
     try {
       await redisTimePast(seat.leaseExpiresAt);
-      await eventually(async () => (await readZone(f.client, f.prefix, 'lease-e')).count.get('le') === 0);
+      await waitFor('the sweeper to free the seat', async () => (await readZone(f.client, f.prefix, 'lease-e')).count.get('le') === 0);
       expect(sweeper.reaped).toBe(1);
       expect(errors).toEqual([]);
       assertInvariants(await readZone(f.client, f.prefix, 'lease-e'));

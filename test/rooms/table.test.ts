@@ -3,7 +3,9 @@ import { SettlementConflictError, Table, ValidationError, type PlayerId } from '
 import { SettlementClient, SettlementWorker, type SettlementInput, type SettlementStatus } from '../../src/settlement/index.js';
 import { uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
-import { countRows, createPlayers, deleteKeys, expectedStats, interleave, redisOptions, silent, statsOf, testPrefix, waitFor } from '../settlement/helpers.js';
+import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
+import { countRows, deleteKeys, expectedStats, interleave, redisOptions, silent, statsOf, testPrefix } from '../settlement/helpers.js';
 
 /** A table's game end through the real SettlementClient and SettlementWorker (Postgres shards, Redis). */
 describe('Table.end through settlement', () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RoomChange, ZoneEvent, ZoneWatch } from '../../src/index.js';
-import { eventually, playerIds, roomsFixture, type RoomsFixture } from './helpers.js';
+import { waitFor } from '../support/wait.js';
+import { playerIds, roomsFixture, type RoomsFixture } from './helpers.js';
 
 let f: RoomsFixture;
 beforeAll(async () => {
@@ -120,7 +121,7 @@ describe('zone watch', () => {
       }),
     );
     const truth = await f.service.listRooms('w-mirror');
-    await eventually(async () => mirrorVersion >= truth.version);
+    await waitFor('the mirror to catch up', async () => mirrorVersion >= truth.version);
     expect(mirrorVersion).toBe(truth.version);
     expect(Object.fromEntries(mirror)).toEqual(Object.fromEntries(truth.rooms.map((r) => [r.roomId, r.count])));
     w.close();
@@ -133,10 +134,10 @@ describe('zone watch', () => {
     const w = f.service.watch('w-close', { blockMs: 30_000 });
     await take(w, 1);
     const pending = w.next(); // blocked in XREAD on the server
-    await eventually(async () => (await watchConnections(name)) === 1);
+    await waitFor('the watch connection', async () => (await watchConnections(name)) === 1);
     await w.return();
     expect(await pending).toEqual({ done: true, value: undefined });
-    await eventually(async () => (await watchConnections(name)) === 0);
+    await waitFor('the watch connection to close', async () => (await watchConnections(name)) === 0);
 
     // `break` out of for-await releases it too.
     const w2 = f.service.watch('w-close');
@@ -146,7 +147,7 @@ describe('zone watch', () => {
       break;
     }
     expect(seen?.type).toBe('snapshot');
-    await eventually(async () => (await watchConnections(name)) === 0);
+    await waitFor('the watch connection to close', async () => (await watchConnections(name)) === 0);
   });
 
   it('change events carry room, count, capacity and version', async () => {
