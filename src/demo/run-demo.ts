@@ -11,7 +11,7 @@ import type { ShardMap } from '../shardmap/index.js';
 import { consistencyChecks, shardTotals, type Check } from './checks.js';
 import { ensureRedis } from './redis-server.js';
 import { startCluster, type DemoCluster } from './servers.js';
-import { DEMO_GAME, createPlayers, playMatches, seatPlayers, type Counters } from './simulate.js';
+import { DEMO_GAME, createPlayers, logIn, playMatches, seatPlayers, type Counters } from './simulate.js';
 import { connectionUrlOf } from '../shardmap/connection-url.js';
 
 export interface DemoOptions {
@@ -110,7 +110,7 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
       await rooms.defineRooms(zone, Array.from({ length: count }, (_, i) => ({ roomId: `${zone}-room-${i + 1}` })));
     }
 
-    const c: Counters = { created: 0, seated: 0, submitted: 0, submittedDelta: 0n, submittedResults: 0 };
+    const c: Counters = { created: 0, loggedIn: 0, seated: 0, submitted: 0, submittedDelta: 0n, submittedResults: 0 };
     const queueDepth = async () => {
       const counts = await Promise.all(queues.map((q) => q.getJobCounts('wait', 'active', 'delayed', 'prioritized')));
       return counts.reduce((n, k) => n + Object.values(k).reduce((a, b) => a + b, 0), 0);
@@ -118,12 +118,15 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     let depth = 0;
     const ticker = setInterval(() => {
       void queueDepth().then((d) => (depth = d), () => undefined);
-      o.status(`players created ${c.created}/${o.players} · seated ${c.seated} · matches submitted ${c.submitted}/${o.matches} · parts settled ${appliedParts} · queue depth ${depth}`);
+      o.status(`players created ${c.created}/${o.players} · logged in ${c.loggedIn} · seated ${c.seated} · matches submitted ${c.submitted}/${o.matches} · parts settled ${appliedParts} · queue depth ${depth}`);
     }, 250);
     cleanup.add(async () => clearInterval(ticker));
 
     o.out(`simulating ${o.players} players and ${o.matches} matches of ${gameId} ...`);
-    const ids = await createPlayers(accounts, zones, o.players, c);
+    const registered = await createPlayers(accounts, zones, o.players, c);
+    const loggedIn = await logIn(accounts, o.players, c);
+    const ids = loggedIn.flatMap((id) => (id === null ? [] : [id]));
+    const sameIds = loggedIn.every((id, i) => id === registered[i]);
     const byRoom = await seatPlayers(rooms, ids, c);
     const tSettle = Date.now();
     await playMatches(settlement, byRoom, o.matches, { runId, gameId }, c);
@@ -150,6 +153,11 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     o.out('');
     o.out(`settlement: ${c.submitted} matches, ${applied} player results applied in ${settleSeconds.toFixed(1)} s (${Math.round(applied / settleSeconds)} results/s, ${Math.round(c.submitted / settleSeconds)} matches/s)`);
     const checks = await consistencyChecks(shards, rooms, zones, gameId, { results: c.submittedResults, delta: c.submittedDelta });
+    checks.unshift({
+      name: 'every player logs in by username as the player registered',
+      ok: sameIds && c.loggedIn === o.players,
+      detail: `${c.loggedIn} of ${o.players} found by their username, ${sameIds ? 'all' : 'NOT all'} the registered ids`,
+    });
     for (const ch of checks) o.out(`${ch.ok ? 'ok  ' : 'FAIL'} ${ch.name}: ${ch.detail}`);
     const ok = checks.every((ch) => ch.ok);
     o.out(`\ndemo ${ok ? 'passed' : 'FAILED'} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);

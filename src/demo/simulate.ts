@@ -21,6 +21,8 @@ export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (i
 
 export interface Counters {
   created: number;
+  /** Players who logged in by their username (found through the identity's shard). */
+  loggedIn: number;
   seated: number;
   submitted: number;
   /** Sum of every score delta submitted (the consistency check compares the shards to it). */
@@ -36,9 +38,29 @@ export async function createPlayers(accounts: Accounts, regions: readonly string
     async (i) => {
       // Half the players in the first region, the rest spread over the others.
       const region = (i % 2 === 0 ? regions[0] : regions[1 + (Math.floor(i / 2) % Math.max(1, regions.length - 1))]) ?? regions[0]!;
-      const p = await accounts.createPlayer({ region, nickname: `player-${i}` });
+      // Registered by a username, with a request id a retry would send again.
+      const p = await accounts.createPlayer({ region, nickname: `player-${i}`, identity: { provider: 'username', subject: usernameOf(i) }, requestId: `register-${i}` });
       ids[i] = p.id;
       c.created++;
+    },
+  );
+  return ids;
+}
+
+export const usernameOf = (i: number) => `Player-${i}`;
+
+/**
+ * Every player logs in by their username, typed in another case (usernames are case-insensitive):
+ * the id comes from the one shard the username's hash names, with no lookup service.
+ */
+export async function logIn(accounts: Accounts, count: number, c: Counters): Promise<(PlayerId | null)[]> {
+  const ids: (PlayerId | null)[] = new Array(count).fill(null);
+  await forEachLimit(
+    Array.from({ length: count }, (_, i) => i),
+    32,
+    async (i) => {
+      ids[i] = await accounts.playerIdByIdentity({ provider: 'username', subject: usernameOf(i).toUpperCase() });
+      if (ids[i] !== null) c.loggedIn++;
     },
   );
   return ids;

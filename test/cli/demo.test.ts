@@ -16,6 +16,7 @@ describe('shardline demo (subprocess)', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/top 10 of shenzhen: 1\. /);
     expect(r.stdout).toMatch(/ok {3}every submitted result applied once: 180 ledger rows for 180 results submitted/);
+    expect(r.stdout).toMatch(/ok {3}every player logs in by username as the player registered: 300 of 300 found/);
     expect(r.stdout).not.toMatch(/^FAIL/m);
     expect(r.stdout).toMatch(/demo passed/);
     expect(leftBehind(before)).toEqual([]);
