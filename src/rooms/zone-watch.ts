@@ -33,8 +33,6 @@ export interface ZoneWatchSource {
   onClose(): void;
 }
 
-type XReadReply = [key: string, entries: [id: string, fields: string[]][]][] | null;
-
 /**
  * The changes of one zone as an async iterator: a snapshot, then one RoomChange per version, in
  * order and without gaps. A consumer that fell behind the trimmed change log gets a new snapshot
@@ -130,7 +128,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       'STREAMS',
       this.source.changesKey,
       `${this.last}-0`,
-    )) as XReadReply;
+    ));
     if (this.closed || !reply) return;
     for (const [id, fields] of reply[0]?.[1] ?? []) {
       const change = toChange(this.zone, id, fields);

@@ -216,7 +216,7 @@ describe('zones: listRooms and autoEnter', () => {
         expect((err as Error).message).toMatch(/^unknown zone "shenzen": the shard map has no region of that name \(its zones: shenzhen, sichuan, north-america\)$/);
       }
       await expect(s.zoneOf('typo-1')).rejects.toBeInstanceOf(UnknownRoomError);
-      expect(await f.client.exists(...Object.values(zoneKeys(f.prefix, 'shenzen')))).toBe(0);
+      expect(await f.client.exists(...(Object.values(zoneKeys(f.prefix, 'shenzen')) as string[]))).toBe(0);
       // An invalid name is still a ValidationError first.
       await expect(s.defineRooms('a:b', [])).rejects.toBeInstanceOf(ValidationError);
       expect(await s.defineRooms('sichuan', [{ roomId: 'sc-regional-1', capacity: 3 }])).toEqual([{ zone: 'sichuan', roomId: 'sc-regional-1', count: 0, capacity: 3 }]);
