@@ -14,6 +14,7 @@ import {
   linkToPlayer,
   moveDirectory,
   readDirectory,
+  readHolder,
   requestState,
   reserve,
   unlinkFromPlayer,
@@ -87,9 +88,18 @@ export class IdentityProtocol {
     throw new Error('identity reservation kept racing');
   }
 
+  /** The directory row: the hot path reads the holder alone, and only a row being settled again with its age. */
+  private async lookupRow(key: IdentityKey): Promise<DirectoryRow | null> {
+    const shardId = this.identityShard(key);
+    // withShard has checked the shard (identity, schema) before the statement goes on its pool.
+    const holder = await onShard(this.shards, shardId, [], () => readHolder(this.shards.pool(shardId), key));
+    if (holder === null || holder.state === 'confirmed') return holder && { ...holder, ageMs: 0 };
+    return this.onIdentityShard(key, (db) => readDirectory(db, key));
+  }
+
   /** The player id the identity leads to now, settling a row that is not confirmed. */
   async lookup(key: IdentityKey): Promise<PlayerId | null> {
-    const row = await this.onIdentityShard(key, (db) => readDirectory(db, key));
+    const row = await this.lookupRow(key);
     if (!row) return null;
     switch (row.state) {
       case 'confirmed':

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type pg from 'pg';
 import type { IdentityRequestState, IdentityState, PlayerStatus, ShardDatabase } from '../db/schema.js';
 import type { PlayerId } from '../routing/index.js';
 import type { IdentityKey } from './identity-key.js';
@@ -35,13 +36,25 @@ const AGE_MS = sql<number>`(extract(epoch FROM now() - updated_at) * 1000)::floa
 
 // ---- the identity's shard ---------------------------------------------------------------------
 
-/** One primary-key read. */
+/** One primary-key read, with the row's age (for settling a row that is not confirmed). */
 export async function readDirectory(db: Db, key: IdentityKey): Promise<DirectoryRow | null> {
   const r = await sql<RawDirectoryRow>`
     SELECT player_id, state, request_id, ${AGE_MS} AS age_ms, false AS inserted FROM identities
      WHERE bucket = ${key.bucket} AND provider = ${key.provider} AND subject = ${key.subject}`.execute(db);
   const row = r.rows[0];
   return row ? toDirectoryRow(row) : null;
+}
+
+const READ_HOLDER = 'SELECT player_id, state, request_id FROM identities WHERE bucket = $1 AND provider = $2 AND subject = $3';
+
+/**
+ * The login hot path: the same primary-key read without the age, as a constant statement straight
+ * on the shard's pool (whose int8 parser gives bigint ids), with no query building in between.
+ */
+export async function readHolder(pool: Pick<pg.Pool, 'query'>, key: IdentityKey): Promise<Omit<DirectoryRow, 'ageMs'> | null> {
+  const r = await pool.query<Omit<RawDirectoryRow, 'age_ms' | 'inserted'>>(READ_HOLDER, [key.bucket, key.provider, key.subject]);
+  const row = r.rows[0];
+  return row ? { playerId: row.player_id, state: row.state, requestId: row.request_id } : null;
 }
 
 /**
