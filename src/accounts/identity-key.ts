@@ -59,7 +59,7 @@ export class IdentityRules {
       throw new ValidationError('identityProviders', `must be an object of provider options, got ${showValue(providers)}`);
     }
     const folded = new Set(CASE_INSENSITIVE_PROVIDERS);
-    for (const [name, options] of Object.entries(providers)) {
+    for (const [name, options] of Object.entries(providers as Record<string, unknown>)) {
       const field = `identityProviders.${name}`;
       if (!IDENTITY_PROVIDER_PATTERN.test(name)) throw new ValidationError(field, 'a provider name is 1 to 32 of a-z, 0-9, _ . -');
       if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(field, `must be an object, got ${showValue(options)}`);

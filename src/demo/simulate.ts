@@ -31,7 +31,7 @@ export interface Counters {
 }
 
 export async function createPlayers(accounts: Accounts, regions: readonly string[], count: number, c: Counters): Promise<PlayerId[]> {
-  const ids: PlayerId[] = new Array(count);
+  const ids: PlayerId[] = new Array<PlayerId>(count);
   await forEachLimit(
     Array.from({ length: count }, (_, i) => i),
     32,
@@ -54,7 +54,7 @@ export const usernameOf = (i: number) => `Player-${i}`;
  * the id comes from the one shard the username's hash names, with no lookup service.
  */
 export async function logIn(accounts: Accounts, count: number, c: Counters): Promise<(PlayerId | null)[]> {
-  const ids: (PlayerId | null)[] = new Array(count).fill(null);
+  const ids = new Array<PlayerId | null>(count).fill(null);
   await forEachLimit(
     Array.from({ length: count }, (_, i) => i),
     32,

@@ -291,6 +291,7 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
       expect((err as ShardUnavailableError).shardId).toBe(downId);
       expect(await errorOf(down.playerIdByIdentity(identity))).toBeInstanceOf(ShardUnavailableError);
       expect(await playerCount()).toBe(before);
+      expect((await down.resolvePendingIdentities()).unavailableShards).toEqual([downId]);
       // The shard is back: the same request completes, once.
       const p = await accounts.createPlayer({ region, nickname: 'down', identity, requestId });
       expect(await accounts.playerIdByIdentity(identity)).toBe(p.id);
@@ -298,6 +299,48 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
     } finally {
       await downSet.close();
     }
+  });
+
+  it.runIf(layout === 'several-shards')("the player's shard down after the reservation: the request waits for it, then completes", async () => {
+    const playerShard = 'sc-1'; // sichuan's only shard
+    let identity = { provider: 'device', subject: unique('p-down') };
+    while (identityShard(identity) === playerShard) identity = { provider: 'device', subject: unique('p-down') };
+    const requestId = randomUUID();
+    // A registration that stops right after its reservation (as if its process died there).
+    const stopping = new Accounts(t.shardSet, {
+      identityLeaseMs: 500,
+      __identityStepHook: (step) => {
+        if (step === 'reserved') throw new Error('stopped after the reservation');
+      },
+    });
+    await expect(stopping.createPlayer({ region: 'sichuan', nickname: 'p-down', identity, requestId })).rejects.toThrow(/stopped after the reservation/);
+    expect((await directoryRows(identity)).map((r) => r.state)).toEqual(['pending']);
+
+    const json = structuredClone(t.mapJson) as { shards: { id: string; connection: string }[] };
+    const spec = json.shards.find((s) => s.id === playerShard)!;
+    const url = new URL(spec.connection);
+    url.port = String(await freePort());
+    spec.connection = url.toString();
+    const downSet = new ShardSet(validateShardMap(json), { connectionTimeoutMs: 2000 });
+    try {
+      const down = new Accounts(downSet, { identityLeaseMs: 500 });
+      for (const attempt of [
+        () => down.createPlayer({ region: 'sichuan', nickname: 'p-down', identity, requestId }),
+        () => down.createPlayer({ region: 'shenzhen', nickname: 'other', identity }),
+        () => down.playerIdByIdentity(identity),
+      ]) {
+        const err = await errorOf(attempt());
+        expect(err).toBeInstanceOf(ShardUnavailableError);
+        expect((err as ShardUnavailableError).shardId).toBe(playerShard);
+      }
+      expect((await directoryRows(identity)).map((r) => r.state)).toEqual(['pending']);
+    } finally {
+      await downSet.close();
+    }
+    const p = await accounts.createPlayer({ region: 'sichuan', nickname: 'p-down', identity, requestId });
+    expect(t.shardSet.router.shardFor(p.id).id).toBe(playerShard);
+    expect(await accounts.playerIdByIdentity(identity)).toBe(p.id);
+    expect((await directoryRows(identity)).map((r) => r.state)).toEqual(['confirmed']);
   });
 });
 
