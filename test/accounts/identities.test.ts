@@ -17,7 +17,8 @@ import {
   type Identity,
   type PlayerId,
 } from '../../src/index.js';
-import { identityBucket } from '../../src/accounts/identity-key.js';
+import fc from 'fast-check';
+import { IdentityRules, identityBucket } from '../../src/accounts/identity-key.js';
 import { ownerOfBucket } from '../../src/routing/key-bucket.js';
 import { freePort } from '../../src/demo/free-port.js';
 import { errorOf } from '../support/errors.js';
@@ -46,6 +47,40 @@ describe('identity normalisation (pure)', () => {
     expect(foldCase('Ｂｏｂ')).not.toBe('bob'); // full-width: no compatibility folding
     for (const s of ['Bob', 'straße', 'ΟΔΟΣ', 'İstanbul', 'ǅemal', 'ŉ', 'Ꭰ', 'ꭰ']) expect(foldCase(foldCase(s))).toBe(foldCase(s));
     expect(foldCase('Ꭰ')).toBe(foldCase('ꭰ'));
+  });
+});
+
+describe('identity normalisation (properties)', () => {
+  const rules = new IdentityRules();
+  it('a stored subject is a fixed point, and its bucket one of the 4096', () => {
+    fc.assert(
+      fc.property(fc.constantFrom('username', 'email', 'device'), fc.string({ unit: 'grapheme', maxLength: 40 }), (provider, subject) => {
+        let stored: Identity;
+        try {
+          stored = rules.normalize({ provider, subject });
+        } catch (err) {
+          expect(err).toBeInstanceOf(ValidationError);
+          expect((err as ValidationError).field).toBe('identity.subject');
+          return;
+        }
+        expect(rules.normalize(stored)).toEqual(stored);
+        expect(stored.subject).toBe(stored.subject.normalize('NFC'));
+        const b = identityBucket(stored);
+        expect(Number.isInteger(b) && b >= 0 && b < 4096).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('case variants of a username are one identity; of an opaque provider, distinct', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[a-zA-Z0-9._@-]{1,30}$/), (s) => {
+        const flip = [...s].map((c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase())).join('');
+        expect(rules.normalize({ provider: 'username', subject: flip })).toEqual(rules.normalize({ provider: 'username', subject: s }));
+        if (flip !== s) expect(rules.normalize({ provider: 'device', subject: flip })).not.toEqual(rules.normalize({ provider: 'device', subject: s }));
+      }),
+      { numRuns: 1000 },
+    );
   });
 });
 
