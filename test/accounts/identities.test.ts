@@ -19,7 +19,8 @@ import {
 } from '../../src/index.js';
 import fc from 'fast-check';
 import { IdentityRules, identityBucket } from '../../src/accounts/identity-key.js';
-import { ownerOfBucket } from '../../src/routing/key-bucket.js';
+import { bucketOfKey, ownerOfBucket } from '../../src/routing/key-bucket.js';
+import { homeShardOf } from '../../src/settlement/keys.js';
 import { freePort } from '../../src/demo/free-port.js';
 import { errorOf } from '../support/errors.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
@@ -47,6 +48,24 @@ describe('identity normalisation (pure)', () => {
     expect(foldCase('Ｂｏｂ')).not.toBe('bob'); // full-width: no compatibility folding
     for (const s of ['Bob', 'straße', 'ΟΔΟΣ', 'İstanbul', 'ǅemal', 'ŉ', 'Ꭰ', 'ꭰ']) expect(foldCase(foldCase(s))).toBe(foldCase(s));
     expect(foldCase('Ꭰ')).toBe(foldCase('ꭰ'));
+  });
+});
+
+describe('identity placement (pure)', () => {
+  it('is the one key hash of match ids too, and never changes: rows are placed by it', () => {
+    expect(identityBucket({ provider: 'username', subject: 'bob' })).toBe(2944);
+    expect(bucketOfKey('username:bob')).toBe(2944);
+    const map = validateShardMap({
+      version: 1,
+      buckets: 4096,
+      regions: ['a', 'b'],
+      shards: [
+        { id: 'a-1', region: 'a', connection: 'postgres://h/a', buckets: ['0-2047'] },
+        { id: 'b-1', region: 'b', connection: 'postgres://h/b', buckets: ['2048-4095'] },
+      ],
+    });
+    expect(ownerOfBucket(map, 2944).id).toBe('b-1');
+    expect(homeShardOf(map, 'username:bob').id).toBe('b-1');
   });
 });
 
