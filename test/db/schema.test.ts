@@ -2,8 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { createTestShards, type TestShards } from '../support/shards.js';
 
-/** Tables that are not part of any player's record set: shard identity, migration bookkeeping, queues. */
-const NON_PLAYER_TABLES = /^(shardline_meta|knex_migrations|knex_migrations_lock|shardline_app_migrations|shardline_app_migrations_lock|settlement_inbox.*)$/;
+/**
+ * Tables that are not part of any player's record set: shard identity, migration bookkeeping, queues,
+ * and the login directory `identities` (keyed by bucket, not player: see migrations/0008).
+ */
+const NON_PLAYER_TABLES = /^(shardline_meta|knex_migrations|knex_migrations_lock|shardline_app_migrations|shardline_app_migrations_lock|settlement_inbox.*|identities)$/;
 
 let t: TestShards;
 beforeAll(async () => {
