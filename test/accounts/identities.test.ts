@@ -312,7 +312,7 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
     );
     const outcomes = (await Promise.all(workers.map((w) => w.go()))).flat();
     expect(outcomes).toHaveLength(100);
-    expect(outcomes.filter((o) => o.error)).toEqual([]);
+    expect(outcomes.flatMap((o) => (o.error ? [o.error] : []))).toEqual([]);
     const winners = new Set(outcomes.flatMap((o) => (o.player ? [o.player] : [])));
     expect(winners.size).toBe(1);
     const winner = [...winners][0]!;

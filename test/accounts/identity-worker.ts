@@ -18,8 +18,12 @@ interface Config {
 }
 
 const config = JSON.parse(process.argv[2] ?? '') as Config;
-const shards = new ShardSet(validateShardMap(config.mapJson), { poolMax: 10 });
+// A loaded 2-core machine can take seconds to open a connection: a generous timeout, and every
+// shard checked before `ready` (as a game server warms up before it serves), so the race is the
+// protocol's, not the first connection's.
+const shards = new ShardSet(validateShardMap(config.mapJson), { poolMax: 10, connectionTimeoutMs: 30_000 });
 const accounts = new Accounts(shards, { identityLeaseMs: config.leaseMs });
+await Promise.all(shards.shards.map((s) => shards.db(s.id)));
 process.stdin.once('data', () => {
   void storm();
 });
@@ -33,7 +37,7 @@ async function storm(): Promise<void> {
         return { requestId, player: String(p.id) };
       } catch (err) {
         if (err instanceof IdentityTakenError) return { requestId, taken: true };
-        return { requestId, error: `${(err as Error).name}: ${(err as Error).message}` };
+        return { requestId, error: `${(err as Error).name}: ${(err as Error).message}`.slice(0, 300) };
       }
     }),
   );
