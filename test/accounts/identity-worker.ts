@@ -18,10 +18,11 @@ interface Config {
 }
 
 const config = JSON.parse(process.argv[2] ?? '') as Config;
-// A loaded 2-core machine can take seconds to open a connection: a generous timeout, and every
-// shard checked before `ready` (as a game server warms up before it serves), so the race is the
-// protocol's, not the first connection's.
-const shards = new ShardSet(validateShardMap(config.mapJson), { poolMax: 10, connectionTimeoutMs: 30_000 });
+// Few connections per shard (the PostgreSQL of the test machine is shared by every suite: 4 processes
+// with 10 each on 4 shards would exhaust max_connections), a generous connection timeout for a loaded
+// 2-core machine, and every shard checked before `ready` (as a game server warms up before it
+// serves), so the race is the protocol's, not the first connection's.
+const shards = new ShardSet(validateShardMap(config.mapJson), { poolMax: 3, connectionTimeoutMs: 30_000 });
 const accounts = new Accounts(shards, { identityLeaseMs: config.leaseMs });
 await Promise.all(shards.shards.map((s) => shards.db(s.id)));
 process.stdin.once('data', () => {
