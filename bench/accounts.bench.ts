@@ -42,7 +42,9 @@ export async function run(): Promise<BenchResult[]> {
            FROM generate_series(0, $5 - 1) AS g`,
           [baseMs, lo, hi - lo + 1, s.region, perShard],
         );
-        await pool.query(`INSERT INTO player_stats (player_id, game_id, score, wins, games_played) SELECT player_id, 'bench', player_id % 5000, 1, 2 FROM players`);
+        await pool.query(
+          `INSERT INTO player_stats (player_id, game_id, score, wins, games_played) SELECT player_id, 'bench', player_id % 5000, 1, 2 FROM players`,
+        );
         await pool.query('VACUUM ANALYZE');
       }),
     );
@@ -50,7 +52,9 @@ export async function run(): Promise<BenchResult[]> {
     // 1,000 ids drawn at random from every shard, in random order.
     const all: PlayerId[] = [];
     for (const s of set.shards) {
-      const r = await set.pool(s.id).query<{ player_id: PlayerId }>('SELECT player_id FROM players ORDER BY random() LIMIT $1', [Math.ceil(idCount / set.shards.length) + 1]);
+      const r = await set
+        .pool(s.id)
+        .query<{ player_id: PlayerId }>('SELECT player_id FROM players ORDER BY random() LIMIT $1', [Math.ceil(idCount / set.shards.length) + 1]);
       all.push(...r.rows.map((x) => x.player_id));
     }
     const ids = all.sort(() => Math.random() - 0.5).slice(0, idCount);

@@ -55,7 +55,15 @@ async function alternate(iterations: number, a: () => Promise<unknown>, b: () =>
   const ta: number[] = [];
   const tb: number[] = [];
   for (let i = 0; i < iterations; i++) {
-    for (const [fn, out] of i % 2 === 0 ? ([[a, ta], [b, tb]] as const) : ([[b, tb], [a, ta]] as const)) {
+    for (const [fn, out] of i % 2 === 0
+      ? ([
+          [a, ta],
+          [b, tb],
+        ] as const)
+      : ([
+          [b, tb],
+          [a, ta],
+        ] as const)) {
       const t0 = performance.now();
       await fn();
       out.push(performance.now() - t0);
@@ -64,7 +72,14 @@ async function alternate(iterations: number, a: () => Promise<unknown>, b: () =>
   return [ta.sort((x, y) => x - y), tb.sort((x, y) => x - y)];
 }
 
-function latencyResult(name: string, baselineName: string, sharded: number[], unsharded: number[], target: string, extra: Record<string, number | string>): BenchResult {
+function latencyResult(
+  name: string,
+  baselineName: string,
+  sharded: number[],
+  unsharded: number[],
+  target: string,
+  extra: Record<string, number | string>,
+): BenchResult {
   const value = percentile(sharded, 50);
   const baseline = percentile(unsharded, 50);
   return {
@@ -143,7 +158,11 @@ export async function run(): Promise<BenchResult[]> {
     counter.reset();
     const [topSharded, topFlat] = await alternate(iterations, () => boards.topScores(GAME, { limit: LIMIT }), flatTop);
     const statementsPerCall = counter.total() / iterations;
-    const [regional] = await alternate(Math.max(10, Math.floor(iterations / 3)), () => boards.topScores(GAME, { limit: LIMIT, region: 'shenzhen' }), async () => undefined);
+    const [regional] = await alternate(
+      Math.max(10, Math.floor(iterations / 3)),
+      () => boards.topScores(GAME, { limit: LIMIT, region: 'shenzhen' }),
+      async () => undefined,
+    );
 
     // rankOf of the median player: the costliest kind of count, half of every shard.
     const mid = await flatPool.query<{ player_id: PlayerId; score: bigint }>(
@@ -152,22 +171,37 @@ export async function run(): Promise<BenchResult[]> {
     );
     const median = mid.rows[0]!;
     const flatRank = () =>
-      flatPool.query(
-        `SELECT count(*) FROM player_stats WHERE game_id = $1 AND (score > $2 OR (score = $2 AND player_id < $3))`,
-        [GAME, median.score, median.player_id],
-      );
+      flatPool.query(`SELECT count(*) FROM player_stats WHERE game_id = $1 AND (score > $2 OR (score = $2 AND player_id < $3))`, [
+        GAME,
+        median.score,
+        median.player_id,
+      ]);
     const rankIterations = Math.max(5, Math.floor(iterations / 30));
     const [rankSharded, rankFlat] = await alternate(rankIterations, () => boards.rankOf(median.player_id, GAME), flatRank);
 
     const rows = perShard * map.shards.length;
     return [
-      latencyResult(`leaderboard: topScores(limit ${LIMIT}), ${rows} players on ${map.shards.length} shards`, `same query, one unsharded table`, topSharded, topFlat, '>= 0.5', {
-        statementsPerCall,
-        regionalP50: round(percentile(regional, 50), 3),
-        regionalShards: map.regions.find((r) => r.name === 'shenzhen')!.shards.length,
-        seedSeconds: round(seedSeconds, 1),
-      }),
-      latencyResult(`leaderboard: rankOf(median player), ${rows} players on ${map.shards.length} shards`, `same count, one unsharded table`, rankSharded, rankFlat, 'reported', {}),
+      latencyResult(
+        `leaderboard: topScores(limit ${LIMIT}), ${rows} players on ${map.shards.length} shards`,
+        `same query, one unsharded table`,
+        topSharded,
+        topFlat,
+        '>= 0.5',
+        {
+          statementsPerCall,
+          regionalP50: round(percentile(regional, 50), 3),
+          regionalShards: map.regions.find((r) => r.name === 'shenzhen')!.shards.length,
+          seedSeconds: round(seedSeconds, 1),
+        },
+      ),
+      latencyResult(
+        `leaderboard: rankOf(median player), ${rows} players on ${map.shards.length} shards`,
+        `same count, one unsharded table`,
+        rankSharded,
+        rankFlat,
+        'reported',
+        {},
+      ),
     ];
   } finally {
     await set?.close();

@@ -22,12 +22,20 @@ export function printResults(results: readonly BenchResult[]): void {
       `${fmt(r.baseline)} (${r.baselineName})`,
       r.ratio.toFixed(2),
       r.target ? (ok === undefined ? r.target : `${r.target} ${ok ? 'met' : 'MISSED'}`) : '',
-      r.extra ? Object.entries(r.extra).map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : v}`).join(' ') : '',
+      r.extra
+        ? Object.entries(r.extra)
+            .map(([k, v]) => `${k}=${typeof v === 'number' ? fmt(v) : v}`)
+            .join(' ')
+        : '',
     ];
   });
   const header = ['benchmark', 'shardline', 'baseline (same run)', 'ratio', 'target', 'extra'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   console.log(line(header));
   console.log(line(widths.map((w) => '-'.repeat(w))));
   for (const r of rows) console.log(line(r));

@@ -103,7 +103,10 @@ export async function run(): Promise<BenchResult[]> {
     const makeZone = async (zone: string, n: number, capacity = 400): Promise<string[]> => {
       const rooms = Array.from({ length: n }, (_, i) => `${zone}-r${i}`);
       for (let i = 0; i < rooms.length; i += 500) {
-        await svc.defineRooms(zone, rooms.slice(i, i + 500).map((roomId) => ({ roomId, capacity })));
+        await svc.defineRooms(
+          zone,
+          rooms.slice(i, i + 500).map((roomId) => ({ roomId, capacity })),
+        );
       }
       return rooms;
     };
@@ -131,7 +134,8 @@ export async function run(): Promise<BenchResult[]> {
       const rawOps = workload(opCount, rawRooms, playerCount);
       const libOps = workload(opCount, libRooms, playerCount);
       const head = rawArgs(`raw${r}`);
-      const runRaw = async () => raw.push(await drive(rawOps, clients, (op, i) => conns[i % connections]!.evalsha(shaEnter, 7, ...head, op.room, op.player, LEASE_MS)));
+      const runRaw = async () =>
+        raw.push(await drive(rawOps, clients, (op, i) => conns[i % connections]!.evalsha(shaEnter, 7, ...head, op.room, op.player, LEASE_MS)));
       const runLib = async () => lib.push(await drive(libOps, clients, (op, i) => services[i % connections]!.enter(op.room, op.player)));
       // Alternate who goes first, so drift on a shared machine does not favour one side.
       if (r % 2 === 0) await runRaw().then(runLib);

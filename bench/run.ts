@@ -46,7 +46,9 @@ if (json) {
   const out = path.join(dir, 'results.json');
   writeFileSync(out, JSON.stringify(report, null, 2));
   const missed = results.filter((r) => meetsTarget(r) === false).map((r) => r.name);
-  console.log(`\n${results.length} results, ${missed.length} below target${missed.length ? ` (${missed.join('; ')})` : ''}; written to ${path.relative(process.cwd(), out)}`);
+  console.log(
+    `\n${results.length} results, ${missed.length} below target${missed.length ? ` (${missed.join('; ')})` : ''}; written to ${path.relative(process.cwd(), out)}`,
+  );
   for (const f of failures) console.log(`FAILED ${f}`);
 }
 process.exitCode = failures.length ? 1 : 0;

@@ -15,7 +15,10 @@ export const BENCH_EFFECT_GAME = 'e2e-effects';
 
 const byDecimal = (a: string, b: string) => a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 
-export const creditWallet: SettlementEffect<{ coins: number }, ShardDatabase> = async (trx: Transaction<ShardDatabase>, applied: readonly AppliedResult<{ coins: number }>[]) => {
+export const creditWallet: SettlementEffect<{ coins: number }, ShardDatabase> = async (
+  trx: Transaction<ShardDatabase>,
+  applied: readonly AppliedResult<{ coins: number }>[],
+) => {
   const sums = new Map<string, number>();
   for (const r of applied) {
     const id = r.playerId.toString();

@@ -35,7 +35,12 @@ async function createShards(base: string, databases: string[]): Promise<{ set: S
   const template = `${base}_tpl`;
   databases.push(template);
   await withAdmin((c) => c.query(`CREATE DATABASE ${pg.escapeIdentifier(template)}`));
-  const tpl = validateShardMap({ version: 1, buckets: 4096, regions: ['t'], shards: [{ id: 't', region: 't', connection: urlFor(template), buckets: ['0-4095'] }] });
+  const tpl = validateShardMap({
+    version: 1,
+    buckets: 4096,
+    regions: ['t'],
+    shards: [{ id: 't', region: 't', connection: urlFor(template), buckets: ['0-4095'] }],
+  });
   await new ShardMigrator(tpl.shards[0]!).applyPending();
   const names = BENCH_LAYOUT.map((_, i) => `${base}_${i}`);
   await withAdmin(async (c) => {
@@ -104,7 +109,14 @@ async function direct(set: ShardSet, players: PlayerId[], perTx: number, seconds
           const c = await pool.connect();
           try {
             await c.query('BEGIN');
-            const ins = await c.query(LEDGER_SQL, [picked.map(() => matchId), picked, picked.map(() => gameId), deltas, outcomes, picked.map(() => new Date())]);
+            const ins = await c.query(LEDGER_SQL, [
+              picked.map(() => matchId),
+              picked,
+              picked.map(() => gameId),
+              deltas,
+              outcomes,
+              picked.map(() => new Date()),
+            ]);
             const fresh = new Set(ins.rows.map((r: { player_id: bigint }) => r.player_id.toString()));
             const keep = picked.map((p, k) => (fresh.has(p) ? k : -1)).filter((k) => k >= 0);
             await c.query(STATS_SQL, [keep.map((k) => picked[k]), gameId, keep.map((k) => deltas[k]), keep.map((k) => outcomes[k]), matchId]);
@@ -122,7 +134,6 @@ async function direct(set: ShardSet, players: PlayerId[], perTx: number, seconds
   );
   return done / seconds;
 }
-
 
 /** The worker process (bench/settlement-worker.ts), as `shardline worker` runs beside the game servers. */
 function startWorker(config: BenchWorkerConfig, onCommitted: (m: Extract<BenchWorkerMessage, { type: 'committed' }>) => void) {
@@ -365,7 +376,12 @@ function expectedCoins(matches: number, matchSize: number): bigint {
 export function printResults(results: readonly BenchResult[]): void {
   for (const r of results) {
     console.log(`${r.name}: ${r.value} ${r.unit}  |  ${r.baselineName}: ${r.baseline}  |  ratio ${r.ratio}${r.target ? ` (target ${r.target})` : ''}`);
-    if (r.extra) console.log(`  ${Object.entries(r.extra).map(([k, v]) => `${k}=${v}`).join('  ')}`);
+    if (r.extra)
+      console.log(
+        `  ${Object.entries(r.extra)
+          .map(([k, v]) => `${k}=${v}`)
+          .join('  ')}`,
+      );
   }
 }
 

@@ -39,9 +39,7 @@ export async function up(knex: Knex): Promise<void> {
     t.timestamp('updated_at', { useTz: true }).notNullable().defaultTo(knex.fn.now());
     t.timestamp('applied_at', { useTz: true });
   });
-  await knex.raw(
-    `ALTER TABLE settlement_inbox ADD CONSTRAINT settlement_inbox_status_check CHECK (status IN ('pending', 'applied', 'failed'))`,
-  );
+  await knex.raw(`ALTER TABLE settlement_inbox ADD CONSTRAINT settlement_inbox_status_check CHECK (status IN ('pending', 'applied', 'failed'))`);
   // The reconciler's scan (oldest pending first) and the dead-letter listing stay small and fast
   // however many applied rows accumulate.
   await knex.raw(`CREATE INDEX settlement_inbox_pending ON settlement_inbox (updated_at) WHERE status = 'pending'`);

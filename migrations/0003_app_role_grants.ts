@@ -29,9 +29,7 @@ export async function up(knex: Knex): Promise<void> {
   // shardline_meta is normally created by the identity stamp before any migration, but a template
   // database is migrated unstamped: create it now, so it exists before the default privileges
   // below and does not inherit write grants from them.
-  await knex.raw(
-    `CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`,
-  );
+  await knex.raw(`CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
   await knex.raw(`
     DO $$
     DECLARE

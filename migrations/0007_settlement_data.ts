@@ -14,9 +14,7 @@ export async function up(knex: Knex): Promise<void> {
   // Only an object or nothing: submit refuses anything else, and the check keeps a hand-written row
   // honest. NOT VALID: every existing row has NULL there, so scanning a large ledger under the
   // ALTER's exclusive lock would prove nothing; new and updated rows are checked all the same.
-  await knex.raw(
-    `ALTER TABLE settlement_ledger ADD CONSTRAINT settlement_ledger_data_object CHECK (data IS NULL OR jsonb_typeof(data) = 'object') NOT VALID`,
-  );
+  await knex.raw(`ALTER TABLE settlement_ledger ADD CONSTRAINT settlement_ledger_data_object CHECK (data IS NULL OR jsonb_typeof(data) = 'object') NOT VALID`);
 }
 
 export async function down(knex: Knex): Promise<void> {

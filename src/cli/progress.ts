@@ -4,11 +4,7 @@
  */
 
 export type ShardProgress =
-  | { kind: 'waiting' }
-  | { kind: 'running' }
-  | { kind: 'step'; step: number; of: number; migration: string }
-  | { kind: 'done' }
-  | { kind: 'failed' };
+  { kind: 'waiting' } | { kind: 'running' } | { kind: 'step'; step: number; of: number; migration: string } | { kind: 'done' } | { kind: 'failed' };
 
 function stateText(p: ShardProgress): string {
   switch (p.kind) {

@@ -39,13 +39,19 @@ export function isTransientDbError(err: unknown): boolean {
   const code = codeOf(err);
   if (code && (CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || code.startsWith('08'))) return true;
   const msg = messageOf(err);
-  return /Connection terminated|timeout expired|connection timeout|Client has encountered a connection error|the database system is (starting up|shutting down)/i.test(msg);
+  return /Connection terminated|timeout expired|connection timeout|Client has encountered a connection error|the database system is (starting up|shutting down)/i.test(
+    msg,
+  );
 }
 
 /** True when the error means the server could not be reached or the session was lost. */
 export function isConnectionError(err: unknown): boolean {
   const code = codeOf(err);
-  if (code && (CONNECTION_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03' || code === '3D000' || code === '28P01' || code === '28000')) return true;
+  if (
+    code &&
+    (CONNECTION_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03' || code === '3D000' || code === '28P01' || code === '28000')
+  )
+    return true;
   return /Connection terminated|timeout expired|connection timeout|Client has encountered a connection error/i.test(messageOf(err));
 }
 

@@ -261,7 +261,8 @@ function validateScatterOptions(options: unknown): ScatterOptions {
     if (!SCATTER_OPTION_KEYS.includes(key)) throw new ValidationError(`options.${key}`, `is not a scatter option (known: ${SCATTER_OPTION_KEYS.join(', ')})`);
   }
   const { region, partial } = options as Record<string, unknown>;
-  if (region !== undefined && (typeof region !== 'string' || region.length === 0)) throw new ValidationError('options.region', `must be a region name, got ${showValue(region)}`);
+  if (region !== undefined && (typeof region !== 'string' || region.length === 0))
+    throw new ValidationError('options.region', `must be a region name, got ${showValue(region)}`);
   if (partial !== undefined && typeof partial !== 'boolean') throw new ValidationError('options.partial', `must be a boolean, got ${showValue(partial)}`);
   return options;
 }

@@ -302,7 +302,12 @@ export class RoomService {
   startSweeper(zones: readonly string[], options: SweeperOptions = {}): ZoneSweeper {
     this.assertOpen();
     zones.forEach((z, i) => validateZone(z, `zones.${i}`));
-    const s: ZoneSweeper = new ZoneSweeper((zone) => this.reap(zone), zones, options, () => this.sweepers.delete(s));
+    const s: ZoneSweeper = new ZoneSweeper(
+      (zone) => this.reap(zone),
+      zones,
+      options,
+      () => this.sweepers.delete(s),
+    );
     this.sweepers.add(s);
     return s;
   }

@@ -44,11 +44,7 @@ const ROOM_VIEW_BATCH = 500;
  * Reads the seated players through the directory: one call per ROOM_VIEW_BATCH ids (one call for
  * any room of default size), calls in parallel, answers merged.
  */
-export async function readPlayers(
-  directory: PlayerDirectory,
-  ids: readonly PlayerId[],
-  opts: { gameId: string; partial: boolean },
-): Promise<DirectoryAnswer> {
+export async function readPlayers(directory: PlayerDirectory, ids: readonly PlayerId[], opts: { gameId: string; partial: boolean }): Promise<DirectoryAnswer> {
   const parts: Promise<DirectoryAnswer>[] = [];
   for (let i = 0; i < ids.length; i += ROOM_VIEW_BATCH) parts.push(directory.getPlayers(ids.slice(i, i + ROOM_VIEW_BATCH), opts));
   const answers = await Promise.all(parts);
@@ -64,11 +60,7 @@ export async function readPlayers(
 }
 
 /** Joins the seat list with the directory's answer, keeping seat order. Pure. */
-export function joinRoomView(
-  head: { zone: string; roomId: string; gameId: string },
-  seated: readonly PlayerId[],
-  answer: DirectoryAnswer,
-): RoomView {
+export function joinRoomView(head: { zone: string; roomId: string; gameId: string }, seated: readonly PlayerId[], answer: DirectoryAnswer): RoomView {
   const byId = new Map(answer.players.map((p) => [p.id, p]));
   const members: RoomViewMember[] = [];
   for (const id of seated) {

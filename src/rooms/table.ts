@@ -136,12 +136,18 @@ export function buildMatchResult(
   rules: Pick<SettlementSubmitter, 'limits' | 'shards'> = {},
 ): TableSettlement {
   const results: unknown = Array.isArray(input.results) ? input.results.map(pickResult) : input.results;
-  const match = normalizeMatch({ matchId: input.matchId, gameId, endedAt: input.endedAt, results }, rules.shards?.router ?? null, rules.limits ?? DEFAULT_LIMITS);
+  const match = normalizeMatch(
+    { matchId: input.matchId, gameId, endedAt: input.endedAt, results },
+    rules.shards?.router ?? null,
+    rules.limits ?? DEFAULT_LIMITS,
+  );
   return {
     matchId: match.matchId,
     gameId: match.gameId,
     endedAt: match.endedAt,
-    results: [...match.results].sort((a, b) => a.index - b.index).map((r) => ({ playerId: formatPlayerId(r.playerId), scoreDelta: r.scoreDelta, outcome: r.outcome })),
+    results: [...match.results]
+      .sort((a, b) => a.index - b.index)
+      .map((r) => ({ playerId: formatPlayerId(r.playerId), scoreDelta: r.scoreDelta, outcome: r.outcome })),
   };
 }
 

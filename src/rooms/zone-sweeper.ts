@@ -23,12 +23,7 @@ export class ZoneSweeper {
   /** Seats freed since start. */
   reaped = 0;
 
-  constructor(
-    reap: (zone: string) => Promise<number>,
-    zones: readonly string[],
-    options: SweeperOptions,
-    onStop: () => void,
-  ) {
+  constructor(reap: (zone: string) => Promise<number>, zones: readonly string[], options: SweeperOptions, onStop: () => void) {
     const intervalMs = options.intervalMs ?? 1000;
     if (!Number.isInteger(intervalMs) || intervalMs < 1) throw new ValidationError('intervalMs', `${intervalMs} is not a positive integer`);
     this.reap = reap;

@@ -120,15 +120,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       return this.resync();
     }
     if (this.last === undefined) return this.resync();
-    const reply = (await this.source.client.xread(
-      'COUNT',
-      this.batchSize,
-      'BLOCK',
-      this.blockMs,
-      'STREAMS',
-      this.source.changesKey,
-      `${this.last}-0`,
-    ));
+    const reply = await this.source.client.xread('COUNT', this.batchSize, 'BLOCK', this.blockMs, 'STREAMS', this.source.changesKey, `${this.last}-0`);
     if (this.closed || !reply) return;
     for (const [id, fields] of reply[0]?.[1] ?? []) {
       const change = toChange(this.zone, id, fields);

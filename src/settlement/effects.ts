@@ -40,7 +40,8 @@ export type EffectsFor<Games, DB = ShardDatabase> = { readonly [G in keyof Games
 export function checkEffects(effects: unknown, field = 'effects'): SettlementEffects<unknown> {
   if (typeof effects !== 'object' || effects === null || Array.isArray(effects)) throw new ValidationError(field, 'must be an object of functions by game id');
   for (const [gameId, fn] of Object.entries(effects)) {
-    if (fn !== undefined && typeof fn !== 'function') throw new ValidationError(`${field}.${gameId}`, `must be a function (trx, applied) => Promise<void>, got ${typeof fn}`);
+    if (fn !== undefined && typeof fn !== 'function')
+      throw new ValidationError(`${field}.${gameId}`, `must be a function (trx, applied) => Promise<void>, got ${typeof fn}`);
   }
   return Object.freeze({ ...(effects as SettlementEffects<unknown>) });
 }
@@ -51,7 +52,11 @@ export function checkEffects(effects: unknown, field = 'effects'): SettlementEff
  * SettlementEffectError, which fails the parts given to the effect and, for a part alone, its
  * dead letter's reason.
  */
-export async function runEffects(trx: Transaction<ShardDatabase>, effects: SettlementEffects<unknown>, byGame: ReadonlyMap<string, AppliedResult[]>): Promise<void> {
+export async function runEffects(
+  trx: Transaction<ShardDatabase>,
+  effects: SettlementEffects<unknown>,
+  byGame: ReadonlyMap<string, AppliedResult[]>,
+): Promise<void> {
   for (const gameId of [...byGame.keys()].sort()) {
     const fx = Object.hasOwn(effects, gameId) ? effects[gameId] : undefined;
     const rows = byGame.get(gameId);
@@ -82,7 +87,8 @@ export async function loadEffectsModule(specifier: string, cwd: string): Promise
     throw new EffectsModuleError(specifier, `could not be loaded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   const effects = (mod as { effects?: unknown } | null)?.effects;
-  if (effects === undefined) throw new EffectsModuleError(specifier, 'exports no `effects` (export const effects = { <gameId>: async (trx, applied) => { ... } })');
+  if (effects === undefined)
+    throw new EffectsModuleError(specifier, 'exports no `effects` (export const effects = { <gameId>: async (trx, applied) => { ... } })');
   try {
     return checkEffects(effects, 'effects');
   } catch (err) {
@@ -100,7 +106,10 @@ async function importModule(url: string, file: string): Promise<unknown> {
     tsxRegistered ??= import('tsx/esm/api').then(
       (tsx) => void tsx.register(),
       () => {
-        throw new EffectsModuleError(file, 'is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile it to .js');
+        throw new EffectsModuleError(
+          file,
+          'is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile it to .js',
+        );
       },
     );
     await tsxRegistered;

@@ -178,7 +178,8 @@ function schemaError(field: string, err: unknown): ValidationError {
   const first = Array.isArray(issues) ? (issues[0] as { path?: unknown; message?: unknown; code?: unknown; keys?: unknown } | undefined) : undefined;
   if (!first) return new ValidationError(field, err instanceof Error ? err.message : String(err));
   const path = Array.isArray(first.path) ? first.path.map((p: unknown) => (typeof p === 'symbol' ? (p.description ?? '?') : String(p))) : [];
-  if (first.code === 'unrecognized_keys' && Array.isArray(first.keys)) return new ValidationError([field, ...path, String(first.keys[0])].join('.'), 'unknown field');
+  if (first.code === 'unrecognized_keys' && Array.isArray(first.keys))
+    return new ValidationError([field, ...path, String(first.keys[0])].join('.'), 'unknown field');
   return new ValidationError([field, ...path].join('.'), typeof first.message === 'string' ? first.message : 'invalid');
 }
 
@@ -211,7 +212,8 @@ function toJson(v: unknown, field: string, depth: number): JsonValue {
       for (const k of Object.keys(v).sort()) {
         const x = v[k];
         // Undefined is dropped, as JSON drops it. defineProperty: a key "__proto__" stays a key.
-        if (x !== undefined) Object.defineProperty(out, k, { value: toJson(x, `${field}.${k}`, depth + 1), enumerable: true, writable: true, configurable: true });
+        if (x !== undefined)
+          Object.defineProperty(out, k, { value: toJson(x, `${field}.${k}`, depth + 1), enumerable: true, writable: true, configurable: true });
       }
       return out;
     }
@@ -231,7 +233,9 @@ export function contentHash(match: Omit<NormalizedMatch, 'contentHash'>): string
     match.matchId,
     match.gameId,
     match.endedAt.toISOString(),
-    match.results.map((r) => (r.data === undefined ? [r.playerId.toString(), r.scoreDelta, r.outcome] : [r.playerId.toString(), r.scoreDelta, r.outcome, r.data])),
+    match.results.map((r) =>
+      r.data === undefined ? [r.playerId.toString(), r.scoreDelta, r.outcome] : [r.playerId.toString(), r.scoreDelta, r.outcome, r.data],
+    ),
   ]);
   return createHash('sha256').update(canonical).digest('hex');
 }

@@ -35,7 +35,12 @@ describe('shardline CLI (subprocess)', () => {
   it('route prints region and shard per id, and rejects a bad id with its code', async () => {
     const ok = await runCli(['route', '--map', mapFile, '--json', '4194304', String((1n << 22n) | (3000n << 10n))], { env });
     expect(ok.code).toBe(0);
-    expect(ok.stdout.trim().split('\n').map((l) => JSON.parse(l) as { shard: string })).toMatchObject([{ shard: 'sz-1' }, { shard: 'sc-1' }]);
+    expect(
+      ok.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { shard: string }),
+    ).toMatchObject([{ shard: 'sz-1' }, { shard: 'sc-1' }]);
     const bad = await runCli(['route', '--map', mapFile, 'twelve'], { env });
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/INVALID_PLAYER_ID.*"twelve"/);
@@ -68,7 +73,7 @@ describe('shardline CLI (subprocess)', () => {
     }
   });
 
-  it('migrate status exits 1 naming the identity fault: two shards on one database, or one on another shard\'s database', async () => {
+  it("migrate status exits 1 naming the identity fault: two shards on one database, or one on another shard's database", async () => {
     const db = uniqueName(RUN_PREFIX + 'cli');
     dbs.push(db);
     const twoShards = (second: { id: string; region: string }) =>

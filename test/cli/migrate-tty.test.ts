@@ -30,7 +30,11 @@ function runCliInTty(args: readonly string[]): Promise<CliResult> {
 }
 
 /** What a reader sees line by line, minus the escape sequences that placed it. */
-const plain = (text: string) => text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').replaceAll('\r', '').split('\n');
+const plain = (text: string) =>
+  text
+    .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+    .replaceAll('\r', '')
+    .split('\n');
 
 const dbs = [uniqueName(RUN_PREFIX + 'tty'), uniqueName(RUN_PREFIX + 'tty')];
 afterAll(() => dropDatabases(dbs));

@@ -52,7 +52,10 @@ async function tableCount(url: string): Promise<number> {
 describe('migrations across shards', () => {
   it('migrates every shard, rolls one back, reports the drift, and continues on rerun', async () => {
     const [a, b] = await emptyDbs(2);
-    const map = mapOf([{ id: 'm-1', url: urlFor(a!) }, { id: 'm-2', url: urlFor(b!) }]);
+    const map = mapOf([
+      { id: 'm-1', url: urlFor(a!) },
+      { id: 'm-2', url: urlFor(b!) },
+    ]);
     const first = await migrateShards(map.shards, 'latest');
     expect(first.map((r) => [r.shardId, r.ok, r.version])).toEqual([
       ['m-1', true, expectedVersion()],
@@ -73,19 +76,28 @@ describe('migrations across shards', () => {
 
   it('refuses a map that points two shards at one database, before writing anything', async () => {
     const [a] = await emptyDbs(1);
-    const map = mapOf([{ id: 'x', url: urlFor(a!) }, { id: 'y', url: urlFor(a!) }]);
+    const map = mapOf([
+      { id: 'x', url: urlFor(a!) },
+      { id: 'y', url: urlFor(a!) },
+    ]);
     expect(() => new ShardSet(map)).toThrow(ShardIdentityError);
     await expect(migrateShards(map.shards, 'latest')).rejects.toThrow(/points shards "x" and "y" at the same database/);
     expect(await tableCount(urlFor(a!))).toBe(0);
   });
 
-  it('refuses a shard aimed at another shard\'s database, however the URL is spelled', async () => {
+  it("refuses a shard aimed at another shard's database, however the URL is spelled", async () => {
     const [a, b] = await emptyDbs(2);
-    const good = mapOf([{ id: 'g-1', url: urlFor(a!) }, { id: 'g-2', url: urlFor(b!) }]);
+    const good = mapOf([
+      { id: 'g-1', url: urlFor(a!) },
+      { id: 'g-2', url: urlFor(b!) },
+    ]);
     await migrateShards(good.shards, 'latest');
     // g-2 now points at g-1's database through another host spelling: the URL check cannot see it.
     const alias = urlFor(a!).replace('127.0.0.1', 'localhost');
-    const bad = mapOf([{ id: 'g-1', url: urlFor(a!) }, { id: 'g-2', url: alias }]);
+    const bad = mapOf([
+      { id: 'g-1', url: urlFor(a!) },
+      { id: 'g-2', url: alias },
+    ]);
     const set = new ShardSet(bad);
     try {
       await expect(set.db('g-2')).rejects.toThrow(ShardIdentityError);
@@ -113,7 +125,10 @@ describe('migrations across shards', () => {
 
   it('reports an unreachable shard without hanging, and still migrates the others', async () => {
     const [a] = await emptyDbs(1);
-    const map = mapOf([{ id: 'ok-1', url: urlFor(a!) }, { id: 'down-1', url: 'postgres://postgres@127.0.0.1:1/nothing' }]);
+    const map = mapOf([
+      { id: 'ok-1', url: urlFor(a!) },
+      { id: 'down-1', url: 'postgres://postgres@127.0.0.1:1/nothing' },
+    ]);
     // Never stamped, ok-1 is not stamped as owner of its buckets while down-1, which may own them, cannot be read.
     const refused = await migrateShards(map.shards, 'latest', { connectionTimeoutMs: 1000 });
     expect(refused.find((r) => r.shardId === 'ok-1')).toMatchObject({ ok: false, errorCode: 'SHARD_OWNERSHIP_UNVERIFIED' });

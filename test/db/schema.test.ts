@@ -6,7 +6,8 @@ import { createTestShards, type TestShards } from '../support/shards.js';
  * Tables that are not part of any player's record set: shard identity, migration bookkeeping, queues,
  * and the login directory `identities` (keyed by bucket, not player: see migrations/0008).
  */
-const NON_PLAYER_TABLES = /^(shardline_meta|knex_migrations|knex_migrations_lock|shardline_app_migrations|shardline_app_migrations_lock|settlement_inbox.*|identities)$/;
+const NON_PLAYER_TABLES =
+  /^(shardline_meta|knex_migrations|knex_migrations_lock|shardline_app_migrations|shardline_app_migrations_lock|settlement_inbox.*|identities)$/;
 
 let t: TestShards;
 beforeAll(async () => {
@@ -34,7 +35,7 @@ describe('the self-closed schema', () => {
     }
   });
 
-  it('has no foreign key that leaves a player\'s own rows', async () => {
+  it("has no foreign key that leaves a player's own rows", async () => {
     const db = await t.shardSet.db('sz-1');
     const fks = await sql<{ table_name: string; column_name: string; foreign_table: string; foreign_column: string }>`
       SELECT kcu.table_name, kcu.column_name, ccu.table_name AS foreign_table, ccu.column_name AS foreign_column
@@ -59,9 +60,7 @@ describe('the self-closed schema', () => {
     const pool = t.shardSet.pool('sz-1');
     // Far more than 1024 per millisecond: the clock borrows the next millisecond instead of repeating.
     const batches = await Promise.all(
-      Array.from({ length: 5 }, () =>
-        pool.query<{ id: bigint }>(`SELECT shardline_player_id(7) AS id FROM generate_series(1, 2000)`),
-      ),
+      Array.from({ length: 5 }, () => pool.query<{ id: bigint }>(`SELECT shardline_player_id(7) AS id FROM generate_series(1, 2000)`)),
     );
     const ids = batches.flatMap((b) => b.rows.map((r) => r.id));
     expect(new Set(ids).size).toBe(10_000);

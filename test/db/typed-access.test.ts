@@ -104,7 +104,11 @@ describe.each(LAYOUTS)('typed access to the app tables (%s)', (layout) => {
       class AppError extends Error {}
       const err = await errorOf(
         shards.transaction(pid, async (trx) => {
-          await trx.insertInto('wallets').values({ player_id: pid, coins: 5 }).onConflict((oc) => oc.doNothing()).execute();
+          await trx
+            .insertInto('wallets')
+            .values({ player_id: pid, coins: 5 })
+            .onConflict((oc) => oc.doNothing())
+            .execute();
           await trx.updateTable('players').set({ nickname: 'renamed' }).where('player_id', '=', pid).execute();
           throw new AppError('not enough coins');
         }),
@@ -120,7 +124,11 @@ describe.each(LAYOUTS)('typed access to the app tables (%s)', (layout) => {
       const before = await walletsOn(shardId);
       const err = await errorOf(
         shards.transaction(pid, async (trx) => {
-          await trx.insertInto('wallets').values({ player_id: pid, coins: 7 }).onConflict((oc) => oc.column('player_id').doUpdateSet({ coins: 7 })).execute();
+          await trx
+            .insertInto('wallets')
+            .values({ player_id: pid, coins: 7 })
+            .onConflict((oc) => oc.column('player_id').doUpdateSet({ coins: 7 }))
+            .execute();
           await trx.updateTable('wallets').set({ coins: -1 }).where('player_id', '=', pid).execute(); // CHECK (coins >= 0)
         }),
       );
@@ -314,7 +322,9 @@ describe.each(LAYOUTS)('typed access to the app tables (%s)', (layout) => {
         const up = t.map.shards.find((s) => s.id !== downId);
         for (const set2 of up ? [set, shards] : [shards]) {
           const failing = up?.id ?? t.map.shards[0]!.id;
-          const broken = await errorOf(set2.scatter(async (db, shard) => (shard.id === failing ? sql`SELECT * FROM no_such_table`.execute(db) : null), { partial: true }));
+          const broken = await errorOf(
+            set2.scatter(async (db, shard) => (shard.id === failing ? sql`SELECT * FROM no_such_table`.execute(db) : null), { partial: true }),
+          );
           expect(broken).toBeInstanceOf(ShardQueryError);
           expect((broken as ShardQueryError).sqlState).toBe('42P01');
           expect((broken as ShardQueryError).shardId).toBe(failing);

@@ -93,7 +93,12 @@ describe('malformed jobs written straight into the queues', () => {
       { shard: 'sz-2', id: 'forged-extra', data: { matchId: real.matchId, shardId: 'sz-2', scoreDelta: 1e6 }, reason: /malformed job data/ },
       { shard: 'sz-2', id: 'forged-bad-id', data: { matchId: 'has space', shardId: 'sz-2' }, reason: /malformed job data/ },
       // Names another shard than the queue it sits in: must not apply sc-1's part from sz-2's worker.
-      { shard: 'sz-2', id: 'forged-wrong-queue', data: { matchId: real.matchId, shardId: 'sc-1' }, reason: /names shard "sc-1" but sits in the queue of shard "sz-2"/ },
+      {
+        shard: 'sz-2',
+        id: 'forged-wrong-queue',
+        data: { matchId: real.matchId, shardId: 'sc-1' },
+        reason: /names shard "sc-1" but sits in the queue of shard "sz-2"/,
+      },
       // Well formed, but no such part on that shard (the match never touched na-1; ghost never existed).
       { shard: 'na-1', id: 'forged-no-part', data: { matchId: real.matchId, shardId: 'na-1' }, reason: /no inbox row/ },
       { shard: 'na-1', id: 'forged-ghost', data: { matchId: 'ghost-match', shardId: 'na-1' }, reason: /no inbox row/ },
@@ -104,7 +109,14 @@ describe('malformed jobs written straight into the queues', () => {
     const raw = new Redis(sharedRedis());
     try {
       const base = `${prefix}:${queueNameFor('sz-2')}`;
-      await raw.hset(`${base}:forged-raw`, { name: 'settle', data: '{not json', opts: JSON.stringify(many), timestamp: String(Date.now()), delay: '0', priority: '0' });
+      await raw.hset(`${base}:forged-raw`, {
+        name: 'settle',
+        data: '{not json',
+        opts: JSON.stringify(many),
+        timestamp: String(Date.now()),
+        delay: '0',
+        priority: '0',
+      });
       await raw.lpush(`${base}:wait`, 'forged-raw');
       await raw.zadd(`${base}:marker`, 0, '0');
     } finally {
@@ -143,7 +155,11 @@ describe('malformed jobs written straight into the queues', () => {
     const failedBefore = (await rounds.get()).values.reduce((n, v) => n + v.value, 0);
     await new Promise((r) => setTimeout(r, 1500));
     for (const f of forged) {
-      expect({ id: f.id, state: await q(f.shard).getJobState(f.id), attemptsMade: (await q(f.shard).getJob(f.id))?.attemptsMade }).toEqual({ id: f.id, state: 'failed', attemptsMade: 1 });
+      expect({ id: f.id, state: await q(f.shard).getJobState(f.id), attemptsMade: (await q(f.shard).getJob(f.id))?.attemptsMade }).toEqual({
+        id: f.id,
+        state: 'failed',
+        attemptsMade: 1,
+      });
     }
     expect(await q('sz-2').getJobState('forged-raw')).toBe('failed');
     expect(await rawHash()).toMatchObject({ atm: '1' });
@@ -191,7 +207,10 @@ describe('malformed jobs written straight into the queues', () => {
     expect(shown.code, shown.stderr).toBe(0);
     const lines = shown.stdout.split('\n');
     for (const f of expected) {
-      expect({ job: f.jobId, shown: lines.some((l) => l.includes(` ${f.jobId} `) && / queue /.test(l) && l.includes(` ${f.shardId} `)) }).toEqual({ job: f.jobId, shown: true });
+      expect({ job: f.jobId, shown: lines.some((l) => l.includes(` ${f.jobId} `) && / queue /.test(l) && l.includes(` ${f.shardId} `)) }).toEqual({
+        job: f.jobId,
+        shown: true,
+      });
     }
     expect(retriedCli.code, retriedCli.stderr).toBe(0);
     expect(retriedCli.stdout).toContain('not retried: job forged-ghost on na-1: no inbox row behind it');

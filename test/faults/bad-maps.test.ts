@@ -45,7 +45,11 @@ describe('bad shard maps given to the worker and settle commands', () => {
         map: variant((s) => void (shard(s, 'sz-2').buckets = ['1000-2047'])),
         error: /error \[SHARD_MAP_INVALID\]: invalid shard map [^\n]*\n\s+- shards\[1\]\.buckets\[0\]: buckets 1000-1023 are owned by both "sz-1" and "sz-2"/,
       },
-      { name: 'gap', map: variant((s) => void (shard(s, 'na-1').buckets = ['3072-4000'])), error: /error \[SHARD_MAP_INVALID\][^]*buckets: 4001-4095 owned by no shard/ },
+      {
+        name: 'gap',
+        map: variant((s) => void (shard(s, 'na-1').buckets = ['3072-4000'])),
+        error: /error \[SHARD_MAP_INVALID\][^]*buckets: 4001-4095 owned by no shard/,
+      },
       {
         name: 'missing env',
         map: variant((s) => void (shard(s, 'na-1').connection = 'env:SHARDLINE_FAULTS_NEVER_SET_URL')),
@@ -85,7 +89,10 @@ describe('bad shard maps given to the worker and settle commands', () => {
       };
     });
     for (const r of runs) {
-      for (const [cmd, p] of [['worker', r.worker], ['settle', r.settle]] as const) {
+      for (const [cmd, p] of [
+        ['worker', r.worker],
+        ['settle', r.settle],
+      ] as const) {
         if (!p) continue;
         const ended = await p.done;
         expect({ case: r.name, cmd, ...ended }, p.output()).toEqual({ case: r.name, cmd, code: 1, signal: null });

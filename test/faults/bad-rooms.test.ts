@@ -21,7 +21,10 @@ describe('bad room operations: a typed error and no trace', () => {
   let f: RoomsFixture;
   beforeAll(async () => {
     f = await roomsFixture();
-    await f.service.defineRooms('z-bad', [{ roomId: 'bad-a', capacity: 3 }, { roomId: 'bad-b', capacity: 3 }]);
+    await f.service.defineRooms('z-bad', [
+      { roomId: 'bad-a', capacity: 3 },
+      { roomId: 'bad-b', capacity: 3 },
+    ]);
     for (const p of playerIds(2, 7_000_000)) await f.service.enter('bad-a', p);
   });
   afterAll(async () => {
@@ -30,7 +33,10 @@ describe('bad room operations: a typed error and no trace', () => {
 
   const unchanged = async <T>(what: string, call: () => Promise<T>): Promise<unknown> => {
     const before = await snapshot(f.client, f.prefix);
-    const err = await call().then(() => null, (e: unknown) => e);
+    const err = await call().then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(await snapshot(f.client, f.prefix), `${what} left a trace`).toEqual(before);
     return err;
   };
@@ -84,14 +90,19 @@ describe('bad room operations: a typed error and no trace', () => {
     // Shrinking below the players seated is refused and leaves the room as it was.
     const shrink = await unchanged('shrink', () => f.service.createRoom('z-bad', 'bad-a', { capacity: 1 }));
     expect(shrink).toMatchObject({ code: 'VALIDATION_FAILED', field: 'capacity' });
-    expect(() => new RoomService({ connection: f.client, defaultCapacity: -5 })).toThrow(expect.objectContaining({ code: 'VALIDATION_FAILED', field: 'defaultCapacity' }));
+    expect(() => new RoomService({ connection: f.client, defaultCapacity: -5 })).toThrow(
+      expect.objectContaining({ code: 'VALIDATION_FAILED', field: 'defaultCapacity' }),
+    );
     assertInvariants(await readZone(f.client, f.prefix, 'z-bad'));
   });
 
   it('a player entering several rooms of one zone at the same instant ends in exactly one', async () => {
     const zone = 'z-twice';
     const rooms = ['tw-0', 'tw-1', 'tw-2', 'tw-3'];
-    await f.service.defineRooms(zone, rooms.map((roomId) => ({ roomId, capacity: 50 })));
+    await f.service.defineRooms(
+      zone,
+      rooms.map((roomId) => ({ roomId, capacity: 50 })),
+    );
     const services = f.more(3);
     const players = playerIds(20, 8_000_000);
     // Every player into every room, from three connections, all at once.
@@ -106,7 +117,10 @@ describe('bad room operations: a typed error and no trace', () => {
     // One-seat rooms and more players than seats: at most one room each, never above capacity.
     const tight = 'z-tight';
     const small = ['ti-0', 'ti-1', 'ti-2'];
-    await f.service.defineRooms(tight, small.map((roomId) => ({ roomId, capacity: 1 })));
+    await f.service.defineRooms(
+      tight,
+      small.map((roomId) => ({ roomId, capacity: 1 })),
+    );
     const crowd = playerIds(6, 9_000_000);
     const tries = await Promise.allSettled(crowd.flatMap((p) => small.flatMap((r) => services.map((svc) => svc.enter(r, p)))));
     for (const r of tries) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(RoomFullError);

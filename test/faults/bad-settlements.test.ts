@@ -7,17 +7,7 @@ import { uniqueName } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { createPlayers } from '../support/players.js';
 import { waitFor } from '../support/wait.js';
-import {
-  deleteKeysUnder,
-  exactlyOnceProblems,
-  faultPrefix,
-  keysUnder,
-  prng,
-  randomMatch,
-  rowsOfMatch,
-  sharedRedis,
-  silent,
-} from './support/settlement.js';
+import { deleteKeysUnder, exactlyOnceProblems, faultPrefix, keysUnder, prng, randomMatch, rowsOfMatch, sharedRedis, silent } from './support/settlement.js';
 
 const LIMITS = { maxResults: 12, minScoreDelta: -500, maxScoreDelta: 500, maxPayloadBytes: 8192 };
 
@@ -27,19 +17,34 @@ interface Corruption {
   apply(m: SettlementInput, at: number): { input: unknown; field: string };
 }
 
-const set = (m: SettlementInput, at: number, patch: Record<string, unknown>) => ({ ...m, results: m.results.map((r, i) => (i === at ? { ...r, ...patch } : r)) });
+const set = (m: SettlementInput, at: number, patch: Record<string, unknown>) => ({
+  ...m,
+  results: m.results.map((r, i) => (i === at ? { ...r, ...patch } : r)),
+});
 
 function corruptions(ghost: string): Corruption[] {
   const badIds: unknown[] = ['abc', '-5', '0', '', '1.5', ' 12', '0x1F', '1e3', '9223372036854775808', '12345678901234567890123', 12345, null, true, {}];
   const badDeltas: unknown[] = [1.5, -0.25, Number.NaN, Number.POSITIVE_INFINITY, '5', null, 2 ** 53, LIMITS.maxScoreDelta + 1, LIMITS.minScoreDelta - 1, 1e9];
   return [
-    ...badIds.map((v): Corruption => ({ name: `playerId ${JSON.stringify(v)}`, apply: (m, at) => ({ input: set(m, at, { playerId: v }), field: `results.${at}.playerId` }) })),
-    ...badDeltas.map((v): Corruption => ({ name: `scoreDelta ${String(v)}`, apply: (m, at) => ({ input: set(m, at, { scoreDelta: v }), field: `results.${at}.scoreDelta` }) })),
-    { name: 'duplicate player', apply: (m, at) => ({ input: { ...m, results: [...m.results, m.results[at]] }, field: `results.${m.results.length}.playerId` }) },
+    ...badIds.map((v): Corruption => ({
+      name: `playerId ${JSON.stringify(v)}`,
+      apply: (m, at) => ({ input: set(m, at, { playerId: v }), field: `results.${at}.playerId` }),
+    })),
+    ...badDeltas.map((v): Corruption => ({
+      name: `scoreDelta ${String(v)}`,
+      apply: (m, at) => ({ input: set(m, at, { scoreDelta: v }), field: `results.${at}.scoreDelta` }),
+    })),
+    {
+      name: 'duplicate player',
+      apply: (m, at) => ({ input: { ...m, results: [...m.results, m.results[at]] }, field: `results.${m.results.length}.playerId` }),
+    },
     { name: 'unknown player', apply: (m, at) => ({ input: set(m, at, { playerId: ghost }), field: `results.${at}.playerId` }) },
     { name: 'empty results', apply: (m) => ({ input: { ...m, results: [] }, field: 'results' }) },
     { name: 'results not a list', apply: (m) => ({ input: { ...m, results: { 0: m.results[0] } }, field: 'results' }) },
-    { name: 'too many results', apply: (m) => ({ input: { ...m, results: Array.from({ length: LIMITS.maxResults + 1 }, (_, i) => m.results[i % m.results.length]) }, field: 'results' }) },
+    {
+      name: 'too many results',
+      apply: (m) => ({ input: { ...m, results: Array.from({ length: LIMITS.maxResults + 1 }, (_, i) => m.results[i % m.results.length]) }, field: 'results' }),
+    },
     { name: 'oversized payload', apply: (m) => ({ input: { ...m, gameId: 'g'.repeat(LIMITS.maxPayloadBytes) }, field: '(input)' }) },
     { name: 'oversized field', apply: (m, at) => ({ input: set(m, at, { outcome: 'w'.repeat(64 * 1024) }), field: '(input)' }) },
     { name: 'unknown outcome', apply: (m, at) => ({ input: set(m, at, { outcome: 'forfeit' }), field: `results.${at}.outcome` }) },
@@ -82,9 +87,16 @@ describe('bad settlement input: a typed error naming the field, and no trace any
           const at = pos % base.results.length;
           const corruption = catalogue[which] as Corruption;
           const { input, field } = corruption.apply(base, at);
-          const err = await c.submitSettlement(input as SettlementInput).then(() => null, (e: unknown) => e);
+          const err = await c.submitSettlement(input as SettlementInput).then(
+            () => null,
+            (e: unknown) => e,
+          );
           expect(err, corruption.name).toBeInstanceOf(ValidationError);
-          expect({ case: corruption.name, code: (err as ShardlineError).code, field: (err as ValidationError).field }).toEqual({ case: corruption.name, code: 'VALIDATION_FAILED', field });
+          expect({ case: corruption.name, code: (err as ShardlineError).code, field: (err as ValidationError).field }).toEqual({
+            case: corruption.name,
+            code: 'VALIDATION_FAILED',
+            field,
+          });
           expect(await rowsOfMatch(t.shardSet, base.matchId), `${corruption.name}: rows left`).toBe(0);
         }),
         { numRuns: 80 },
@@ -123,7 +135,13 @@ describe('bad settlement input: a typed error naming the field, and no trace any
       { ...first, results: [first.results[0]!] },
       { ...first, results: [...first.results, { playerId: on('sc-1', 0), scoreDelta: 0, outcome: 'draw' }] },
       // Entirely other shards: only the home shard's claim can tell.
-      { ...first, results: [{ playerId: on('sc-1', 1), scoreDelta: 1, outcome: 'win' }, { playerId: on('na-1', 1), scoreDelta: -1, outcome: 'loss' }] },
+      {
+        ...first,
+        results: [
+          { playerId: on('sc-1', 1), scoreDelta: 1, outcome: 'win' },
+          { playerId: on('na-1', 1), scoreDelta: -1, outcome: 'loss' },
+        ],
+      },
     ];
     const jobKeys = async () => (await keysUnder(sharedRedis(), prefix)).filter((k) => k.endsWith(`:${jobIdFor(first.matchId)}`));
     try {
@@ -133,7 +151,10 @@ describe('bad settlement input: a typed error naming the field, and no trace any
       const refuse = async () => {
         const rows = await rowsOfMatch(t.shardSet, first.matchId);
         for (const o of others) {
-          const err = await c.submitSettlement(o).then(() => null, (e: unknown) => e);
+          const err = await c.submitSettlement(o).then(
+            () => null,
+            (e: unknown) => e,
+          );
           expect(err).toBeInstanceOf(SettlementConflictError);
           expect(err).toMatchObject({ code: 'SETTLEMENT_CONFLICT', matchId: first.matchId });
           expect(await rowsOfMatch(t.shardSet, first.matchId)).toBe(rows);

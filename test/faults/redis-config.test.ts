@@ -29,7 +29,9 @@ describe('the worker CLI judges its Redis at start', () => {
   }
 
   function worker(redis: OwnRedis): Proc {
-    return spawnCli(['worker', '--map', mapFile, '--prefix', faultPrefix(), '--grace-ms', '2000', '--concurrency', '4', '--batch-size', '2'], { REDIS_URL: redis.url });
+    return spawnCli(['worker', '--map', mapFile, '--prefix', faultPrefix(), '--grace-ms', '2000', '--concurrency', '4', '--batch-size', '2'], {
+      REDIS_URL: redis.url,
+    });
   }
 
   async function dbsize(redis: OwnRedis): Promise<number> {
@@ -65,7 +67,8 @@ describe('the worker CLI judges its Redis at start', () => {
     expect(onEvicting.output()).toContain('error [REDIS_CONFIG]: Redis maxmemory-policy is "allkeys-lru", expected "noeviction"');
     expect(await dbsize(evicting)).toBe(0);
 
-    for (const p of [onVolatile, onAof]) await waitFor('worker started', async () => p.output().includes('settlement worker started') || p.child.exitCode !== null, 90_000, 100);
+    for (const p of [onVolatile, onAof])
+      await waitFor('worker started', async () => p.output().includes('settlement worker started') || p.child.exitCode !== null, 90_000, 100);
     const risk = warnings(onVolatile).find((l) => /no persistence/.test(l.msg));
     expect(risk?.msg, onVolatile.output()).toMatch(/Redis has no persistence.*a restart loses queued jobs.*shard inboxes keep every accepted settlement/);
     expect(warnings(onAof).filter((l) => /persist/.test(l.msg))).toEqual([]);

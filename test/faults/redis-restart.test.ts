@@ -101,7 +101,11 @@ describe('Redis restarted with AOF during a run', () => {
     await waitFor(
       'queues drained',
       async () => {
-        const c = await queueCounts(redis.options(), prefix, t.map.shards.map((s) => s.id));
+        const c = await queueCounts(
+          redis.options(),
+          prefix,
+          t.map.shards.map((s) => s.id),
+        );
         return c.waiting + c.active + c.delayed + c.prioritized + c.failed === 0;
       },
       30_000,

@@ -55,7 +55,14 @@ describe(`one shard's PostgreSQL server stopped mid-run (${DOWN})`, () => {
     shards = new ShardSet(map, { poolMax: 5, connectionTimeoutMs: 3000 });
     byShard = await createPlayers(shards, 10);
     // A retry window (12 tries from 200 ms, doubling: minutes) far longer than the outage (seconds).
-    client = new SettlementClient({ shards, connection: sharedRedis(), prefix, logger: silent, jobs: { attempts: 12, backoffMs: 200 }, enqueueTimeoutMs: 5000 });
+    client = new SettlementClient({
+      shards,
+      connection: sharedRedis(),
+      prefix,
+      logger: silent,
+      jobs: { attempts: 12, backoffMs: 200 },
+      enqueueTimeoutMs: 5000,
+    });
   }, 180_000);
   afterAll(async () => {
     await killStarted();
@@ -128,7 +135,10 @@ describe(`one shard's PostgreSQL server stopped mid-run (${DOWN})`, () => {
             : kind === 1
               ? matchOf(all, gameId, rand, () => true) // may touch na-1
               : matchOf(healthy, gameId, rand, (h) => h === DOWN); // healthy players, arbitrated by na-1
-        const touchesDown = kind === 2 || m.results.some((r) => shards.router.shardFor(BigInt(r.playerId.toString()) as PlayerId).id === DOWN) || homeShardOf(map, m.matchId).id === DOWN;
+        const touchesDown =
+          kind === 2 ||
+          m.results.some((r) => shards.router.shardFor(BigInt(r.playerId.toString()) as PlayerId).id === DOWN) ||
+          homeShardOf(map, m.matchId).id === DOWN;
         const outcome = await client.submitSettlement(m).then(
           () => null,
           (e: unknown) => e,
@@ -176,7 +186,13 @@ describe(`one shard's PostgreSQL server stopped mid-run (${DOWN})`, () => {
       expect(await exactlyOnceProblems(shards, gameId, accepted)).toEqual([]);
       const retriedJobs = await Promise.all(downParts.map(async (m) => (await downQueue.getJob(jobIdFor(m.matchId)))?.attemptsMade ?? 0));
       expect(Math.max(...retriedJobs), 'na-1 jobs were tried several times').toBeGreaterThanOrEqual(3);
-      expect(await queueCounts(sharedRedis(), prefix, map.shards.map((s) => s.id))).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0 });
+      expect(
+        await queueCounts(
+          sharedRedis(),
+          prefix,
+          map.shards.map((s) => s.id),
+        ),
+      ).toMatchObject({ waiting: 0, active: 0, delayed: 0, failed: 0 });
       expect((await client.listFailed()).failed).toEqual([]);
     } finally {
       await downQueue.close();

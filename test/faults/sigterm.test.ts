@@ -9,15 +9,7 @@ import { killStarted, spawnCli, type Proc } from './support/processes.js';
 import { writeMapFile } from '../support/maps.js';
 import { createPlayers } from '../support/players.js';
 import { waitFor } from '../support/wait.js';
-import {
-  deleteKeysUnder,
-  exactlyOnceProblems,
-  faultPrefix,
-  prng,
-  randomMatch,
-  sharedRedis,
-  silent,
-} from './support/settlement.js';
+import { deleteKeysUnder, exactlyOnceProblems, faultPrefix, prng, randomMatch, sharedRedis, silent } from './support/settlement.js';
 import { connectionUrlOf } from '../../src/shardmap/connection-url.js';
 
 /**
@@ -75,7 +67,8 @@ describe('the worker CLI stopped with SIGTERM', () => {
     return { prefix, client, matches, gameId, queues };
   }
 
-  const activeIds = async (queues: Queue[]) => (await Promise.all(queues.map(async (q) => (await q.getJobs(['active'])).map((j) => `${q.name}/${j.id}`)))).flat().sort();
+  const activeIds = async (queues: Queue[]) =>
+    (await Promise.all(queues.map(async (q) => (await q.getJobs(['active'])).map((j) => `${q.name}/${j.id}`)))).flat().sort();
   const completedIds = async (queues: Queue[]) =>
     (await Promise.all(queues.map(async (q) => (await q.getJobs(['completed'])).map((j) => `${q.name}/${j.id}`)))).flat().sort();
 
@@ -150,7 +143,9 @@ describe('the worker CLI stopped with SIGTERM', () => {
       expect(w.output()).toContain('grace period over with jobs in flight');
       // Its transactions died with it: nothing of the stuck parts was applied.
       expect(await completedIds(queues)).toEqual([]);
-      const applied = (await Promise.all(matches.map((m) => client.settlementStatus(m.matchId)))).flatMap((s) => s?.shards ?? []).filter((p) => p.state === 'applied');
+      const applied = (await Promise.all(matches.map((m) => client.settlementStatus(m.matchId))))
+        .flatMap((s) => s?.shards ?? [])
+        .filter((p) => p.state === 'applied');
       expect(applied).toEqual([]);
       expect(stuck.length).toBeGreaterThan(0);
       await releaseLedgers();

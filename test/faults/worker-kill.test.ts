@@ -8,16 +8,7 @@ import { killStarted, spawnWorker } from './support/processes.js';
 import { writeMapFile } from '../support/maps.js';
 import { createPlayers } from '../support/players.js';
 import { waitFor } from '../support/wait.js';
-import {
-  deleteKeysUnder,
-  exactlyOnceProblems,
-  faultPrefix,
-  prng,
-  queueCounts,
-  randomMatch,
-  sharedRedis,
-  silent,
-} from './support/settlement.js';
+import { deleteKeysUnder, exactlyOnceProblems, faultPrefix, prng, queueCounts, randomMatch, sharedRedis, silent } from './support/settlement.js';
 
 describe('a settlement worker process killed with SIGKILL while applying', () => {
   let t: TestShards;
@@ -79,7 +70,10 @@ describe('a settlement worker process killed with SIGKILL while applying', () =>
       // Jobs still locked by the dead process: it was killed with work in hand.
       kills.push({ appliedBefore: applied, activeAfter: (await queueCounts(sharedRedis(), prefix, shardIds)).active });
     }
-    expect(kills.some((k) => k.activeAfter > 0), JSON.stringify(kills)).toBe(true);
+    expect(
+      kills.some((k) => k.activeAfter > 0),
+      JSON.stringify(kills),
+    ).toBe(true);
     expect((await exactlyOnceProblems(t.shardSet, gameId, matches)).length, 'work was left for the last worker').toBeGreaterThan(0);
 
     const last = spawnWorker(config);

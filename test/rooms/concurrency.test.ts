@@ -71,7 +71,10 @@ describe('concurrency on real Redis', () => {
   it('2,000 concurrent enters from several connections and processes never overfill a room', async () => {
     const zone = 'storm';
     const rooms = Array.from({ length: 20 }, (_, i) => `storm-${i}`);
-    await f.service.defineRooms(zone, rooms.map((roomId) => ({ roomId, capacity: 30 })));
+    await f.service.defineRooms(
+      zone,
+      rooms.map((roomId) => ({ roomId, capacity: 30 })),
+    );
     // Prefill to 26 of 30: 4 seats left per room, 80 in all.
     await Promise.all(rooms.flatMap((r, i) => playerIds(26, 10_000_000 + i * 100).map((p) => f.service.enter(r, p))));
     const seatsLeft = sum((await f.service.listRooms(zone)).rooms.map((r) => r.capacity - r.count));
@@ -120,7 +123,10 @@ describe('concurrency on real Redis', () => {
   it('moves between rooms never seat a player twice nor lose them in between', async () => {
     const zone = 'moves';
     const rooms = Array.from({ length: 5 }, (_, i) => `mv-${i}`);
-    await f.service.defineRooms(zone, rooms.map((roomId) => ({ roomId, capacity: 12 })));
+    await f.service.defineRooms(
+      zone,
+      rooms.map((roomId) => ({ roomId, capacity: 12 })),
+    );
     const players = playerIds(40, 50_000_000);
     await Promise.all(players.map((p, i) => f.service.enter(rooms[i % rooms.length]!, p)));
 
@@ -130,9 +136,11 @@ describe('concurrency on real Redis', () => {
         services.map(async (svc, k) => {
           for (let round = 0; round < 10; round++) {
             await Promise.allSettled(
-              players.map((p, i) => svc.enter(rooms[(i + round + k) % rooms.length]!, p).catch((e: unknown) => {
-                if (!(e instanceof RoomFullError)) throw e;
-              })),
+              players.map((p, i) =>
+                svc.enter(rooms[(i + round + k) % rooms.length]!, p).catch((e: unknown) => {
+                  if (!(e instanceof RoomFullError)) throw e;
+                }),
+              ),
             );
           }
         }),

@@ -62,16 +62,24 @@ describe('seat leases', () => {
     const [alive, silent] = playerIds(2, 3_000_000);
     await svc.enter('lc', alive!);
     await svc.enter('lc', silent!);
-    await waitFor('the silent player to lose the seat', async () => {
-      expect(await svc.heartbeat('lc', alive!)).not.toBeNull();
-      return !(await svc.members('lc')).some((id) => id === BigInt(silent!));
-    }, 15_000, 100);
+    await waitFor(
+      'the silent player to lose the seat',
+      async () => {
+        expect(await svc.heartbeat('lc', alive!)).not.toBeNull();
+        return !(await svc.members('lc')).some((id) => id === BigInt(silent!));
+      },
+      15_000,
+      100,
+    );
     expect(await svc.members('lc')).toEqual([BigInt(alive!)]);
   });
 
   it('reap() frees every expired seat of a zone in bounded batches', async () => {
     const rooms = ['rp-0', 'rp-1', 'rp-2', 'rp-3'];
-    await f.service.defineRooms('lease-d', rooms.map((roomId) => ({ roomId })));
+    await f.service.defineRooms(
+      'lease-d',
+      rooms.map((roomId) => ({ roomId })),
+    );
     const svc = f.more(1, { leaseMs: 2000 })[0]!;
     const ids = playerIds(1500, 4_000_000);
     const seats = await Promise.all(ids.map((p, i) => svc.enter(rooms[i % 4]!, p)));

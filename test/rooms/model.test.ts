@@ -42,7 +42,10 @@ describe('rooms against a model', () => {
         run += 1;
         const zone = `model-${run}`;
         const ids = Array.from({ length: ROOMS }, (_, i) => `m${run}-${String.fromCharCode(97 + i)}`);
-        await f.service.defineRooms(zone, ids.map((roomId, i) => ({ roomId, capacity: caps[i]! })));
+        await f.service.defineRooms(
+          zone,
+          ids.map((roomId, i) => ({ roomId, capacity: caps[i]! })),
+        );
         const seat = new Map<number, number>();
         const count = (r: number): number => [...seat.values()].filter((x) => x === r).length;
         const pid = (p: number): string => String(100 + p);

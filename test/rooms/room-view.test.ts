@@ -76,7 +76,10 @@ describe('roomView on the data layer', () => {
     // Scores as settlement would leave them, written straight to each player's own shard.
     for (const [i, p] of players.slice(0, 3).entries()) {
       const { db } = await shards.shardSet.dbForPlayer(p.id);
-      await db.insertInto('player_stats').values({ player_id: p.id, game_id: 'doudizhu', score: 100 * (i + 1) }).execute();
+      await db
+        .insertInto('player_stats')
+        .values({ player_id: p.id, game_id: 'doudizhu', score: 100 * (i + 1) })
+        .execute();
     }
     await service.createRoom('shenzhen', 'view-room');
     for (const p of players) await service.enter('view-room', p.id);

@@ -209,17 +209,25 @@ describe('zones: listRooms and autoEnter', () => {
     const router = new Router(await loadShardMap('shardmap/local.json'));
     const s = new RoomService({ connection: f.client, prefix: f.prefix, router });
     try {
-      for (const call of [() => s.defineRooms('shenzen', [{ roomId: 'typo-1' }]), () => s.defineRooms('shenzen', []), () => s.createRoom('shenzen', 'typo-1')]) {
+      for (const call of [
+        () => s.defineRooms('shenzen', [{ roomId: 'typo-1' }]),
+        () => s.defineRooms('shenzen', []),
+        () => s.createRoom('shenzen', 'typo-1'),
+      ]) {
         const err = await call().catch((e: unknown) => e);
         expect(err).toBeInstanceOf(UnknownZoneError);
         expect(err).toMatchObject({ code: 'UNKNOWN_ZONE', zone: 'shenzen', known: ['shenzhen', 'sichuan', 'north-america'] });
-        expect((err as Error).message).toMatch(/^unknown zone "shenzen": the shard map has no region of that name \(its zones: shenzhen, sichuan, north-america\)$/);
+        expect((err as Error).message).toMatch(
+          /^unknown zone "shenzen": the shard map has no region of that name \(its zones: shenzhen, sichuan, north-america\)$/,
+        );
       }
       await expect(s.zoneOf('typo-1')).rejects.toBeInstanceOf(UnknownRoomError);
       expect(await f.client.exists(...(Object.values(zoneKeys(f.prefix, 'shenzen')) as string[]))).toBe(0);
       // An invalid name is still a ValidationError first.
       await expect(s.defineRooms('a:b', [])).rejects.toBeInstanceOf(ValidationError);
-      expect(await s.defineRooms('sichuan', [{ roomId: 'sc-regional-1', capacity: 3 }])).toEqual([{ zone: 'sichuan', roomId: 'sc-regional-1', count: 0, capacity: 3 }]);
+      expect(await s.defineRooms('sichuan', [{ roomId: 'sc-regional-1', capacity: 3 }])).toEqual([
+        { zone: 'sichuan', roomId: 'sc-regional-1', count: 0, capacity: 3 },
+      ]);
       // Without a router any valid name is a zone, as before.
       expect(await f.service.createRoom('shenzen', 'free-zone-1')).toMatchObject({ zone: 'shenzen' });
     } finally {

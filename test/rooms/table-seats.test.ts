@@ -50,7 +50,10 @@ describe('table seats', () => {
     const ids = ['31', '32', '33', '34'];
     for (const id of ids) table.sit(id);
     expect(() => table.sit('35')).toThrow(/table "mahjong-1" is full \(4 seats\)/);
-    await table.end({ matchId: 'mj-1', results: ids.map((playerId, i) => ({ playerId, scoreDelta: i === 0 ? 3 : -1, outcome: i === 0 ? ('win' as const) : ('loss' as const) })) });
+    await table.end({
+      matchId: 'mj-1',
+      results: ids.map((playerId, i) => ({ playerId, scoreDelta: i === 0 ? 3 : -1, outcome: i === 0 ? ('win' as const) : ('loss' as const) })),
+    });
     expect(settlement.submitted[0]?.results).toHaveLength(4);
   });
 

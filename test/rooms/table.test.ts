@@ -18,7 +18,13 @@ describe('Table.end through settlement', () => {
   beforeAll(async () => {
     t = await createTestShards('several-shards');
     players = interleave(await createPlayers(t.shardSet, 2));
-    client = new SettlementClient({ shards: t.shardSet, connection: redisOptions(), prefix, logger: silent, limits: { minScoreDelta: -100, maxScoreDelta: 100 } });
+    client = new SettlementClient({
+      shards: t.shardSet,
+      connection: redisOptions(),
+      prefix,
+      logger: silent,
+      limits: { minScoreDelta: -100, maxScoreDelta: 100 },
+    });
     worker = new SettlementWorker({ shards: t.shardSet, connection: redisOptions(), prefix, logger: silent, concurrency: 4, batchSize: 2 });
     await worker.start();
   });
@@ -53,7 +59,11 @@ describe('Table.end through settlement', () => {
     await pause(5);
     expect(await table.end({ matchId, results })).toMatchObject({ state: 'applied', duplicate: true });
 
-    const endedAt = (await t.shardSet.withShard(first.shards[0]!.shardId, (db) => db.selectFrom('settlement_inbox').select('ended_at').where('match_id', '=', matchId).executeTakeFirstOrThrow())).ended_at;
+    const endedAt = (
+      await t.shardSet.withShard(first.shards[0]!.shardId, (db) =>
+        db.selectFrom('settlement_inbox').select('ended_at').where('match_id', '=', matchId).executeTakeFirstOrThrow(),
+      )
+    ).ended_at;
     const applied: SettlementInput = { matchId, gameId, endedAt, results: results.map((r) => ({ ...r, playerId: r.playerId.toString() })) };
     await pause(300); // a duplicate job, had one been enqueued, would have run by now
     expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats([applied]));

@@ -32,7 +32,14 @@ describe('zone watch', () => {
     const w = f.service.watch('w-basic');
     try {
       const [snap] = await take(w, 1);
-      expect(snap).toMatchObject({ type: 'snapshot', zone: 'w-basic', rooms: [{ roomId: 'wb-1', count: 0 }, { roomId: 'wb-2', count: 0 }] });
+      expect(snap).toMatchObject({
+        type: 'snapshot',
+        zone: 'w-basic',
+        rooms: [
+          { roomId: 'wb-1', count: 0 },
+          { roomId: 'wb-2', count: 0 },
+        ],
+      });
       const v0 = snap!.version;
       await f.service.enter('wb-1', '1');
       await f.service.enter('wb-1', '2');

@@ -30,7 +30,16 @@ describe('kWayMerge as the public helper', () => {
 
   it('takes every item without a limit, and refuses a limit that is not a count', () => {
     expect(kWayMerge([[1, 4], [2, 3], []], byNumber)).toEqual([1, 2, 3, 4]);
-    expect(kWayMerge([[1, 4], [2, 3]], byNumber, 0)).toEqual([]);
+    expect(
+      kWayMerge(
+        [
+          [1, 4],
+          [2, 3],
+        ],
+        byNumber,
+        0,
+      ),
+    ).toEqual([]);
     for (const bad of [-1, 1.5, Number.NaN, '3']) {
       expect(() => kWayMerge([[1]], byNumber, bad as number)).toThrow(ValidationError);
     }

@@ -1,12 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Leaderboards,
-  PlayerNotFoundError,
-  UnknownRegionError,
-  ValidationError,
-  encodePlayerId,
-  type PlayerId,
-} from '../../src/index.js';
+import { Leaderboards, PlayerNotFoundError, UnknownRegionError, ValidationError, encodePlayerId, type PlayerId } from '../../src/index.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 import { countQueries } from '../accounts/query-counter.js';
 
@@ -36,7 +29,9 @@ async function seed(t: TestShards): Promise<void> {
          FROM generate_series(0, $5 - 1) AS g`,
         [baseMs, lo, hi - lo + 1, s.region, PLAYERS_PER_SHARD],
       );
-      await pool.query(`INSERT INTO player_stats (player_id, game_id, score) SELECT player_id, 'chess', floor(random() * 30) FROM players WHERE random() < 0.9`);
+      await pool.query(
+        `INSERT INTO player_stats (player_id, game_id, score) SELECT player_id, 'chess', floor(random() * 30) FROM players WHERE random() < 0.9`,
+      );
       await pool.query(`INSERT INTO player_stats (player_id, game_id, score) SELECT player_id, 'go', floor(random() * 30) FROM players WHERE random() < 0.5`);
     }),
   );
@@ -46,10 +41,12 @@ async function seed(t: TestShards): Promise<void> {
 async function everyRow(t: TestShards, gameId: string, region?: string): Promise<Row[]> {
   const rows: Row[] = [];
   for (const s of t.shardSet.shards) {
-    const r = await t.shardSet.pool(s.id).query<{ player_id: PlayerId; score: bigint; nickname: string; region: string }>(
-      `SELECT s.player_id, s.score, p.nickname, p.region FROM player_stats s JOIN players p USING (player_id) WHERE s.game_id = $1`,
-      [gameId],
-    );
+    const r = await t.shardSet
+      .pool(s.id)
+      .query<{ player_id: PlayerId; score: bigint; nickname: string; region: string }>(
+        `SELECT s.player_id, s.score, p.nickname, p.region FROM player_stats s JOIN players p USING (player_id) WHERE s.game_id = $1`,
+        [gameId],
+      );
     rows.push(...r.rows.map((x) => ({ playerId: x.player_id, score: x.score, nickname: x.nickname, region: x.region })));
   }
   return rows
@@ -94,14 +91,19 @@ describe.each(LAYOUTS)('leaderboards (%s)', (layout) => {
 
   it('topScores with a region is the exact top-K of that region only', async () => {
     for (const region of t.shardSet.router.regions) {
-      const expected = chess.filter((r) => r.region === region).slice(0, 40).map((r, i) => ({ rank: i + 1, ...r }));
+      const expected = chess
+        .filter((r) => r.region === region)
+        .slice(0, 40)
+        .map((r, i) => ({ rank: i + 1, ...r }));
       expect(await boards.topScores('chess', { region, limit: 40 })).toEqual(expected);
     }
   });
 
   it('topScores stays exact when one shard holds the whole top (its share is read again, in full)', async () => {
     const strong = t.shardSet.shards[0]!;
-    await t.shardSet.pool(strong.id).query(`INSERT INTO player_stats (player_id, game_id, score) SELECT player_id, 'skewed', 1000 + floor(random() * 30) FROM players`);
+    await t.shardSet
+      .pool(strong.id)
+      .query(`INSERT INTO player_stats (player_id, game_id, score) SELECT player_id, 'skewed', 1000 + floor(random() * 30) FROM players`);
     for (const s of t.shardSet.shards.slice(1)) {
       await t.shardSet.pool(s.id).query(`INSERT INTO player_stats (player_id, game_id, score) SELECT player_id, 'skewed', floor(random() * 30) FROM players`);
     }
@@ -131,9 +133,9 @@ describe.each(LAYOUTS)('leaderboards (%s)', (layout) => {
   });
 
   it('rankOf: null without a score, errors for unknown players, foreign regions and bad input', async () => {
-    const all = await t.shardSet.pool(t.shardSet.shards[0]!.id).query<{ player_id: PlayerId }>(
-      `SELECT player_id FROM players WHERE player_id NOT IN (SELECT player_id FROM player_stats WHERE game_id = 'go') LIMIT 1`,
-    );
+    const all = await t.shardSet
+      .pool(t.shardSet.shards[0]!.id)
+      .query<{ player_id: PlayerId }>(`SELECT player_id FROM players WHERE player_id NOT IN (SELECT player_id FROM player_stats WHERE game_id = 'go') LIMIT 1`);
     expect(await boards.rankOf(all.rows[0]!.player_id, 'go')).toBeNull();
     await expect(boards.rankOf(encodePlayerId({ time: 5, bucket: 5, seq: 5 }), 'chess')).rejects.toBeInstanceOf(PlayerNotFoundError);
     await expect(boards.rankOf(chess[0]!.playerId, 'chess', { region: 'atlantis' })).rejects.toBeInstanceOf(UnknownRegionError);

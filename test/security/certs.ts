@@ -51,8 +51,21 @@ export async function makeTestCerts(altNames: readonly string[]): Promise<TestCe
       ].join('\n'),
     );
     await openssl([
-      'x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial',
-      '-out', f('server.crt'), '-days', '2', '-extfile', f('server.ext'),
+      'x509',
+      '-req',
+      '-in',
+      f('server.csr'),
+      '-CA',
+      f('ca.crt'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      f('server.crt'),
+      '-days',
+      '2',
+      '-extfile',
+      f('server.ext'),
     ]);
     return {
       dir,

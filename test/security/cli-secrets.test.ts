@@ -61,7 +61,8 @@ function startWorker(): { metricsPort: Promise<number>; stop(): Promise<CliResul
   const metricsPort = waitFor(
     'the worker to serve metrics',
     async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`worker exited (${child.exitCode ?? child.signalCode}) before serving metrics:\n${worker.output()}`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`worker exited (${child.exitCode ?? child.signalCode}) before serving metrics:\n${worker.output()}`);
       return Number(/"port":(\d+)[^\n]*metrics served/.exec(worker.stdout())?.[1] ?? 0);
     },
     90_000,
@@ -95,7 +96,15 @@ beforeAll(async () => {
   // A private Redis that requires an ACL user and password, for the settlement commands.
   const redisPort = await freePort();
   const conf = path.join(dir, 'redis.conf');
-  const lines = [`port ${redisPort}`, 'bind 127.0.0.1', 'save ""', 'appendonly no', `dir ${dir}`, 'user default off', `user shardline on >${REDIS_PASSWORD} ~* &* +@all`];
+  const lines = [
+    `port ${redisPort}`,
+    'bind 127.0.0.1',
+    'save ""',
+    'appendonly no',
+    `dir ${dir}`,
+    'user default off',
+    `user shardline on >${REDIS_PASSWORD} ~* &* +@all`,
+  ];
   writeFileSync(conf, lines.join('\n'), { mode: 0o600 });
   redis = spawn('redis-server', [conf], { stdio: 'ignore' });
   redisUrl = `redis://shardline:${encodeURIComponent(REDIS_PASSWORD)}@127.0.0.1:${redisPort}/0`;
@@ -163,10 +172,7 @@ describe('no CLI output ever holds a password', () => {
     writeFileSync(path.join(dir, 'just-password'), PASSWORD);
     const check = (extra: Record<string, string>) => cli(['map', 'check', '--map', mapFile], { ...env, ...extra });
     // Independent runs, two at a time: each CLI start costs seconds on a busy machine.
-    const [both, missing] = await Promise.all([
-      check({ CLI_SC1_URL: dbUrl('cli_sc_1', PASSWORD) }),
-      check({ CLI_SC1_URL_FILE: path.join(dir, 'nope') }),
-    ]);
+    const [both, missing] = await Promise.all([check({ CLI_SC1_URL: dbUrl('cli_sc_1', PASSWORD) }), check({ CLI_SC1_URL_FILE: path.join(dir, 'nope') })]);
     const [notUrl, badEnv] = await Promise.all([
       check({ CLI_SC1_URL_FILE: path.join(dir, 'just-password') }),
       check({ CLI_SZ1_URL: `postgres://${USER}:${PASSWORD}@127.0.0.1:notaport/x` }),
@@ -200,9 +206,14 @@ describe('no CLI output ever holds a password', () => {
     expect((await cli(['migrate', 'latest', '--map', mapFile])).code).toBe(0);
   }, 120_000);
 
-  it('a wrong password fails with the server\'s message and a hint, never the password tried', async () => {
+  it("a wrong password fails with the server's message and a hint, never the password tried", async () => {
     const wrongEnv = { ...env, CLI_SZ1_URL: dbUrl('cli_sz_1', WRONG) };
-    const commands = [['shards', 'check'], ['migrate', 'status'], ['migrate', 'latest'], ['migrate', 'rollback', '--shard', 'sz-1']];
+    const commands = [
+      ['shards', 'check'],
+      ['migrate', 'status'],
+      ['migrate', 'latest'],
+      ['migrate', 'rollback', '--shard', 'sz-1'],
+    ];
     for (let i = 0; i < commands.length; i += 2) {
       const pair = commands.slice(i, i + 2);
       const results = await Promise.all(pair.map((args) => cli([...args, '--map', mapFile], wrongEnv)));
@@ -219,7 +230,10 @@ describe('no CLI output ever holds a password', () => {
     const shards = new ShardSet(map, { poolMax: 1 });
     try {
       const accounts = new Accounts(shards);
-      players = [String((await accounts.createPlayer({ region: 'shenzhen', nickname: 'a' })).id), String((await accounts.createPlayer({ region: 'sichuan', nickname: 'b' })).id)];
+      players = [
+        String((await accounts.createPlayer({ region: 'shenzhen', nickname: 'a' })).id),
+        String((await accounts.createPlayer({ region: 'sichuan', nickname: 'b' })).id),
+      ];
     } finally {
       await shards.close();
     }
@@ -227,7 +241,15 @@ describe('no CLI output ever holds a password', () => {
     const matchId = `cli-${hex}`;
     writeFileSync(
       matchFile,
-      JSON.stringify({ matchId, gameId: 'go', endedAt: new Date().toISOString(), results: [{ playerId: players[0], scoreDelta: 3, outcome: 'win' }, { playerId: players[1], scoreDelta: -3, outcome: 'loss' }] }),
+      JSON.stringify({
+        matchId,
+        gameId: 'go',
+        endedAt: new Date().toISOString(),
+        results: [
+          { playerId: players[0], scoreDelta: 3, outcome: 'win' },
+          { playerId: players[1], scoreDelta: -3, outcome: 'loss' },
+        ],
+      }),
     );
 
     const worker = startWorker();
@@ -242,7 +264,10 @@ describe('no CLI output ever holds a password', () => {
       const [status, failed] = await Promise.all([cli(['settlements', 'status', matchId, '--map', mapFile]), cli(['settlements', 'failed', '--map', mapFile])]);
       expect(status.code).toBe(0);
       expect(failed.stdout).toMatch(/no failed settlements/);
-      const [retry, reconcile] = await Promise.all([cli(['settlements', 'retry', '--all', '--map', mapFile]), cli(['settlements', 'reconcile', '--map', mapFile])]);
+      const [retry, reconcile] = await Promise.all([
+        cli(['settlements', 'retry', '--all', '--map', mapFile]),
+        cli(['settlements', 'reconcile', '--map', mapFile]),
+      ]);
       expect([retry.code, reconcile.code]).toEqual([0, 0]);
     } finally {
       outputs.push({ args: 'worker', result: await worker.stop() });
@@ -269,7 +294,7 @@ describe('no CLI output ever holds a password', () => {
     expect(badPg.stderr).toMatch(/password authentication failed for user "cli_owner"/);
   }, 120_000);
 
-  it('REDIS_URL_FILE: read like a shard\'s NAME_FILE, its password masked, a wrong one never echoed', async () => {
+  it("REDIS_URL_FILE: read like a shard's NAME_FILE, its password masked, a wrong one never echoed", async () => {
     // REDIS_URL is blanked (empty counts as unset), so the only source of the Redis password is the file.
     const urlFile = (name: string, url: string) => {
       const file = path.join(dir, name);

@@ -1,15 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Accounts,
-  Leaderboards,
-  ShardMigrator,
-  ShardlineError,
-  normalizeNickname,
-  parsePlayerId,
-  validateShardMap,
-  type Player,
-} from '../../src/index.js';
+import { Accounts, Leaderboards, ShardMigrator, ShardlineError, normalizeNickname, parsePlayerId, validateShardMap, type Player } from '../../src/index.js';
 import { randomBytes } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { pino } from 'pino';
@@ -220,8 +211,7 @@ function faultOf(s: string, err: unknown): { kind: FaultKind; detail: string } |
   if (!/^[A-Z][A-Z_]+$/.test(err.code)) return { kind: 'unstable-code', detail: JSON.stringify(err.code) };
   // A special character with its neighbours from the input: a message's own line breaks (a map
   // error lists one issue per line) are not an echo.
-  const echoed = (re: RegExp) =>
-    [...s].some((c, i, all) => re.test(c) && err.message.includes(all.slice(Math.max(0, i - 1), i + 2).join('')));
+  const echoed = (re: RegExp) => [...s].some((c, i, all) => re.test(c) && err.message.includes(all.slice(Math.max(0, i - 1), i + 2).join('')));
   if (echoed(CONTROL)) return { kind: 'control-echo', detail: err.code };
   if (echoed(INVISIBLE)) return { kind: 'invisible-echo', detail: err.code };
   if (err.message.length > 2000) return { kind: 'oversized-echo', detail: `${err.code}, ${err.message.length} characters` };
@@ -252,12 +242,19 @@ describe('hostile strings through every public function that takes text', () => 
     expect(KNOWN_GAPS.filter((gap) => !observed.has(gap))).toEqual([]);
   });
 
-  it('left every shard\'s schema as it was, and stored only the players created above', async () => {
+  it("left every shard's schema as it was, and stored only the players created above", async () => {
     let players = 0;
     for (const s of t.map.shards) {
       expect(await tables(s.id)).toEqual(tablesBefore.get(s.id));
       const db = await t.shardSet.db(s.id);
-      players += Number((await db.selectFrom('players').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n);
+      players += Number(
+        (
+          await db
+            .selectFrom('players')
+            .select((eb) => eb.fn.countAll<string>().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     }
     expect(players).toBe(created);
   });

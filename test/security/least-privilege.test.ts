@@ -162,7 +162,10 @@ describe('least privilege: the application role', () => {
 
     // What settlement writes (ledger, stats, inbox): plain DML on the player tables.
     const db = await app.db('lp-2');
-    await db.insertInto('settlement_ledger').values({ match_id: 'm-1', player_id: sc.id, game_id: 'chess', score_delta: 12, outcome: 'win', ended_at: new Date() }).execute();
+    await db
+      .insertInto('settlement_ledger')
+      .values({ match_id: 'm-1', player_id: sc.id, game_id: 'chess', score_delta: 12, outcome: 'win', ended_at: new Date() })
+      .execute();
     await db.insertInto('player_stats').values({ player_id: sc.id, game_id: 'chess', score: 12n, wins: 1, games_played: 1, last_match_id: 'm-1' }).execute();
     await db.updateTable('player_stats').set({ score: 15n }).where('player_id', '=', sc.id).execute();
     expect((await accounts.getMatchHistory(sc.id)).items.map((i) => i.matchId)).toEqual(['m-1']);
@@ -231,7 +234,15 @@ describe('least privilege: the application role', () => {
   it('reads, writes and deletes in the login identity tables (0008), never TRUNCATE, and runs the identity protocol', async () => {
     await asApp(async (c) => {
       for (const table_name of ['identities', 'player_identities']) {
-        for (const [privilege, granted] of [['SELECT', true], ['INSERT', true], ['UPDATE', true], ['DELETE', true], ['TRUNCATE', false], ['REFERENCES', false], ['TRIGGER', false]] as const) {
+        for (const [privilege, granted] of [
+          ['SELECT', true],
+          ['INSERT', true],
+          ['UPDATE', true],
+          ['DELETE', true],
+          ['TRUNCATE', false],
+          ['REFERENCES', false],
+          ['TRIGGER', false],
+        ] as const) {
           const r = await c.query<{ ok: boolean }>(`SELECT has_table_privilege(current_user, $1, $2) AS ok`, [table_name, privilege]);
           expect({ table_name, privilege, ok: r.rows[0]?.ok }).toEqual({ table_name, privilege, ok: granted });
         }
@@ -243,7 +254,9 @@ describe('least privilege: the application role', () => {
     });
     const accounts = new Accounts(app, { identityLeaseMs: 1000 });
     const p = await accounts.createPlayer({ region: 'sichuan', nickname: 'Mei', identity: { provider: 'username', subject: 'Mei' }, requestId: 'lp-req-1' });
-    expect(await accounts.createPlayer({ region: 'sichuan', nickname: 'Mei', identity: { provider: 'username', subject: 'MEI' }, requestId: 'lp-req-1' })).toEqual(p);
+    expect(
+      await accounts.createPlayer({ region: 'sichuan', nickname: 'Mei', identity: { provider: 'username', subject: 'MEI' }, requestId: 'lp-req-1' }),
+    ).toEqual(p);
     await accounts.linkIdentity(p.id, { provider: 'steam', subject: '76561198000000001' });
     await accounts.unlinkIdentity(p.id, { provider: 'username', subject: 'mei' });
     expect((await accounts.findByIdentity({ provider: 'steam', subject: '76561198000000001' }))?.id).toBe(p.id);
@@ -299,7 +312,9 @@ describe('least privilege: the application role', () => {
               unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p`,
       );
       expect(privileges.rows.filter((r) => r.ok)).toEqual([]);
-      expect(await functionRights(c, 'shardline_applied_migrations')).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
+      expect(await functionRights(c, 'shardline_applied_migrations')).toEqual([
+        { owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true },
+      ]);
       return (await c.query<{ names: string[] }>('SELECT shardline_applied_migrations() AS names')).rows[0]?.names;
     });
     // The same list the owner reads from the table itself.
@@ -315,7 +330,9 @@ describe('least privilege: the application role', () => {
 
   it('mints player ids only through the pinned owner function, with no right to move the id clock', async () => {
     await asApp(async (c) => {
-      expect(await functionRights(c, 'shardline_player_id')).toEqual([{ owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true }]);
+      expect(await functionRights(c, 'shardline_player_id')).toEqual([
+        { owner: OWNER, definer: true, config: ['search_path=pg_catalog, pg_temp'], public_execute: false, app_execute: true },
+      ]);
       await c.query('BEGIN');
       // setval would let the application rewind the clock and mint ids that exist already.
       expect(await refusal(c, `SELECT setval('player_id_seq', 1)`)).toBe('42501');
@@ -327,7 +344,8 @@ describe('least privilege: the application role', () => {
 
   it('rolling the function back restores SELECT on knex_migrations, and the check still works either way', async () => {
     const shard = appMap.shards[1]!;
-    const canRead = () => asApp(async (c) => (await c.query<{ ok: boolean }>(`SELECT has_table_privilege(current_user, 'knex_migrations', 'SELECT') AS ok`)).rows[0]?.ok, DBS[1]);
+    const canRead = () =>
+      asApp(async (c) => (await c.query<{ ok: boolean }>(`SELECT has_table_privilege(current_user, 'knex_migrations', 'SELECT') AS ok`)).rows[0]?.ok, DBS[1]);
     // The migrations from 0004 on, newest last: roll back down to 0004's, which is the one under test.
     const above = migrationNames().filter((n) => n >= '0004');
     expect(above[0]).toMatch(/^0004_applied_migrations_function$/);
@@ -467,7 +485,10 @@ const byMatchAndShard = (a: { matchId: string | null; shardId: string }, b: { ma
 /** Deletes a player as the application role does when an account goes; the row comes back with restorePlayer. */
 const deletePlayer = (p: Player) => asApp((c) => c.query('DELETE FROM players WHERE player_id = $1', [String(p.id)]), DBS[p.region === 'shenzhen' ? 0 : 1]);
 const restorePlayer = (p: Player) =>
-  asApp((c) => c.query('INSERT INTO players (player_id, region, nickname) VALUES ($1, $2, $3)', [String(p.id), p.region, p.nickname]), DBS[p.region === 'shenzhen' ? 0 : 1]);
+  asApp(
+    (c) => c.query('INSERT INTO players (player_id, region, nickname) VALUES ($1, $2, $3)', [String(p.id), p.region, p.nickname]),
+    DBS[p.region === 'shenzhen' ? 0 : 1],
+  );
 
 /** Long-running `shardline` processes this file started, so afterAll can end exactly these. */
 const children = new Set<ChildProcess>();
@@ -504,10 +525,22 @@ describe('least privilege: every library operation as the application role', () 
       const b = await accounts.createPlayer({ region: 'sichuan', nickname: 'lp-b' });
       const lost = await accounts.createPlayer({ region: 'sichuan', nickname: 'lp-lost' });
       const t0 = Date.now() - 60_000;
-      const m1 = matchOf(`${tag}-m1`, game, new Date(t0), [[a, 10, 'win'], [b, -10, 'loss']]);
-      const m2 = matchOf(`${tag}-m2`, game, new Date(t0 + 1000), [[a, 5, 'win'], [d, -5, 'loss']]);
-      const m3 = matchOf(`${tag}-m3`, game, new Date(t0 + 2000), [[a, 1, 'win'], [b, -1, 'loss']]);
-      const bad = matchOf(`${tag}-bad`, game, new Date(t0 + 3000), [[d, 7, 'win'], [lost, -7, 'loss']]);
+      const m1 = matchOf(`${tag}-m1`, game, new Date(t0), [
+        [a, 10, 'win'],
+        [b, -10, 'loss'],
+      ]);
+      const m2 = matchOf(`${tag}-m2`, game, new Date(t0 + 1000), [
+        [a, 5, 'win'],
+        [d, -5, 'loss'],
+      ]);
+      const m3 = matchOf(`${tag}-m3`, game, new Date(t0 + 2000), [
+        [a, 1, 'win'],
+        [b, -1, 'loss'],
+      ]);
+      const bad = matchOf(`${tag}-bad`, game, new Date(t0 + 3000), [
+        [d, 7, 'win'],
+        [lost, -7, 'loss'],
+      ]);
       for (const m of [m1, m2, m3, bad]) expect((await client.submitSettlement(m)).state).toBe('pending');
       // The account goes before its match is settled: that part can never apply as it stands.
       await deletePlayer(lost);
@@ -536,7 +569,7 @@ describe('least privilege: every library operation as the application role', () 
       await worker.start();
       await within(
         waitFor(
-          'the matches to settle and the lost player\'s part to fail',
+          "the matches to settle and the lost player's part to fail",
           async () => {
             const states = await Promise.all([m1, m2, m3, bad].map(async (m) => (await client.settlementStatus(m.matchId))?.state));
             return states.join() === 'applied,applied,applied,failed';
@@ -650,8 +683,14 @@ describe('least privilege: every library operation as the application role', () 
       const a = await accounts.createPlayer({ region: 'shenzhen', nickname: 'cli-a' });
       const b = await accounts.createPlayer({ region: 'sichuan', nickname: 'cli-b' });
       const lost = await accounts.createPlayer({ region: 'sichuan', nickname: 'cli-lost' });
-      const good = matchOf(`${tag}-good`, game, new Date(Date.now() - 5000), [[a, 3, 'win'], [b, -3, 'loss']]);
-      const bad = matchOf(`${tag}-bad`, game, new Date(Date.now() - 4000), [[a, 2, 'draw'], [lost, 2, 'draw']]);
+      const good = matchOf(`${tag}-good`, game, new Date(Date.now() - 5000), [
+        [a, 3, 'win'],
+        [b, -3, 'loss'],
+      ]);
+      const bad = matchOf(`${tag}-bad`, game, new Date(Date.now() - 4000), [
+        [a, 2, 'draw'],
+        [lost, 2, 'draw'],
+      ]);
       await client.submitSettlement(good);
       await client.submitSettlement(bad);
       await deletePlayer(lost);
@@ -669,7 +708,11 @@ describe('least privilege: every library operation as the application role', () 
       );
       w.child.kill('SIGTERM');
       const ended = await w.done;
-      expect({ code: ended.code, signal: ended.signal, permissionDenied: /permission denied|42501/.test(w.output()) }, w.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
+      expect({ code: ended.code, signal: ended.signal, permissionDenied: /permission denied|42501/.test(w.output()) }, w.output()).toEqual({
+        code: 0,
+        signal: null,
+        permissionDenied: false,
+      });
       expect(w.output()).toContain('settlement worker started');
       expect(w.output()).toContain('settlement part failed permanently');
       const reason = `player not found on this shard: ${lost.id}`;
@@ -692,7 +735,16 @@ describe('least privilege: every library operation as the application role', () 
       const failed = await cli(['settlements', 'failed', '--json', ...common]);
       expect(failed.code, failed.stderr).toBe(0);
       expect(JSON.parse(failed.stdout)).toEqual([
-        { source: 'inbox', matchId: bad.matchId, shardId: 'lp-2', gameId: game, reason, attempts: 1, failedAt: expect.any(String), jobId: jobIdFor(bad.matchId) },
+        {
+          source: 'inbox',
+          matchId: bad.matchId,
+          shardId: 'lp-2',
+          gameId: game,
+          reason,
+          attempts: 1,
+          failedAt: expect.any(String),
+          jobId: jobIdFor(bad.matchId),
+        },
       ]);
       const table = await cli(['settlements', 'failed', '--shard', 'lp-2', ...common]);
       expect(table.code, table.stderr).toBe(0);
@@ -722,7 +774,11 @@ describe('least privilege: every library operation as the application role', () 
       );
       w2.child.kill('SIGTERM');
       const ended2 = await w2.done;
-      expect({ code: ended2.code, signal: ended2.signal, permissionDenied: /permission denied|42501/.test(w2.output()) }, w2.output()).toEqual({ code: 0, signal: null, permissionDenied: false });
+      expect({ code: ended2.code, signal: ended2.signal, permissionDenied: /permission denied|42501/.test(w2.output()) }, w2.output()).toEqual({
+        code: 0,
+        signal: null,
+        permissionDenied: false,
+      });
       expect([(await accounts.getStats(lost.id, game)).score, (await accounts.getStats(a.id, game)).score]).toEqual([2n, 5n]);
 
       const after = await cli(['settlements', 'failed', ...common]);

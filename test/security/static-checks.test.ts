@@ -114,7 +114,8 @@ describe('static security properties of the source', () => {
       const text = readFileSync(file, 'utf8').replace(/\/\/.*$|\/\*[\s\S]*?\*\//gm, '');
       // The CLI edge (and the demo it launches) may read the environment; nothing else may.
       if (/process\.env\b/.test(text) && !/^src\/(cli|demo)\//.test(r)) offenders.push(`${r}: reads process.env`);
-      if (/\bfetch\(|\bhttps?\.(get|request)\(|from 'node:https'|from 'https'|XMLHttpRequest|WebSocket\(/.test(text)) offenders.push(`${r}: makes outbound requests`);
+      if (/\bfetch\(|\bhttps?\.(get|request)\(|from 'node:https'|from 'https'|XMLHttpRequest|WebSocket\(/.test(text))
+        offenders.push(`${r}: makes outbound requests`);
       if (/\bimport\(\s*['"`]https?:/.test(text)) offenders.push(`${r}: imports code from the network`);
       if (/\bnpm (install|i)\b|\bnpx\s/.test(text) && /child_process/.test(text)) offenders.push(`${r}: installs packages at run time`);
     }
@@ -128,7 +129,9 @@ describe('static security properties of the source', () => {
     expect(security).toMatch(/^## Dependencies$/m);
     const section = security.split(/^## Dependencies$/m)[1] ?? '';
     const doc = section.split(/^#/m)[0] ?? '';
-    const undocumented = Object.keys(pkg.dependencies).filter((name) => !new RegExp(`^\\|\\s*\`${name.replace(/[/.]/g, '\\$&')}\`\\s*\\|\\s*\\S`, 'm').test(doc));
+    const undocumented = Object.keys(pkg.dependencies).filter(
+      (name) => !new RegExp(`^\\|\\s*\`${name.replace(/[/.]/g, '\\$&')}\`\\s*\\|\\s*\\S`, 'm').test(doc),
+    );
     expect(undocumented).toEqual([]);
     const documented = [...doc.matchAll(/^\|\s*`([^`]+)`\s*\|/gm)].map((m) => m[1]);
     expect(documented.filter((name) => name !== undefined && !(name in pkg.dependencies))).toEqual([]);
@@ -137,10 +140,16 @@ describe('static security properties of the source', () => {
   it('the lockfile is committed, matches package.json, and pins every package by hash from the npm registry', () => {
     const tracked = execFileSync('git', ['ls-files', 'package-lock.json'], { cwd: ROOT, encoding: 'utf8' }).trim();
     expect(tracked).toBe('package-lock.json');
-    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
     const lock = JSON.parse(readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as {
       lockfileVersion: number;
-      packages: Record<string, { dependencies?: Record<string, string>; devDependencies?: Record<string, string>; resolved?: string; integrity?: string; link?: boolean }>;
+      packages: Record<
+        string,
+        { dependencies?: Record<string, string>; devDependencies?: Record<string, string>; resolved?: string; integrity?: string; link?: boolean }
+      >;
     };
     expect(lock.lockfileVersion).toBeGreaterThanOrEqual(2);
     expect(lock.packages['']?.dependencies).toEqual(pkg.dependencies);

@@ -146,16 +146,40 @@ describe.each(LAYOUTS)('settlement data and effects (%s)', (layout) => {
     });
 
     it('takes any schema with parse(), reporting its error', () => {
-      const games = { g: { data: { parse: (v: unknown) => (typeof (v as { n?: unknown }).n === 'number' ? v : (() => { throw new Error('n must be a number'); })()) } } };
-      const base = { matchId: 'm', gameId: 'g', endedAt: '2025-03-01T12:00:00Z', results: [{ playerId: '1', scoreDelta: 1, outcome: 'win', data: { n: 'x' } }] };
+      const games = {
+        g: {
+          data: {
+            parse: (v: unknown) =>
+              typeof (v as { n?: unknown }).n === 'number'
+                ? v
+                : (() => {
+                    throw new Error('n must be a number');
+                  })(),
+          },
+        },
+      };
+      const base = {
+        matchId: 'm',
+        gameId: 'g',
+        endedAt: '2025-03-01T12:00:00Z',
+        results: [{ playerId: '1', scoreDelta: 1, outcome: 'win', data: { n: 'x' } }],
+      };
       expect(() => normalizeMatch(base, null, DEFAULT_LIMITS, games)).toThrow(/results\.0\.data: n must be a number/);
       expect(normalizeMatch({ ...base, results: [{ ...base.results[0], data: { n: 1 } }] }, null, DEFAULT_LIMITS, games).results[0]?.data).toEqual({ n: 1 });
     });
 
     it('keeps data as JSON: keys sorted, a "__proto__" key a key, non-JSON values refused at their spot', () => {
       const games = { g: { data: { parse: (v: unknown) => v } } };
-      const of = (data: unknown) => normalizeMatch({ matchId: 'm', gameId: 'g', endedAt: '2025-03-01T12:00:00Z', results: [{ playerId: '1', scoreDelta: 1, outcome: 'win', data }] }, null, DEFAULT_LIMITS, games);
-      expect(JSON.stringify(of(JSON.parse('{"b":1,"__proto__":{"x":1},"a":[true,null]}')).results[0]?.data)).toBe('{"__proto__":{"x":1},"a":[true,null],"b":1}');
+      const of = (data: unknown) =>
+        normalizeMatch(
+          { matchId: 'm', gameId: 'g', endedAt: '2025-03-01T12:00:00Z', results: [{ playerId: '1', scoreDelta: 1, outcome: 'win', data }] },
+          null,
+          DEFAULT_LIMITS,
+          games,
+        );
+      expect(JSON.stringify(of(JSON.parse('{"b":1,"__proto__":{"x":1},"a":[true,null]}')).results[0]?.data)).toBe(
+        '{"__proto__":{"x":1},"a":[true,null],"b":1}',
+      );
       expect(() => of({ a: { b: [1, new Date()] } })).toThrow(/results\.0\.data\.a\.b\.1: must be JSON/);
       expect(() => of({ n: Number.NaN })).toThrow(/results\.0\.data\.n: must be a finite number/);
       let deep: unknown = {};
@@ -164,12 +188,16 @@ describe.each(LAYOUTS)('settlement data and effects (%s)', (layout) => {
     });
 
     it('refuses a games option whose schema has no parse', () => {
-      expect(() => new SettlementClient({ shards: t.shardSet, connection: redisOptions(), logger: silent, games: { g: { data: {} as never } } })).toThrow(/games\.g\.data/);
+      expect(() => new SettlementClient({ shards: t.shardSet, connection: redisOptions(), logger: silent, games: { g: { data: {} as never } } })).toThrow(
+        /games\.g\.data/,
+      );
     });
 
     it('hashes a match without data exactly as before data existed, and data into the hash', () => {
       const base = { matchId: 'm-1', gameId: 'coins', endedAt: '2025-03-01T12:00:00Z', results: [{ playerId: '7', scoreDelta: 3, outcome: 'win' as const }] };
-      const before = createHash('sha256').update(JSON.stringify([1, 'm-1', 'coins', '2025-03-01T12:00:00.000Z', [['7', 3, 'win']]])).digest('hex');
+      const before = createHash('sha256')
+        .update(JSON.stringify([1, 'm-1', 'coins', '2025-03-01T12:00:00.000Z', [['7', 3, 'win']]]))
+        .digest('hex');
       const games = { coins: { data: coinsSchema } };
       expect(normalizeMatch(base, null, DEFAULT_LIMITS, games).contentHash).toBe(before);
       const withData = (data: object) => normalizeMatch({ ...base, results: [{ ...base.results[0], data }] }, null, DEFAULT_LIMITS, games).contentHash;

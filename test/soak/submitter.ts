@@ -49,7 +49,18 @@ const redis = redisOptionsFromUrl(cfg.redisUrl);
 const client = new SettlementClient({ shards, connection: redis, prefix: cfg.prefix, logger: pino({ level: 'silent' }), jobs: { backoffMs: 200 } });
 const rooms = new RoomService({ connection: redis, prefix: cfg.roomsPrefix, router: shards.router, leaseMs: 120_000 });
 
-const summary: SubmitterSummary = { evt: 'summary', id: cfg.id, accepted: 0, duplicatesResubmitted: 0, conflictsRefused: 0, roomEnters: 0, roomLeaves: 0, roomFull: 0, unexpected: {}, samples: [] };
+const summary: SubmitterSummary = {
+  evt: 'summary',
+  id: cfg.id,
+  accepted: 0,
+  duplicatesResubmitted: 0,
+  conflictsRefused: 0,
+  roomEnters: 0,
+  roomLeaves: 0,
+  roomFull: 0,
+  unexpected: {},
+  samples: [],
+};
 const accepted: SettlementInput[] = [];
 let n = 0;
 

@@ -46,7 +46,10 @@ describe('ShardSet<AppDatabase> compile test', () => {
     const found = diagnosticsOf(stripped);
     expect([...new Set(found.map((d) => d.line))].sort((a, b) => a - b)).toEqual(expected.map((e) => e.line));
     for (const e of expected) {
-      const messages = found.filter((d) => d.line === e.line).map((d) => d.message).join('\n');
+      const messages = found
+        .filter((d) => d.line === e.line)
+        .map((d) => d.message)
+        .join('\n');
       const name = /`([^`]+)`/.exec(e.reason)?.[1];
       expect(name, `line ${e.line}: the reason quotes no \`name\``).toBeDefined();
       expect(messages, `line ${e.line + 1}: ${e.reason}`).toContain(name);

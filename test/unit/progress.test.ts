@@ -10,13 +10,7 @@ describe('renderProgress', () => {
       ['na-1', { kind: 'done' }],
       ['eu-1', { kind: 'failed' }],
     ]);
-    expect(renderProgress(shards)).toEqual([
-      'sz-1     2/4 0002_settlement_inbox',
-      'north-1  waiting',
-      'sc-1     running',
-      'na-1     done',
-      'eu-1     FAILED',
-    ]);
+    expect(renderProgress(shards)).toEqual(['sz-1     2/4 0002_settlement_inbox', 'north-1  waiting', 'sc-1     running', 'na-1     done', 'eu-1     FAILED']);
   });
 
   it('renders no lines for no shards', () => {

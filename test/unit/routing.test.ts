@@ -97,7 +97,12 @@ describe('router', () => {
       const s = router.shardFor(id).id;
       counts.set(s, (counts.get(s) ?? 0) + 1);
     }
-    expect(counts).toEqual(new Map([['sz-1', 500], ['sz-2', 500]]));
+    expect(counts).toEqual(
+      new Map([
+        ['sz-1', 500],
+        ['sz-2', 500],
+      ]),
+    );
   });
 
   it('unknown region is a typed error naming it', () => {

@@ -43,7 +43,11 @@ export function registerWorker(program: Command): void {
       if (effects) logger.info({ module: flags.effects, games: Object.keys(effects) }, 'settlement effects loaded');
       const app = appMigrationsDir(flags.appMigrations);
       // The ShardSet logs through the worker's logger: without a folder, the one "not checked" line.
-      const shards = new ShardSet(await loadMap(flags.map), { applicationName: 'shardline-worker', logger, ...(app === undefined ? {} : { appMigrations: app }) });
+      const shards = new ShardSet(await loadMap(flags.map), {
+        applicationName: 'shardline-worker',
+        logger,
+        ...(app === undefined ? {} : { appMigrations: app }),
+      });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
       const worker = new SettlementWorker({
