@@ -102,7 +102,9 @@ export async function run(): Promise<BenchResult[]> {
     databases.push(flatDb);
     flat = new pg.Pool({ connectionString: urlFor(flatDb), max: 8 });
     for (const s of set.shards) {
-      const players = await set.pool(s.id).query<{ player_id: string; region: string; nickname: string }>('SELECT player_id::text, region, nickname FROM players');
+      const players = await set
+        .pool(s.id)
+        .query<{ player_id: string; region: string; nickname: string }>('SELECT player_id::text, region, nickname FROM players');
       await flat.query(`INSERT INTO players (player_id, region, nickname) SELECT * FROM unnest($1::int8[], $2::text[], $3::text[])`, [
         players.rows.map((p) => p.player_id),
         players.rows.map((p) => p.region),
@@ -116,7 +118,11 @@ export async function run(): Promise<BenchResult[]> {
     const sample = Array.from({ length: lookups }, () => rows[Math.floor(Math.random() * rows.length)]!);
     const warm = sample.slice(0, Math.min(200, lookups));
     const pkRead = (r: Seeded) =>
-      flat!.query('SELECT player_id, state, request_id FROM identities WHERE bucket = $1 AND provider = $2 AND subject = $3', [r.bucket, r.provider, r.subject]);
+      flat!.query('SELECT player_id, state, request_id FROM identities WHERE bucket = $1 AND provider = $2 AND subject = $3', [
+        r.bucket,
+        r.provider,
+        r.subject,
+      ]);
     const joinRead = (r: Seeded) =>
       flat!.query(
         `SELECT p.player_id, p.region, p.nickname, p.status, p.created_at, p.updated_at FROM identities i JOIN players p ON p.player_id = i.player_id
@@ -125,7 +131,9 @@ export async function run(): Promise<BenchResult[]> {
       );
     // The same raw statement on the shards' own pools: separates shardline's overhead from the cost of 4 databases.
     const shardPkRead = (r: Seeded) =>
-      set!.pool(ownerOfBucket(set!.map, r.bucket).id).query('SELECT player_id, state, request_id FROM identities WHERE bucket = $1 AND provider = $2 AND subject = $3', [r.bucket, r.provider, r.subject]);
+      set!
+        .pool(ownerOfBucket(set!.map, r.bucket).id)
+        .query('SELECT player_id, state, request_id FROM identities WHERE bucket = $1 AND provider = $2 AND subject = $3', [r.bucket, r.provider, r.subject]);
     const byId = (r: Seeded) => accounts.playerIdByIdentity({ provider: r.provider, subject: r.subject });
     const find = (r: Seeded) => accounts.findByIdentity({ provider: r.provider, subject: r.subject });
     for (const fn of [pkRead, shardPkRead, joinRead, byId, find]) await timeEach(warm, fn); // pools, plans, identity checks
@@ -181,7 +189,13 @@ export async function run(): Promise<BenchResult[]> {
         baseline: round(p50(pkTimes), 3),
         ratio: round(p50(pkTimes) / p50(idTimes)),
         target: '>= 0.8',
-        extra: { p99: round(p99(idTimes), 3), baselineP99: round(p99(pkTimes), 3), rawPgOnTheShardsP50: round(p50(shardPkTimes), 3), roundTrips: lookupRoundTrips, lookups },
+        extra: {
+          p99: round(p99(idTimes), 3),
+          baselineP99: round(p99(pkTimes), 3),
+          rawPgOnTheShardsP50: round(p50(shardPkTimes), 3),
+          roundTrips: lookupRoundTrips,
+          lookups,
+        },
       },
       {
         name: `identity: findByIdentity (${set.shards.length} shards)`,

@@ -77,7 +77,8 @@ export class Accounts {
       this.shards.router.region(region); // an unknown region is refused before anything is written
       return this.identities.register({ key, requestId, region, nickname, status });
     }
-    if (input.requestId !== undefined) throw new ValidationError('requestId', 'is only taken with an identity: it makes the registration of that identity idempotent');
+    if (input.requestId !== undefined)
+      throw new ValidationError('requestId', 'is only taken with an identity: it makes the registration of that identity idempotent');
     const { bucket, shard } = this.shards.router.pickBucket(region);
     const row = await onShard(this.shards, shard.id, [], (db) =>
       db

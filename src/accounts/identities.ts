@@ -120,7 +120,9 @@ export class IdentityProtocol {
   private async settle(key: IdentityKey, row: DirectoryRow, fence: boolean): Promise<Settled> {
     const from = row.state;
     if (from === 'confirmed') return 'confirmed';
-    const state = await this.onPlayerShard(row.playerId, (db) => (fence ? fenceRequest(db, row.playerId, row.requestId, key) : requestState(db, row.playerId, row.requestId)));
+    const state = await this.onPlayerShard(row.playerId, (db) =>
+      fence ? fenceRequest(db, row.playerId, row.requestId, key) : requestState(db, row.playerId, row.requestId),
+    );
     if (state === null) return 'undecided';
     const at = { playerId: row.playerId, requestId: row.requestId };
     if (holdsAfter(from, state)) {
@@ -191,7 +193,9 @@ export class IdentityProtocol {
   private async createOrRead(playerId: PlayerId, input: RegisterInput): Promise<Player | null> {
     // The region is the one of the shard the id was minted on (a retry may name another region).
     const region = this.shards.router.shardFor(playerId).region;
-    const created = await this.onPlayerShard(playerId, (db) => createLinkedPlayer(db, { playerId, requestId: input.requestId, key: input.key, region, nickname: input.nickname, status: input.status }));
+    const created = await this.onPlayerShard(playerId, (db) =>
+      createLinkedPlayer(db, { playerId, requestId: input.requestId, key: input.key, region, nickname: input.nickname, status: input.status }),
+    );
     if (created) return created;
     const state = await this.onPlayerShard(playerId, (db) => requestState(db, playerId, input.requestId));
     switch (state) {

@@ -62,9 +62,11 @@ export class IdentityRules {
     for (const [name, options] of Object.entries(providers as Record<string, unknown>)) {
       const field = `identityProviders.${name}`;
       if (!IDENTITY_PROVIDER_PATTERN.test(name)) throw new ValidationError(field, 'a provider name is 1 to 32 of a-z, 0-9, _ . -');
-      if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(field, `must be an object, got ${showValue(options)}`);
+      if (typeof options !== 'object' || options === null || Array.isArray(options))
+        throw new ValidationError(field, `must be an object, got ${showValue(options)}`);
       for (const key of Object.keys(options)) {
-        if (!PROVIDER_OPTION_KEYS.includes(key)) throw new ValidationError(`${field}.${key}`, `is not a provider option (allowed: ${PROVIDER_OPTION_KEYS.join(', ')})`);
+        if (!PROVIDER_OPTION_KEYS.includes(key))
+          throw new ValidationError(`${field}.${key}`, `is not a provider option (allowed: ${PROVIDER_OPTION_KEYS.join(', ')})`);
       }
       const ci = (options as IdentityProviderOptions).caseInsensitive;
       if (ci !== undefined && typeof ci !== 'boolean') throw new ValidationError(`${field}.caseInsensitive`, `must be a boolean, got ${showValue(ci)}`);
@@ -80,7 +82,8 @@ export class IdentityRules {
 
   /** The stored form of an identity, or ValidationError naming the field (`identity.provider`, `identity.subject`). */
   normalize(value: unknown, field = 'identity'): Identity {
-    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field, `must be { provider, subject }, got ${showValue(value)}`);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      throw new ValidationError(field, `must be { provider, subject }, got ${showValue(value)}`);
     for (const key of Object.keys(value)) {
       if (key !== 'provider' && key !== 'subject') throw new ValidationError(`${field}.${key}`, 'is not a field of an identity (allowed: provider, subject)');
     }

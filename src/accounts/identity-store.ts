@@ -78,7 +78,14 @@ export async function reserve(db: Db, key: IdentityKey, playerId: PlayerId, requ
 }
 
 /** `from` → `to` for the row of exactly this (player, request); false when it is not in `from` any more. */
-export async function moveDirectory(db: Db, key: IdentityKey, at: { playerId: PlayerId; requestId: string }, from: IdentityState, to: IdentityState, newRequestId?: string): Promise<boolean> {
+export async function moveDirectory(
+  db: Db,
+  key: IdentityKey,
+  at: { playerId: PlayerId; requestId: string },
+  from: IdentityState,
+  to: IdentityState,
+  newRequestId?: string,
+): Promise<boolean> {
   const r = await sql<{ one: number }>`
     UPDATE identities SET state = ${to}, request_id = ${newRequestId ?? at.requestId}, updated_at = now()
      WHERE bucket = ${key.bucket} AND provider = ${key.provider} AND subject = ${key.subject}
@@ -170,7 +177,12 @@ export async function createLinkedPlayer(db: Db, p: NewPlayerRow): Promise<Playe
  * Links the identity to an existing player (`linked`), or records `aborted` when there is no such
  * player, unless the request has an outcome already (then `inserted` is false: the caller reads it).
  */
-export async function linkToPlayer(db: Db, playerId: PlayerId, requestId: string, key: IdentityKey): Promise<{ inserted: boolean; state: IdentityRequestState | null }> {
+export async function linkToPlayer(
+  db: Db,
+  playerId: PlayerId,
+  requestId: string,
+  key: IdentityKey,
+): Promise<{ inserted: boolean; state: IdentityRequestState | null }> {
   const r = await sql<{ state: IdentityRequestState }>`
     INSERT INTO player_identities (player_id, request_id, provider, subject, state)
     SELECT ${playerId}, ${requestId}, ${key.provider}, ${key.subject},
@@ -228,5 +240,9 @@ export async function linkedIdentities(db: Db, playerId: PlayerId): Promise<Link
      WHERE p.player_id = ${playerId}
      ORDER BY i.created_at, i.provider, i.subject`.execute(db);
   if (r.rows.length === 0) return null;
-  return r.rows.flatMap((row) => (row.provider === null || row.subject === null || row.created_at === null ? [] : [{ provider: row.provider, subject: row.subject, linkedAt: row.created_at }]));
+  return r.rows.flatMap((row) =>
+    row.provider === null || row.subject === null || row.created_at === null
+      ? []
+      : [{ provider: row.provider, subject: row.subject, linkedAt: row.created_at }],
+  );
 }

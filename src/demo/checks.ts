@@ -49,9 +49,21 @@ export async function consistencyChecks(
 ): Promise<Check[]> {
   const t = await shardTotals(shards, gameId);
   const checks: Check[] = [
-    { name: 'every submitted result applied once', ok: t.ledgerRows === submitted.results, detail: `${t.ledgerRows} ledger rows for ${submitted.results} results submitted` },
-    { name: 'sum of applied deltas = sum submitted', ok: t.ledgerDelta === submitted.delta, detail: `${t.ledgerDelta} on the shards, ${submitted.delta} submitted` },
-    { name: 'stats agree with the ledger', ok: t.statsScore === t.ledgerDelta && t.gamesPlayed === t.ledgerRows, detail: `score sum ${t.statsScore}, games played ${t.gamesPlayed}` },
+    {
+      name: 'every submitted result applied once',
+      ok: t.ledgerRows === submitted.results,
+      detail: `${t.ledgerRows} ledger rows for ${submitted.results} results submitted`,
+    },
+    {
+      name: 'sum of applied deltas = sum submitted',
+      ok: t.ledgerDelta === submitted.delta,
+      detail: `${t.ledgerDelta} on the shards, ${submitted.delta} submitted`,
+    },
+    {
+      name: 'stats agree with the ledger',
+      ok: t.statsScore === t.ledgerDelta && t.gamesPlayed === t.ledgerRows,
+      detail: `score sum ${t.statsScore}, games played ${t.gamesPlayed}`,
+    },
   ];
   let over = 0;
   let roomsSeen = 0;

@@ -56,7 +56,10 @@ function importEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
 export async function startEmbeddedPostgres(
   baseDir: string,
   name: string,
-  options: { onLog?: (line: string) => void; /** Told how to stop the server as soon as it exists, before it is up. */ onCreated?: (stop: () => Promise<void>) => void } = {},
+  options: {
+    onLog?: (line: string) => void;
+    /** Told how to stop the server as soon as it exists, before it is up. */ onCreated?: (stop: () => Promise<void>) => void;
+  } = {},
 ): Promise<EmbeddedPostgresServer> {
   const { onLog, onCreated } = options;
   const EmbeddedPostgres = await importEmbeddedPostgres();

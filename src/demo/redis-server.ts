@@ -29,12 +29,16 @@ export async function ensureRedis(url: string, onLog?: (line: string) => void): 
   let child: ChildProcess;
   try {
     child = await new Promise<ChildProcess>((resolve, reject) => {
-      const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       c.once('error', reject);
       c.once('spawn', () => resolve(c));
     });
   } catch {
-    throw new Error(`no Redis answers at ${url} and there is no redis-server on the PATH: install Redis (e.g. "apt-get install redis-server") or set REDIS_URL`);
+    throw new Error(
+      `no Redis answers at ${url} and there is no redis-server on the PATH: install Redis (e.g. "apt-get install redis-server") or set REDIS_URL`,
+    );
   }
   child.stdout?.on('data', (d: Buffer) => onLog?.(d.toString().trimEnd()));
   const privateUrl = `redis://127.0.0.1:${port}`;

@@ -56,12 +56,15 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
   const gameId = o.existing ? `${DEMO_GAME}-${runId}` : DEMO_GAME;
   const t0 = Date.now();
   // Warnings (e.g. Redis without persistence) as plain sentences, not JSON, in the demo's output.
-  const logger = pino({ level: 'warn', base: null }, {
-    write: (line: string) => {
-      const { msg } = JSON.parse(line) as { msg?: string };
-      process.stderr.write(`warning: ${msg ?? line}\n`);
+  const logger = pino(
+    { level: 'warn', base: null },
+    {
+      write: (line: string) => {
+        const { msg } = JSON.parse(line) as { msg?: string };
+        process.stderr.write(`warning: ${msg ?? line}\n`);
+      },
     },
-  });
+  );
   try {
     // Redis first: without one (and no redis-server to start) the demo fails at once, before it
     // spends seconds starting PostgreSQL servers it would only tear down again.
@@ -107,7 +110,10 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     const perZone = Math.ceil(o.players / zones.length);
     for (const zone of zones) {
       const count = Math.max(3, Math.ceil(perZone / 300));
-      await rooms.defineRooms(zone, Array.from({ length: count }, (_, i) => ({ roomId: `${zone}-room-${i + 1}` })));
+      await rooms.defineRooms(
+        zone,
+        Array.from({ length: count }, (_, i) => ({ roomId: `${zone}-room-${i + 1}` })),
+      );
     }
 
     const c: Counters = { created: 0, loggedIn: 0, seated: 0, submitted: 0, submittedDelta: 0n, submittedResults: 0 };
@@ -117,8 +123,13 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
     };
     let depth = 0;
     const ticker = setInterval(() => {
-      void queueDepth().then((d) => (depth = d), () => undefined);
-      o.status(`players created ${c.created}/${o.players} · logged in ${c.loggedIn} · seated ${c.seated} · matches submitted ${c.submitted}/${o.matches} · parts settled ${appliedParts} · queue depth ${depth}`);
+      void queueDepth().then(
+        (d) => (depth = d),
+        () => undefined,
+      );
+      o.status(
+        `players created ${c.created}/${o.players} · logged in ${c.loggedIn} · seated ${c.seated} · matches submitted ${c.submitted}/${o.matches} · parts settled ${appliedParts} · queue depth ${depth}`,
+      );
     }, 250);
     cleanup.add(async () => clearInterval(ticker));
 
@@ -151,7 +162,9 @@ export async function runDemo(o: DemoOptions, cleanup = new Cleanup()): Promise<
       o.out(`rooms of ${zone}: ${snap.rooms.map((r) => `${r.roomId.replace(`${zone}-`, '')} ${r.count}/${r.capacity}`).join(', ')}`);
     }
     o.out('');
-    o.out(`settlement: ${c.submitted} matches, ${applied} player results applied in ${settleSeconds.toFixed(1)} s (${Math.round(applied / settleSeconds)} results/s, ${Math.round(c.submitted / settleSeconds)} matches/s)`);
+    o.out(
+      `settlement: ${c.submitted} matches, ${applied} player results applied in ${settleSeconds.toFixed(1)} s (${Math.round(applied / settleSeconds)} results/s, ${Math.round(c.submitted / settleSeconds)} matches/s)`,
+    );
     const checks = await consistencyChecks(shards, rooms, zones, gameId, { results: c.submittedResults, delta: c.submittedDelta });
     checks.unshift({
       name: 'every player logs in by username as the player registered',

@@ -39,7 +39,12 @@ export async function createPlayers(accounts: Accounts, regions: readonly string
       // Half the players in the first region, the rest spread over the others.
       const region = (i % 2 === 0 ? regions[0] : regions[1 + (Math.floor(i / 2) % Math.max(1, regions.length - 1))]) ?? regions[0]!;
       // Registered by a username, with a request id a retry would send again.
-      const p = await accounts.createPlayer({ region, nickname: `player-${i}`, identity: { provider: 'username', subject: usernameOf(i) }, requestId: `register-${i}` });
+      const p = await accounts.createPlayer({
+        region,
+        nickname: `player-${i}`,
+        identity: { provider: 'username', subject: usernameOf(i) },
+        requestId: `register-${i}`,
+      });
       ids[i] = p.id;
       c.created++;
     },

@@ -190,10 +190,7 @@ export class SchemaVersionError extends ShardlineError {
   readonly applied: string | null;
   readonly expected: string | null;
   constructor(shardId: string, applied: string | null, expected: string | null, hint: string) {
-    super(
-      'SCHEMA_VERSION_MISMATCH',
-      `shard ${showValue(shardId)} is at schema ${applied ?? '(none)'}, code expects ${expected ?? '(none)'}: ${hint}`,
-    );
+    super('SCHEMA_VERSION_MISMATCH', `shard ${showValue(shardId)} is at schema ${applied ?? '(none)'}, code expects ${expected ?? '(none)'}: ${hint}`);
     this.shardId = shardId;
     this.applied = applied;
     this.expected = expected;
@@ -243,7 +240,10 @@ export class AppSchemaVersionError extends ShardlineError {
   readonly applied: string | null;
   readonly expected: string | null;
   constructor(shardId: string, applied: string | null, expected: string | null, hint: string) {
-    super('APP_SCHEMA_VERSION_MISMATCH', `shard ${showValue(shardId)} is at app schema ${applied ?? '(none)'}, the app migrations folder is at ${expected ?? '(none)'}: ${hint}`);
+    super(
+      'APP_SCHEMA_VERSION_MISMATCH',
+      `shard ${showValue(shardId)} is at app schema ${applied ?? '(none)'}, the app migrations folder is at ${expected ?? '(none)'}: ${hint}`,
+    );
     this.shardId = shardId;
     this.applied = applied;
     this.expected = expected;

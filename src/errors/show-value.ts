@@ -47,7 +47,12 @@ function cutToLength(s: string, max: number): string {
 const lengthNote = (s: string) => `… (${s.length} characters)`;
 
 function escapeUnsafe(text: string): string {
-  return text.replace(UNSAFE, (c) => c.split('').map((unit) => unicodeEscape(unit.charCodeAt(0))).join(''));
+  return text.replace(UNSAFE, (c) =>
+    c
+      .split('')
+      .map((unit) => unicodeEscape(unit.charCodeAt(0)))
+      .join(''),
+  );
 }
 
 function unicodeEscape(unit: number): string {

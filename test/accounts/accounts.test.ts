@@ -1,13 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Accounts,
-  InvalidPlayerIdError,
-  PlayerNotFoundError,
-  ValidationError,
-  encodePlayerId,
-  type Player,
-  type PlayerId,
-} from '../../src/index.js';
+import { Accounts, InvalidPlayerIdError, PlayerNotFoundError, ValidationError, encodePlayerId, type Player, type PlayerId } from '../../src/index.js';
 import { errorOf } from '../support/errors.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 import { countQueries, type QueryCounter } from './query-counter.js';
@@ -61,7 +53,7 @@ describe.each(LAYOUTS)('accounts (%s)', (layout) => {
     expect(await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: '' }))).toBe('nickname');
     expect(await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'ok', status: 'banned' as never }))).toBe('status');
     expect(await fieldOf(accounts.createPlayer({ region: 42 as never, nickname: 'ok' }))).toBe('region');
-    expect((await errorOf(accounts.createPlayer({ region: 'atlantis', nickname: 'ok' })) as { code: string }).code).toBe('UNKNOWN_REGION');
+    expect(((await errorOf(accounts.createPlayer({ region: 'atlantis', nickname: 'ok' }))) as { code: string }).code).toBe('UNKNOWN_REGION');
   });
 
   it('createPlayer refuses unknown fields, as updateProfile does, before any statement', async () => {
@@ -188,10 +180,19 @@ describe.each(LAYOUTS)('accounts (%s)', (layout) => {
     const shardId = t.shardSet.router.shardFor(p.id).id;
     // Ties on ended_at (broken by match_id) and rows a few microseconds apart inside one millisecond.
     const endedAt = [
-      '2024-05-01T10:00:00.000000', '2024-05-01T10:00:00.000000', '2024-05-01T10:00:00.000000',
-      '2024-05-01T10:00:00.123400', '2024-05-01T10:00:00.123456', '2024-05-01T10:00:00.123999',
-      '2024-05-01T10:00:00.123456', '2024-05-02T08:30:00.000001', '2024-05-03T00:00:00.000000',
-      '2024-04-30T23:59:59.999999', '2024-05-01T10:00:00.124000', '2024-05-02T08:30:00.000000', '2024-05-01T09:00:00.000000',
+      '2024-05-01T10:00:00.000000',
+      '2024-05-01T10:00:00.000000',
+      '2024-05-01T10:00:00.000000',
+      '2024-05-01T10:00:00.123400',
+      '2024-05-01T10:00:00.123456',
+      '2024-05-01T10:00:00.123999',
+      '2024-05-01T10:00:00.123456',
+      '2024-05-02T08:30:00.000001',
+      '2024-05-03T00:00:00.000000',
+      '2024-04-30T23:59:59.999999',
+      '2024-05-01T10:00:00.124000',
+      '2024-05-02T08:30:00.000000',
+      '2024-05-01T09:00:00.000000',
     ];
     const rows = endedAt.map((t, i) => ({
       match_id: `m-${String(i).padStart(3, '0')}`,

@@ -121,7 +121,13 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
   async function directoryRows(i: Identity) {
     const out: { shardId: string; bucket: number; state: string; player_id: PlayerId }[] = [];
     for (const s of t.shardSet.shards) {
-      const rows = await t.shardSet.rawDb(s.id).selectFrom('identities').select(['bucket', 'state', 'player_id']).where('provider', '=', i.provider).where('subject', '=', i.subject).execute();
+      const rows = await t.shardSet
+        .rawDb(s.id)
+        .selectFrom('identities')
+        .select(['bucket', 'state', 'player_id'])
+        .where('provider', '=', i.provider)
+        .where('subject', '=', i.subject)
+        .execute();
       out.push(...rows.map((r) => ({ shardId: s.id, ...r })));
     }
     return out;
@@ -129,7 +135,16 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
 
   async function playerCount(): Promise<number> {
     let n = 0;
-    for (const s of t.shardSet.shards) n += Number((await t.shardSet.rawDb(s.id).selectFrom('players').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    for (const s of t.shardSet.shards)
+      n += Number(
+        (
+          await t.shardSet
+            .rawDb(s.id)
+            .selectFrom('players')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     return n;
   }
 
@@ -168,7 +183,9 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
     const a = await accounts.createPlayer({ region: 'shenzhen', nickname: 'a', identity: { provider: 'username', subject: name } });
     expect(await accounts.playerIdByIdentity({ provider: 'username', subject: name.toUpperCase() })).toBe(a.id); // STRASSE
     await accounts.createPlayer({ region: 'shenzhen', nickname: 'e', identity: { provider: 'email', subject: `Ann.${name}@Example.COM` } });
-    expect(await errorOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'e2', identity: { provider: 'email', subject: `ann.${name}@example.com` } }))).toBeInstanceOf(IdentityTakenError);
+    expect(
+      await errorOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'e2', identity: { provider: 'email', subject: `ann.${name}@example.com` } })),
+    ).toBeInstanceOf(IdentityTakenError);
     const g = await accounts.createPlayer({ region: 'shenzhen', nickname: 'g', identity: { provider: 'gamertag', subject: `Ace${name}` } });
     expect(await accounts.playerIdByIdentity({ provider: 'gamertag', subject: `ACE${name}` })).toBe(g.id);
     const opaque = `AbC${name}`;
@@ -202,17 +219,27 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
       ['username:bob', 'identity'],
     ];
     for (const [identity, field] of bad) {
-      expect(await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'x', identity: identity as Identity })), JSON.stringify(identity).slice(0, 60)).toBe(field);
+      expect(
+        await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'x', identity: identity as Identity })),
+        JSON.stringify(identity).slice(0, 60),
+      ).toBe(field);
       expect(await fieldOf(accounts.playerIdByIdentity(identity as Identity))).toBe(field);
     }
     expect(await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'x', requestId: 'r-1' }))).toBe('requestId');
-    expect(await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'x', identity: { provider: 'username', subject: 'ok' }, requestId: 'has space' }))).toBe('requestId');
+    expect(
+      await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'x', identity: { provider: 'username', subject: 'ok' }, requestId: 'has space' })),
+    ).toBe('requestId');
     expect(await fieldOf(accounts.createPlayer({ region: 'shenzhen', nickname: '', identity: { provider: 'username', subject: 'ok' } }))).toBe('nickname');
-    expect((await errorOf(accounts.createPlayer({ region: 'atlantis', nickname: 'x', identity: { provider: 'username', subject: 'ok' } })) as { code: string }).code).toBe('UNKNOWN_REGION');
+    expect(
+      ((await errorOf(accounts.createPlayer({ region: 'atlantis', nickname: 'x', identity: { provider: 'username', subject: 'ok' } }))) as { code: string })
+        .code,
+    ).toBe('UNKNOWN_REGION');
     expect(Object.values(counter.counts()).every((n) => n === 0)).toBe(true);
     expect(await playerCount()).toBe(before);
     expect(() => new Accounts(t.shardSet, { identityProviders: { 'Bad Name': {} } })).toThrow(ValidationError);
-    expect(() => new Accounts(t.shardSet, { identityProviders: { gamertag: { caseInsensitve: true } as never } })).toThrow(/identityProviders.gamertag.caseInsensitve/);
+    expect(() => new Accounts(t.shardSet, { identityProviders: { gamertag: { caseInsensitve: true } as never } })).toThrow(
+      /identityProviders.gamertag.caseInsensitve/,
+    );
   });
 
   it('stores SQL-like text verbatim, and keeps look-alikes apart unless folding maps them', async () => {
@@ -233,7 +260,9 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
     expect(await accounts.playerIdByIdentity({ provider: 'username', subject: `lily${tag}` })).toBeNull();
     // The Kelvin sign folds to k: the same username.
     const k = await accounts.createPlayer({ region: 'shenzhen', nickname: 'k', identity: { provider: 'username', subject: `k${tag}` } });
-    expect(await errorOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'K', identity: { provider: 'username', subject: `\u212A${tag}` } }))).toBeInstanceOf(IdentityTakenError);
+    expect(
+      await errorOf(accounts.createPlayer({ region: 'shenzhen', nickname: 'K', identity: { provider: 'username', subject: `\u212A${tag}` } })),
+    ).toBeInstanceOf(IdentityTakenError);
     expect(await accounts.playerIdByIdentity({ provider: 'username', subject: `\u212A${tag}` })).toBe(k.id);
   });
 
@@ -291,7 +320,12 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
     const ok = { bucket: identityBucket(i), provider: i.provider, subject: i.subject, player_id: 1n as PlayerId, state: 'confirmed' as const, request_id: 'r' };
     await db.insertInto('identities').values(ok).execute();
     await db.deleteFrom('identities').where('subject', '=', i.subject).execute();
-    const err = await errorOf(db.insertInto('identities').values({ ...ok, bucket: (ok.bucket + 1) % 4096 }).execute());
+    const err = await errorOf(
+      db
+        .insertInto('identities')
+        .values({ ...ok, bucket: (ok.bucket + 1) % 4096 })
+        .execute(),
+    );
     expect((err as { constraint?: string }).constraint).toBe('identities_bucket_check');
   });
 
@@ -322,7 +356,9 @@ describe.each(LAYOUTS)('identities (%s)', (layout) => {
     for (const o of outcomes) expect(o.player !== undefined).toBe(winningRequests.has(o.requestId));
     expect(await playerCount()).toBe(before + 1);
     expect(String(await accounts.playerIdByIdentity(identity))).toBe(winner);
-    expect((await directoryRows({ provider: 'username', subject: identity.subject.toLowerCase() })).map((r) => [r.state, String(r.player_id)])).toEqual([['confirmed', winner]]);
+    expect((await directoryRows({ provider: 'username', subject: identity.subject.toLowerCase() })).map((r) => [r.state, String(r.player_id)])).toEqual([
+      ['confirmed', winner],
+    ]);
   }, 120_000);
 
   it("the identity's shard down: ShardUnavailableError, and nothing half-done blocks the retry", async () => {

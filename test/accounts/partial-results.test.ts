@@ -1,14 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  Accounts,
-  Leaderboards,
-  ShardSet,
-  ShardUnavailableError,
-  encodePlayerId,
-  validateShardMap,
-  type Player,
-  type PlayerId,
-} from '../../src/index.js';
+import { Accounts, Leaderboards, ShardSet, ShardUnavailableError, encodePlayerId, validateShardMap, type Player, type PlayerId } from '../../src/index.js';
 import { errorOf } from '../support/errors.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 

@@ -24,7 +24,7 @@ export function countQueries(shardSet: ShardSet): QueryCounter {
       const original = client.query.bind(client) as (...args: unknown[]) => unknown;
       (client as { query: unknown }).query = (...args: unknown[]) => {
         const first = args[0];
-        const text = typeof first === 'string' ? first : (first as { text?: string } | undefined)?.text ?? '?';
+        const text = typeof first === 'string' ? first : ((first as { text?: string } | undefined)?.text ?? '?');
         seen.get(shard.id)?.push(text);
         return original(...args);
       };

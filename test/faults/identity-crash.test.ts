@@ -28,8 +28,18 @@ describe.each(LAYOUTS)('identity protocol under SIGKILL (%s)', (layout) => {
     await t?.cleanup();
   });
 
-  async function crashAfter(step: IdentityStep, config: Omit<CrashConfig, 'mapJson' | 'killAfter' | 'leaseMs' | 'region' | 'requestId'> & { requestId?: string }): Promise<void> {
-    const full: CrashConfig = { mapJson: t.mapJson, killAfter: step, leaseMs: LEASE_MS, region: t.shardSet.router.regions.at(-1)!, requestId: config.requestId ?? randomUUID(), ...config };
+  async function crashAfter(
+    step: IdentityStep,
+    config: Omit<CrashConfig, 'mapJson' | 'killAfter' | 'leaseMs' | 'region' | 'requestId'> & { requestId?: string },
+  ): Promise<void> {
+    const full: CrashConfig = {
+      mapJson: t.mapJson,
+      killAfter: step,
+      leaseMs: LEASE_MS,
+      region: t.shardSet.router.regions.at(-1)!,
+      requestId: config.requestId ?? randomUUID(),
+      ...config,
+    };
     const proc = spawnScript('test/faults/identity-crash-child.ts', [JSON.stringify(full)], 60_000);
     const ended = await proc.done;
     expect(ended.signal, proc.output()).toBe('SIGKILL');
@@ -42,8 +52,20 @@ describe.each(LAYOUTS)('identity protocol under SIGKILL (%s)', (layout) => {
     const linked: PlayerId[] = [];
     for (const s of t.shardSet.shards) {
       const db = t.shardSet.rawDb(s.id);
-      directory.push(...(await db.selectFrom('identities').select(['state', 'player_id']).where('provider', '=', i.provider).where('subject', '=', i.subject).execute()));
-      linked.push(...(await db.selectFrom('player_identities').select('player_id').where('provider', '=', i.provider).where('subject', '=', i.subject).where('state', '=', 'linked').execute()).map((r) => r.player_id));
+      directory.push(
+        ...(await db.selectFrom('identities').select(['state', 'player_id']).where('provider', '=', i.provider).where('subject', '=', i.subject).execute()),
+      );
+      linked.push(
+        ...(
+          await db
+            .selectFrom('player_identities')
+            .select('player_id')
+            .where('provider', '=', i.provider)
+            .where('subject', '=', i.subject)
+            .where('state', '=', 'linked')
+            .execute()
+        ).map((r) => r.player_id),
+      );
     }
     return { directory, linked };
   }
@@ -65,7 +87,16 @@ describe.each(LAYOUTS)('identity protocol under SIGKILL (%s)', (layout) => {
 
   async function playerCount(): Promise<number> {
     let n = 0;
-    for (const s of t.shardSet.shards) n += Number((await t.shardSet.rawDb(s.id).selectFrom('players').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+    for (const s of t.shardSet.shards)
+      n += Number(
+        (
+          await t.shardSet
+            .rawDb(s.id)
+            .selectFrom('players')
+            .select((eb) => eb.fn.countAll().as('n'))
+            .executeTakeFirstOrThrow()
+        ).n,
+      );
     return n;
   }
 
@@ -93,7 +124,9 @@ describe.each(LAYOUTS)('identity protocol under SIGKILL (%s)', (layout) => {
         const p = outcome as { id: PlayerId };
         await expectConsistent(identity, p.id);
         // The crashed request, retried now, is told the identity is taken: it was fenced, so it never lands.
-        expect(await errorOf(accounts.createPlayer({ region: t.shardSet.router.regions[0]!, nickname: 'late', identity, requestId }))).toBeInstanceOf(IdentityTakenError);
+        expect(await errorOf(accounts.createPlayer({ region: t.shardSet.router.regions[0]!, nickname: 'late', identity, requestId }))).toBeInstanceOf(
+          IdentityTakenError,
+        );
       } else {
         // Its player exists: the identity is that player's, confirmed by whoever meets it first.
         expect(outcome).toBeInstanceOf(IdentityTakenError);
@@ -122,7 +155,16 @@ describe.each(LAYOUTS)('identity protocol under SIGKILL (%s)', (layout) => {
   it('a registration stalled past its lease is given up, and its late step never lands', async () => {
     const identity = { provider: 'device', subject: `stall-${randomUUID()}` };
     const before = await playerCount();
-    const config: CrashConfig = { mapJson: t.mapJson, op: 'create', identity, region: t.shardSet.router.regions[0]!, requestId: randomUUID(), killAfter: 'reserved', leaseMs: LEASE_MS, stallMs: 3 * LEASE_MS };
+    const config: CrashConfig = {
+      mapJson: t.mapJson,
+      op: 'create',
+      identity,
+      region: t.shardSet.router.regions[0]!,
+      requestId: randomUUID(),
+      killAfter: 'reserved',
+      leaseMs: LEASE_MS,
+      stallMs: 3 * LEASE_MS,
+    };
     const proc = spawnScript('test/faults/identity-crash-child.ts', [JSON.stringify(config)], 60_000);
     await proc.waitForEvent('the reservation', (e) => e.step === 'reserved', 30_000);
     // Another request waits out the lease, records the stalled request as aborted on its player's shard, and wins.
@@ -136,7 +178,11 @@ describe.each(LAYOUTS)('identity protocol under SIGKILL (%s)', (layout) => {
 
   for (const step of ['reserved', 'linked'] as const) {
     it(`a link killed after "${step}": the lookup and the player's list agree`, async () => {
-      const p = await accounts.createPlayer({ region: t.shardSet.router.regions[0]!, nickname: 'linker', identity: { provider: 'device', subject: randomUUID() } });
+      const p = await accounts.createPlayer({
+        region: t.shardSet.router.regions[0]!,
+        nickname: 'linker',
+        identity: { provider: 'device', subject: randomUUID() },
+      });
       const steam = { provider: 'steam', subject: `link-${step}-${randomUUID()}` };
       await crashAfter(step, { op: 'link', identity: steam, playerId: String(p.id) });
       await new Promise((r) => setTimeout(r, LEASE_MS + 50));
