@@ -49,7 +49,15 @@ export function isConnectionError(err: unknown): boolean {
   const code = codeOf(err);
   if (
     code &&
-    (CONNECTION_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P03' || code === '3D000' || code === '28P01' || code === '28000')
+    (CONNECTION_CODES.has(code) ||
+      code.startsWith('08') ||
+      code === '57P01' ||
+      code === '57P03' ||
+      // too_many_connections is raised while connecting: the shard cannot take this client now.
+      code === '53300' ||
+      code === '3D000' ||
+      code === '28P01' ||
+      code === '28000')
   )
     return true;
   return /Connection terminated|timeout expired|connection timeout|Client has encountered a connection error/i.test(messageOf(err));
@@ -61,6 +69,7 @@ function hintFor(err: unknown, database: string): string | undefined {
   if (code === '3D000') return `create it with "createdb ${database}", or run "shardline migrate latest --create-databases" for local development`;
   if (code === '28P01' || code === '28000') return 'check the user and password in the environment variable the map names';
   if (code === 'ECONNREFUSED') return 'is PostgreSQL running on that host and port?';
+  if (code === '53300') return "the server has no free connection slot: lower the shards' pool sizes (pool.max) or raise max_connections";
   if (/timeout/i.test(messageOf(err))) return 'the server did not answer in time; check the host, port and firewall';
   return undefined;
 }

@@ -78,6 +78,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   private readonly options: ShardSetOptions;
   private readonly handles = new Map<string, ShardHandle<ShardTables<App>>>();
   private closed = false;
+  private mapOwnership?: Promise<void>;
   private readonly appSchema: AppSchemaGate;
 
   constructor(map: ShardMap, options: ShardSetOptions = {}) {
@@ -106,6 +107,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   /** Kysely for a shard whose identity and schema have been checked (once per ShardSet, then cached). */
   async db(shardId: string): Promise<Kysely<ShardTables<App>>> {
     const h = this.handle(shardId);
+    if (this.options.verifyIdentity !== false) await this.mapOwnershipChecked();
     if (this.options.verifyIdentity !== false || this.options.verifySchema !== false) {
       h.verified ??= this.verify(shardId).catch((err: unknown) => {
         h.verified = undefined; // a shard that was down may come back: check again next time
@@ -192,6 +194,38 @@ export class ShardSet<App extends AppTables = NoAppTables> {
       },
     );
     return splitOutages(outcomes, partial === true);
+  }
+
+  /**
+   * Once per ShardSet, before its first query on any shard: every shard's stamp against the map.
+   * A map that takes buckets from one shard is then refused on all of them, so not even the shards
+   * that look right are written through it. Shards that cannot be reached or are not migrated are
+   * skipped (their own first use checks them); a shard at another schema is not a map fault and
+   * is left to its own check, so it does not stop the others.
+   */
+  private mapOwnershipChecked(): Promise<void> {
+    this.mapOwnership ??= this.checkMapOwnership().catch((err: unknown) => {
+      this.mapOwnership = undefined;
+      throw err;
+    });
+    return this.mapOwnership;
+  }
+
+  private async checkMapOwnership(): Promise<void> {
+    const checks = await Promise.allSettled(
+      this.shards.map(async (shard) => {
+        try {
+          await checkIdentity(this.handle(shard.id).pool, shard, this.map.shards);
+        } catch (err) {
+          throw toShardError(err, shard.id, targetOf(shard));
+        }
+      }),
+    );
+    for (const c of checks) {
+      if (c.status === 'fulfilled' || c.reason instanceof ShardUnavailableError) continue;
+      if (c.reason instanceof ShardIdentityError && c.reason.found === null) continue;
+      throw c.reason;
+    }
   }
 
   private async verify(shardId: string): Promise<void> {

@@ -117,6 +117,20 @@ describe('a map edit that would hide players', () => {
     expect(rollback.stderr).toMatch(/error \[SHARD_OWNERSHIP_MISMATCH\]/);
   });
 
+  it('ShardSet refuses the shards the edit left alone too, before its first query on any of them', async () => {
+    const countOn = async (shardId: string) => Number((await t.shardSet.pool(shardId).query<{ n: string }>('SELECT count(*) AS n FROM players')).rows[0]?.n);
+    const before = await countOn('sc-1');
+    const shards = new ShardSet(editedMap, { poolMax: 2 });
+    try {
+      const err = await errorOf(new Accounts(shards).createPlayer({ region: 'sichuan', nickname: 'through-a-bad-map' }));
+      expect(err).toBeInstanceOf(ShardOwnershipError);
+      expect((err as ShardOwnershipError).shardId).toBe('sz-2');
+    } finally {
+      await shards.close();
+    }
+    expect(await countOn('sc-1')).toBe(before);
+  });
+
   it('shards check and migrate status report the fault on sz-2 and exit 1', async () => {
     const check = await runCli(['shards', 'check', '--map', editedFile], { env });
     expect(check.code).toBe(1);
