@@ -64,10 +64,12 @@ cat >tsconfig.json <<'JSON'
 JSON
 cp "$repo/.ci/pack-check/main.ts" src/main.ts
 cp "$repo/.ci/pack-check/routing-only.mjs" routing-only.mjs
-if ! npm install --offline --no-audit --no-fund --loglevel=error "$tarball" >"$work/install.log" 2>&1; then
+# tsx as an app would have it, for its TypeScript migrations (the version the checkout has cached).
+tsx_spec="tsx@$(node -p "require('$repo/node_modules/tsx/package.json').version")"
+if ! npm install --offline --no-audit --no-fund --loglevel=error "$tarball" "$tsx_spec" >"$work/install.log" 2>&1; then
   # A cache filled by `npm ci` holds the tarballs but maybe not every package's metadata.
   echo "(offline install failed, retrying with --prefer-offline: $(tail -n 3 "$work/install.log" | tr '\n' ' '))"
-  npm install --prefer-offline --no-audit --no-fund --loglevel=error "$tarball"
+  npm install --prefer-offline --no-audit --no-fund --loglevel=error "$tarball" "$tsx_spec"
 fi
 
 echo "-- compile (strict, skipLibCheck false) against the published types"
@@ -91,6 +93,21 @@ npx --no -- shardline migrate latest --create-databases --map map.json 2>&1 | te
 out=$(node dist/main.js map.json)
 echo "$out" | tee "$work/main.out"
 id=$(node -e 'process.stdout.write(JSON.parse(process.argv[1]).id)' "$out")
+
+echo "-- a TypeScript app migration, loaded by the installed (compiled) CLI through the app's tsx"
+mkdir -p app-migrations
+cat >app-migrations/001_wallet.ts <<'TS'
+import type { Knex } from 'knex';
+export async function up(knex: Knex): Promise<void> {
+  await knex.raw('CREATE TABLE wallet (player_id bigint PRIMARY KEY, coins bigint NOT NULL DEFAULT 0)');
+}
+export async function down(knex: Knex): Promise<void> {
+  await knex.raw('DROP TABLE wallet');
+}
+TS
+npx --no -- shardline migrate latest --map map.json --app-migrations app-migrations >"$work/app-migrate.out" 2>&1 ||
+  fail "migrate --app-migrations with a .ts migration failed: $(cat "$work/app-migrate.out")"
+grep -q '001_wallet' "$work/app-migrate.out" || fail "the app migration was not applied: $(cat "$work/app-migrate.out")"
 
 echo "-- routing alone loads no BullMQ, knex or prom-client"
 SHARDLINE_LOAD_LOG="$work/loads.log" node --import "$repo/test/package/record-loads.mjs" routing-only.mjs map.json "$id" >"$work/routing-only.out"

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { Knex } from 'knex';
 import { SelfClosureError } from '../errors/index.js';
+import { importAppModule } from '../loading/import-app-module.js';
 import { EsmMigrationSource } from './migration-source.js';
 import type pg from 'pg';
 import { selfClosureFaults } from './self-closure.js';
@@ -21,11 +22,17 @@ export class AppMigrationSource extends EsmMigrationSource {
 
   override async getMigration(file: string): Promise<Knex.Migration> {
     // knex reads `config.transaction` off a migration module, though its type does not declare it.
-    const m: Knex.Migration & { config?: { transaction?: boolean } } = await importMigration(() => super.getMigration(file), path.join(this.appDir, file));
+    const m: Knex.Migration & { config?: { transaction?: boolean } } = (await importAppModule(
+      path.join(this.appDir, file),
+      () =>
+        new Error(`${file} is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile the migrations to .js`),
+    )) as Knex.Migration;
     const name = this.getMigrationName(file);
     if (typeof m.up !== 'function') throw new Error(`app migration ${name} exports no up() function`);
     if (m.config?.transaction === false) {
-      throw new Error(`app migration ${name} sets config.transaction = false: app migrations run in a transaction each, so the self-closure check can roll them back`);
+      throw new Error(
+        `app migration ${name} sets config.transaction = false: app migrations run in a transaction each, so the self-closure check can roll them back`,
+      );
     }
     const up = m.up.bind(m);
     return {
@@ -40,27 +47,5 @@ export class AppMigrationSource extends EsmMigrationSource {
         if (faults.length > 0) throw new SelfClosureError(this.shardId, name, faults);
       },
     };
-  }
-}
-
-let tsxRegistered: Promise<void> | undefined;
-
-/**
- * Imports a migration; a TypeScript one that Node cannot load by itself (a published shardline
- * runs compiled JS) is retried once with tsx's loader when the app has tsx installed.
- */
-async function importMigration(load: () => Promise<Knex.Migration>, file: string): Promise<Knex.Migration> {
-  try {
-    return await load();
-  } catch (err) {
-    if (!/\.(ts|mts)$/.test(file) || (err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
-    tsxRegistered ??= import('tsx/esm/api').then(
-      (tsx) => void tsx.register(),
-      () => {
-        throw new Error(`${file} is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile the migrations to .js`);
-      },
-    );
-    await tsxRegistered;
-    return load();
   }
 }

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { importAppModule } from '../loading/import-app-module.js';
 import type { Transaction } from 'kysely';
 import type { JsonObject, Outcome, ShardDatabase } from '../db/schema.js';
 import { isTransientDbError } from '../db/pg-errors.js';
@@ -78,10 +78,16 @@ export async function runEffects(
 export async function loadEffectsModule(specifier: string, cwd: string): Promise<SettlementEffects<any>> {
   const file = path.resolve(cwd, specifier);
   if (!existsSync(file)) throw new EffectsModuleError(specifier, `no such file (resolved to ${file})`);
-  const url = pathToFileURL(file).href;
   let mod: unknown;
   try {
-    mod = await importModule(url, file);
+    mod = await importAppModule(
+      file,
+      () =>
+        new EffectsModuleError(
+          specifier,
+          'is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile it to .js',
+        ),
+    );
   } catch (err) {
     if (err instanceof EffectsModuleError) throw err;
     throw new EffectsModuleError(specifier, `could not be loaded: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
@@ -93,26 +99,5 @@ export async function loadEffectsModule(specifier: string, cwd: string): Promise
     return checkEffects(effects, 'effects');
   } catch (err) {
     throw new EffectsModuleError(specifier, err instanceof Error ? err.message : String(err), { cause: err });
-  }
-}
-
-let tsxRegistered: Promise<void> | undefined;
-
-async function importModule(url: string, file: string): Promise<unknown> {
-  try {
-    return await import(url);
-  } catch (err) {
-    if (!/\.(ts|mts)$/.test(file) || (err as { code?: string }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw err;
-    tsxRegistered ??= import('tsx/esm/api').then(
-      (tsx) => void tsx.register(),
-      () => {
-        throw new EffectsModuleError(
-          file,
-          'is TypeScript, which this Node cannot load alone: install tsx in the app (npm install -D tsx), or compile it to .js',
-        );
-      },
-    );
-    await tsxRegistered;
-    return import(url);
   }
 }
