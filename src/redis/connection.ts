@@ -35,7 +35,17 @@ export function connectionOptions(connection: RedisConnection): RedisOptions {
 /** The client to use: the caller's own (not owned), or a new one from their options (owned). */
 export function resolveConnection(connection: RedisConnection): ResolvedConnection {
   const options = connectionOptions(connection);
-  return isRedisClient(connection) ? { client: connection, owned: false } : { client: new Redis(options), owned: true };
+  return isRedisClient(connection) ? { client: connection, owned: false } : { client: quiet(new Redis(options)), owned: true };
+}
+
+/**
+ * A client shardline built reports a lost or refused connection through the commands that fail on
+ * it; without a listener ioredis would also print "Unhandled error event" on every reconnect
+ * attempt. A client the caller shares keeps the caller's own listeners.
+ */
+function quiet(client: Redis): Redis {
+  client.on('error', () => undefined);
+  return client;
 }
 
 /**
@@ -44,7 +54,7 @@ export function resolveConnection(connection: RedisConnection): ResolvedConnecti
  */
 export function duplicateConnection(connection: RedisConnection, connectionName: string): Redis {
   const options = connectionOptions(connection);
-  return isRedisClient(connection) ? connection.duplicate({ connectionName }) : new Redis({ ...options, connectionName });
+  return quiet(isRedisClient(connection) ? connection.duplicate({ connectionName }) : new Redis({ ...options, connectionName }));
 }
 
 /**
