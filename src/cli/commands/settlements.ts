@@ -42,8 +42,12 @@ export function addQueueOptions(cmd: Command): Command {
 export async function withClient<T>(flags: QueueFlags, fn: (client: SettlementClient) => Promise<T>): Promise<T> {
   const map = await loadMap(flags.map);
   const connection = await checkedRedisFromEnv();
-  const shards = new ShardSet(map, { applicationName: 'shardline-cli' });
-  const client = new SettlementClient({ shards, connection, prefix: prefixOf(flags), logger: cliLogger() });
+  const logger = cliLogger();
+  // $SHARDLINE_APP_MIGRATIONS, as for migrate and the worker: the app's schema is then checked too,
+  // and a shard's unchecked app version is reported once as a plain warning line otherwise.
+  const appMigrations = env.SHARDLINE_APP_MIGRATIONS || undefined;
+  const shards = new ShardSet(map, { applicationName: 'shardline-cli', logger, ...(appMigrations ? { appMigrations } : {}) });
+  const client = new SettlementClient({ shards, connection, prefix: prefixOf(flags), logger });
   try {
     await shards.verifyAll(); // a map that misplaces any shard's buckets is refused before anything is written
     return await fn(client);
@@ -67,7 +71,7 @@ export function registerSettlements(program: Command): void {
     async (matchId: string, flags: QueueFlags) => {
       const status = await withClient(flags, (c) => c.settlementStatus(matchId));
       if (status === null) {
-        console.error(`no shard knows match "${matchId}"`);
+        console.error(`error [UNKNOWN_MATCH]: no shard knows match "${matchId}"`);
         process.exitCode = 1;
         return;
       }
@@ -105,7 +109,7 @@ export function registerSettlements(program: Command): void {
         return { report: r, known: k };
       });
       if (!known) {
-        console.error(`error: no shard knows match "${matchId}": nothing to retry`);
+        console.error(`error [UNKNOWN_MATCH]: no shard knows match "${matchId}": nothing to retry`);
         process.exitCode = 1;
         return;
       }
