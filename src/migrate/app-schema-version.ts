@@ -65,11 +65,26 @@ export function appSchemaProblem(shardId: string, applied: readonly string[], di
     case 'current':
       return null;
     case 'behind':
-      return new AppSchemaVersionError(shardId, version, expected, `${standing.pending.length} app migration(s) pending: run "shardline migrate latest --app-migrations ${dir}"`);
+      return new AppSchemaVersionError(
+        shardId,
+        version,
+        expected,
+        `${standing.pending.length} app migration(s) pending: run "shardline migrate latest --app-migrations ${dir}"`,
+      );
     case 'ahead':
-      return new AppSchemaVersionError(shardId, version, expected, `the shard has app migrations this folder lacks (${standing.unknown.join(', ')}): the shard is ahead of this code, deploy the newer code`);
+      return new AppSchemaVersionError(
+        shardId,
+        version,
+        expected,
+        `the shard has app migrations this folder lacks (${standing.unknown.join(', ')}): the shard is ahead of this code, deploy the newer code`,
+      );
     case 'out-of-order':
-      return new AppSchemaVersionError(shardId, version, expected, `the shard applied ${applied.join(', ')}, not the folder's first migrations in order: the folder was edited after they ran`);
+      return new AppSchemaVersionError(
+        shardId,
+        version,
+        expected,
+        `the shard applied ${applied.join(', ')}, not the folder's first migrations in order: the folder was edited after they ran`,
+      );
     default: {
       const unhandled: never = standing;
       throw new Error(`unhandled standing ${JSON.stringify(unhandled)}`);

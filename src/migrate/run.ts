@@ -124,7 +124,14 @@ async function applyAppMigrations(
     shards.filter((s) => ok.has(s.id)),
     concurrency,
     async (shard): Promise<AppLane> => {
-      const lane: AppLane = { shard, migrator: new ShardMigrator(shard, { ...options, appMigrations: dir }), applied: [], pending: [], changed: [], done: false };
+      const lane: AppLane = {
+        shard,
+        migrator: new ShardMigrator(shard, { ...options, appMigrations: dir }),
+        applied: [],
+        pending: [],
+        changed: [],
+        done: false,
+      };
       try {
         const state = await lane.migrator.appState();
         lane.applied = state.applied;
@@ -169,11 +176,21 @@ async function applyAppMigrations(
         l.failed = new MigrationError(l.shard.id, reason);
         finish(l);
       }
-      return results.map((r) => resultOf(r, lanes.find((l) => l.shard.id === r.shardId)));
+      return results.map((r) =>
+        resultOf(
+          r,
+          lanes.find((l) => l.shard.id === r.shardId),
+        ),
+      );
     }
     await mapLimit(group, concurrency, (l) => step(l, name));
   }
-  return results.map((r) => resultOf(r, lanes.find((l) => l.shard.id === r.shardId)));
+  return results.map((r) =>
+    resultOf(
+      r,
+      lanes.find((l) => l.shard.id === r.shardId),
+    ),
+  );
 }
 
 function resultOf(r: ShardMigrateResult, lane: AppLane | undefined): ShardMigrateResult {

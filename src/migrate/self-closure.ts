@@ -114,7 +114,8 @@ export function judgeTables(tables: readonly TableFacts[]): SelfClosureFault[] {
       }
     }
     for (const c of t.columns) {
-      const sequence = c.identity !== '' ? 'is an identity column' : c.default !== null && /\bnextval\s*\(/i.test(c.default) ? `defaults to ${c.default}` : null;
+      const sequence =
+        c.identity !== '' ? 'is an identity column' : c.default !== null && /\bnextval\s*\(/i.test(c.default) ? `defaults to ${c.default}` : null;
       if (sequence === null) continue;
       fault(
         'no-sequence',
@@ -164,7 +165,11 @@ export async function readAppTables(db: Queryable): Promise<TableFacts[]> {
   if (tables.length === 0) return [];
   const oids = tables.map((t) => t.oid);
   const columns = (await db.query<{ oid: string; name: string; type: string; def: string | null; identity: string }>(COLUMNS_SQL, [JSON.stringify(oids)])).rows;
-  const constraints = (await db.query<{ oid: string; name: string; kind: string; columns: string[]; ref_table: string | null; referenced: string[] }>(KEYS_SQL, [JSON.stringify(oids)])).rows;
+  const constraints = (
+    await db.query<{ oid: string; name: string; kind: string; columns: string[]; ref_table: string | null; referenced: string[] }>(KEYS_SQL, [
+      JSON.stringify(oids),
+    ])
+  ).rows;
   return tables.map((t) => {
     const pk = constraints.find((c) => c.oid === t.oid && c.kind === 'p');
     return {

@@ -70,7 +70,12 @@ describe('self-closure rules (pure)', () => {
       { ...base, table: 'pk', primaryKey: { name: 'pk_pkey', columns: ['id', 'player_id'] }, columns: [col('player_id'), col('id')] },
       { ...base, table: 'ty', columns: [col('player_id', 'integer'), col('id')] },
       { ...base, table: 'seq', columns: [col('player_id'), col('id', 'bigint', null, 'a')] },
-      { ...base, table: 'fk', columns: [col('player_id'), col('id')], foreignKeys: [{ name: 'fk_friend', columns: ['id'], references: 'players', referencedColumns: ['player_id'] }] },
+      {
+        ...base,
+        table: 'fk',
+        columns: [col('player_id'), col('id')],
+        foreignKeys: [{ name: 'fk_friend', columns: ['id'], references: 'players', referencedColumns: ['player_id'] }],
+      },
     ]);
     expect(faults.map((f) => [f.table, f.rule, f.column ?? f.constraint ?? null])).toEqual([
       ['nolocal', 'declared-local', null],
@@ -112,7 +117,10 @@ describe.each(LAYOUTS)('app migrations (%s)', (layout) => {
   it('applies, reports, gates, rolls back one at a time and resumes', async () => {
     const dir = appDir();
     const progress: string[] = [];
-    const up = await migrateShards(t.map.shards, 'latest', { appMigrations: dir, onProgress: (p) => progress.push(`${p.shardId} ${p.set} ${p.step}/${p.of} ${p.migration}`) });
+    const up = await migrateShards(t.map.shards, 'latest', {
+      appMigrations: dir,
+      onProgress: (p) => progress.push(`${p.shardId} ${p.set} ${p.step}/${p.of} ${p.migration}`),
+    });
     expect(up.map((r) => [r.ok, r.appChanged, r.appVersion])).toEqual(t.map.shards.map(() => [true, ['0001_inventory', '0002_wallet'], '0002_wallet']));
     expect(progress).toContain(`${t.map.shards[0]!.id} app 2/2 0002_wallet`);
     for (let i = 0; i < t.databases.length; i++) expect(await tablesOf(t, i)).toEqual(expect.arrayContaining(['inventory', 'wallets', 'wallet_audit_runs']));
@@ -178,7 +186,9 @@ describe.each(LAYOUTS)('app migrations (%s)', (layout) => {
     expect((await tablesOf(t, 0)).sort()).toEqual([...SHARDLINE_TABLES].sort());
 
     // With the app's undone, shardline's own rolls back; below 0006 an app rollback has nothing to undo and creates nothing.
-    for (const name of migrationNames().filter((n) => n >= '0006').reverse()) {
+    for (const name of migrationNames()
+      .filter((n) => n >= '0006')
+      .reverse()) {
       const own = await migrateShards(t.map.shards, 'rollback');
       expect(own.map((r) => [r.ok, r.changed])).toEqual(t.map.shards.map(() => [true, [name]]));
     }
@@ -252,11 +262,18 @@ describe('self-closure enforced on four shards', () => {
       at: { column: 'mail_id' },
     },
     { rule: 'declared-local', table: 'shop_items', sql: 'CREATE TABLE shop_items (sku text PRIMARY KEY)', at: {} },
-    { rule: 'player-id-type', table: 'badges', sql: 'CREATE TABLE badges (player_id integer, badge text, PRIMARY KEY (player_id, badge))', at: { column: 'player_id' } },
+    {
+      rule: 'player-id-type',
+      table: 'badges',
+      sql: 'CREATE TABLE badges (player_id integer, badge text, PRIMARY KEY (player_id, badge))',
+      at: { column: 'player_id' },
+    },
   ];
 
   it('runs the good migrations of a folder everywhere and stops at the first refused one, which runs nowhere', async () => {
-    const dir = appDir({ '0003_ledger.js': migration('CREATE TABLE coin_ledger (entry_id bigserial PRIMARY KEY, player_id bigint NOT NULL, coins int)', 'coin_ledger') });
+    const dir = appDir({
+      '0003_ledger.js': migration('CREATE TABLE coin_ledger (entry_id bigserial PRIMARY KEY, player_id bigint NOT NULL, coins int)', 'coin_ledger'),
+    });
     const results = await migrateShards(t.map.shards, 'latest', { appMigrations: dir });
     expect(results.map((r) => [r.ok, r.appChanged, r.appVersion])).toEqual([
       [false, ['0002_wallet'], '0002_wallet'],
@@ -305,7 +322,12 @@ describe('self-closure enforced on four shards', () => {
   });
   it('a declared shard-local table passes; a shard altered by hand is refused before migrating, and schema check names the fault', async () => {
     const local = appDir(
-      { '0002_counters.js': migration("CREATE TABLE shard_counters (name text PRIMARY KEY); COMMENT ON TABLE shard_counters IS 'shardline:local'", 'shard_counters') },
+      {
+        '0002_counters.js': migration(
+          "CREATE TABLE shard_counters (name text PRIMARY KEY); COMMENT ON TABLE shard_counters IS 'shardline:local'",
+          'shard_counters',
+        ),
+      },
       1,
     );
     expect((await migrateShards(t.map.shards, 'latest', { appMigrations: local })).every((r) => r.ok)).toBe(true);
@@ -317,7 +339,10 @@ describe('self-closure enforced on four shards', () => {
 
     const next = appDir(
       {
-        '0002_counters.js': migration("CREATE TABLE shard_counters (name text PRIMARY KEY); COMMENT ON TABLE shard_counters IS 'shardline:local'", 'shard_counters'),
+        '0002_counters.js': migration(
+          "CREATE TABLE shard_counters (name text PRIMARY KEY); COMMENT ON TABLE shard_counters IS 'shardline:local'",
+          'shard_counters',
+        ),
         '0003_titles.js': migration('CREATE TABLE titles (player_id bigint REFERENCES players, title text, PRIMARY KEY (player_id, title))', 'titles'),
       },
       1,
@@ -335,5 +360,4 @@ describe('self-closure enforced on four shards', () => {
     const resumed = await migrateShards(t.map.shards, 'latest', { appMigrations: next });
     expect(resumed.map((r) => r.appChanged)).toEqual([[], [], ['0003_titles'], []]);
   });
-
 });

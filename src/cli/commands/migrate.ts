@@ -101,7 +101,9 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
       `${failed.length} of ${results.length} shards failed: ${failed.map((r) => r.shardId).join(', ')}; rerun to continue from where each shard stands`,
     );
     if (failed.some((r) => r.errorCode === 'SELF_CLOSURE_VIOLATION')) {
-      console.error('a self-closure rule was broken (docs/app-tables.md): fix the migration, or the table by hand ("shardline schema check" lists the faults), then rerun');
+      console.error(
+        'a self-closure rule was broken (docs/app-tables.md): fix the migration, or the table by hand ("shardline schema check" lists the faults), then rerun',
+      );
     }
     process.exitCode = 1;
   }
@@ -109,7 +111,10 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
 
 export function registerMigrate(program: Command): void {
   const migrate = program.command('migrate').description("apply shardline's schema, and the app's own migrations (--app-migrations), to every shard");
-  addAppMigrations(addCommon(migrate.command('latest').description("apply every pending migration on each shard: shardline's, then the app's")), "the app's own migrations, applied after shardline's")
+  addAppMigrations(
+    addCommon(migrate.command('latest').description("apply every pending migration on each shard: shardline's, then the app's")),
+    "the app's own migrations, applied after shardline's",
+  )
     .option('--create-databases', 'create missing shard databases first (local development)')
     .option(
       '--app-role <name>',
@@ -118,7 +123,11 @@ export function registerMigrate(program: Command): void {
     )
     .action((flags: MigrateFlags) => runAction('latest', flags));
   addAppMigrations(
-    addCommon(migrate.command('rollback').description("undo the newest migration on each shard: with --app-migrations the app's, else shardline's (refused while app migrations are applied)")),
+    addCommon(
+      migrate
+        .command('rollback')
+        .description("undo the newest migration on each shard: with --app-migrations the app's, else shardline's (refused while app migrations are applied)"),
+    ),
     "undo the app's newest migration instead of shardline's",
   )
     .option('--app-role <name>', 'the application role the migrations granted to (default: $SHARDLINE_APP_ROLE, then shardline_app)', env.SHARDLINE_APP_ROLE)
@@ -127,60 +136,59 @@ export function registerMigrate(program: Command): void {
     addCommon(
       migrate
         .command('status')
-        .description("schema version (shardline's and the app's) and identity per shard; exits 1 on drift in either, an identity fault or an unreachable shard"),
+        .description(
+          "schema version (shardline's and the app's) and identity per shard; exits 1 on drift in either, an identity fault or an unreachable shard",
+        ),
     ),
     "the app's migrations, to check each shard's app version against (without it the app version is shown, not checked)",
-  ).action(
-    async (flags: MigrateFlags) => {
-      const app = appMigrationsDir(flags.appMigrations);
-      const map = await loadMap(flags.map);
-      const report = await schemaStatus(selectShards(map, flags.shard), {
-        mapShards: map.shards,
-        concurrency: flags.concurrency ?? 8,
-        ...(app === undefined ? {} : { appMigrations: app }),
-      });
-      const appCell = (s: (typeof report.shards)[number]) =>
-        !s.reachable
-          ? '-'
-          : !s.app.checked
-            ? s.app.version === null
-              ? '(none)'
-              : `${s.app.version} (not checked)`
-            : `${s.app.version ?? '(none)'}${s.app.pending.length ? ` (${s.app.pending.length} pending)` : ''}`;
-      const drift = (s: (typeof report.shards)[number]) =>
-        [
-          s.version === report.expected ? '' : `DRIFT: expected ${report.expected ?? '(none)'}`,
-          s.app.problem === undefined ? '' : `APP DRIFT: expected ${report.app.expected ?? '(none)'}`,
-        ].filter((x) => x !== '');
-      console.log(
-        formatTable(
-          ['shard', 'region', 'schema version', 'pending', 'app version', 'identity', 'result'],
-          report.shards.map((s) => [
-            s.shardId,
-            s.region,
-            s.version ?? '(none)',
-            String(s.pending.length),
-            appCell(s),
-            s.ownershipFault !== undefined ? 'BUCKETS DIFFER (see below)' : s.identityProblem !== undefined ? 'FAULT (see below)' : s.reachable ? 'ok' : '-',
-            !s.reachable ? 'UNREACHABLE (see below)' : s.identityProblem !== undefined ? 'REFUSED: identity' : drift(s).length ? drift(s).join('; ') : 'ok',
-          ]),
-        ),
-      );
-      for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
-      for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
-      if (report.unreachable.length) console.error(`unreachable: ${report.unreachable.join(', ')}`);
-      if (report.identityProblems.length)
-        console.error(`identity faults: ${report.identityProblems.join(', ')}; the library and the worker refuse these shards`);
-      if (report.drift) {
-        const behind = report.shards.filter((s) => s.reachable && s.version !== report.expected).map((s) => s.shardId);
-        console.error(`drift: ${behind.join(', ')} not at ${report.expected ?? '(none)'}`);
-      }
-      for (const s of report.shards) if (s.reachable && s.app.problem !== undefined) console.error(`${s.shardId}: app schema: ${s.app.problem}`);
-      if (report.app.drift) {
-        const off = report.shards.filter((s) => s.reachable && s.app.problem !== undefined).map((s) => s.shardId);
-        console.error(`app drift: ${off.join(', ')} not at ${report.app.expected ?? '(none)'}`);
-      }
-      if (report.unreachable.length || report.identityProblems.length || report.drift || report.app.drift) process.exitCode = 1;
-    },
-  );
+  ).action(async (flags: MigrateFlags) => {
+    const app = appMigrationsDir(flags.appMigrations);
+    const map = await loadMap(flags.map);
+    const report = await schemaStatus(selectShards(map, flags.shard), {
+      mapShards: map.shards,
+      concurrency: flags.concurrency ?? 8,
+      ...(app === undefined ? {} : { appMigrations: app }),
+    });
+    const appCell = (s: (typeof report.shards)[number]) =>
+      !s.reachable
+        ? '-'
+        : !s.app.checked
+          ? s.app.version === null
+            ? '(none)'
+            : `${s.app.version} (not checked)`
+          : `${s.app.version ?? '(none)'}${s.app.pending.length ? ` (${s.app.pending.length} pending)` : ''}`;
+    const drift = (s: (typeof report.shards)[number]) =>
+      [
+        s.version === report.expected ? '' : `DRIFT: expected ${report.expected ?? '(none)'}`,
+        s.app.problem === undefined ? '' : `APP DRIFT: expected ${report.app.expected ?? '(none)'}`,
+      ].filter((x) => x !== '');
+    console.log(
+      formatTable(
+        ['shard', 'region', 'schema version', 'pending', 'app version', 'identity', 'result'],
+        report.shards.map((s) => [
+          s.shardId,
+          s.region,
+          s.version ?? '(none)',
+          String(s.pending.length),
+          appCell(s),
+          s.ownershipFault !== undefined ? 'BUCKETS DIFFER (see below)' : s.identityProblem !== undefined ? 'FAULT (see below)' : s.reachable ? 'ok' : '-',
+          !s.reachable ? 'UNREACHABLE (see below)' : s.identityProblem !== undefined ? 'REFUSED: identity' : drift(s).length ? drift(s).join('; ') : 'ok',
+        ]),
+      ),
+    );
+    for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
+    for (const s of report.shards) if (s.identityProblem !== undefined) console.error(`${s.shardId}: identity: ${s.identityProblem}`);
+    if (report.unreachable.length) console.error(`unreachable: ${report.unreachable.join(', ')}`);
+    if (report.identityProblems.length) console.error(`identity faults: ${report.identityProblems.join(', ')}; the library and the worker refuse these shards`);
+    if (report.drift) {
+      const behind = report.shards.filter((s) => s.reachable && s.version !== report.expected).map((s) => s.shardId);
+      console.error(`drift: ${behind.join(', ')} not at ${report.expected ?? '(none)'}`);
+    }
+    for (const s of report.shards) if (s.reachable && s.app.problem !== undefined) console.error(`${s.shardId}: app schema: ${s.app.problem}`);
+    if (report.app.drift) {
+      const off = report.shards.filter((s) => s.reachable && s.app.problem !== undefined).map((s) => s.shardId);
+      console.error(`app drift: ${off.join(', ')} not at ${report.app.expected ?? '(none)'}`);
+    }
+    if (report.unreachable.length || report.identityProblems.length || report.drift || report.app.drift) process.exitCode = 1;
+  });
 }

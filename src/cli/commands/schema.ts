@@ -23,7 +23,11 @@ export function registerSchema(program: Command): void {
       console.log(
         formatTable(
           ['shard', 'region', 'result'],
-          report.shards.map((s) => [s.shardId, s.region, !s.reachable ? 'UNREACHABLE (see below)' : s.faults.length ? `${s.faults.length} FAULT(S) (see below)` : 'ok']),
+          report.shards.map((s) => [
+            s.shardId,
+            s.region,
+            !s.reachable ? 'UNREACHABLE (see below)' : s.faults.length ? `${s.faults.length} FAULT(S) (see below)` : 'ok',
+          ]),
         ),
       );
       const faults = report.shards.flatMap((s) => s.faults.map((f) => ({ shardId: s.shardId, ...f })));
@@ -37,7 +41,8 @@ export function registerSchema(program: Command): void {
         );
       }
       for (const s of report.shards) if (!s.reachable) console.error(`${s.shardId}: ${s.error ?? 'unreachable'}`);
-      if (report.faulty.length) console.error(`self-closure faults on ${report.faulty.join(', ')}: see docs/app-tables.md for the rules and what to use instead`);
+      if (report.faulty.length)
+        console.error(`self-closure faults on ${report.faulty.join(', ')}: see docs/app-tables.md for the rules and what to use instead`);
       if (report.faulty.length || report.unreachable.length) process.exitCode = 1;
     });
 }
