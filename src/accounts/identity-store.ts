@@ -52,7 +52,12 @@ const READ_HOLDER = 'SELECT player_id, state, request_id FROM identities WHERE b
  * on the shard's pool (whose int8 parser gives bigint ids), with no query building in between.
  */
 export async function readHolder(pool: Pick<pg.Pool, 'query'>, key: IdentityKey): Promise<Omit<DirectoryRow, 'ageMs'> | null> {
-  const r = await pool.query<Omit<RawDirectoryRow, 'age_ms' | 'inserted'>>(READ_HOLDER, [key.bucket, key.provider, key.subject]);
+  // A named statement: each connection parses and plans the login lookup once, not on every login.
+  const r = await pool.query<Omit<RawDirectoryRow, 'age_ms' | 'inserted'>>({
+    name: 'shardline_read_identity_holder_v1',
+    text: READ_HOLDER,
+    values: [key.bucket, key.provider, key.subject],
+  });
   const row = r.rows[0];
   return row ? { playerId: row.player_id, state: row.state, requestId: row.request_id } : null;
 }
