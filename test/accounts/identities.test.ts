@@ -444,6 +444,9 @@ interface Outcome {
 async function startWorker(config: unknown): Promise<{ go(): Promise<Outcome[]> }> {
   const file = fileURLToPath(new URL('./identity-worker.ts', import.meta.url));
   const child = spawn(process.execPath, ['--import', 'tsx', file, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // Listened for from the start: a child's 'exit' may come before its last stdout line is read,
+  // and a listener added after it would wait forever.
+  const exited = new Promise((r) => child.once('exit', r));
   const lines = createInterface({ input: child.stdout });
   const iterator = lines[Symbol.asyncIterator]();
   const first = await iterator.next();
@@ -452,7 +455,6 @@ async function startWorker(config: unknown): Promise<{ go(): Promise<Outcome[]> 
     async go() {
       child.stdin.write('go\n');
       const line = await iterator.next();
-      const exited = new Promise((r) => child.once('exit', r));
       child.stdin.end();
       await exited;
       if (line.done) throw new Error('identity worker exited without a result');

@@ -50,6 +50,9 @@ async function startWorker(rooms: string[], first: number, count: number): Promi
   const child = spawn(process.execPath, ['--import', 'tsx', file, REDIS_URL, f.prefix, rooms.join(','), String(first), String(count)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
+  // Listened for from the start: a child's 'exit' may come before its last stdout line is read,
+  // and a listener added after it would wait forever.
+  const exited = new Promise((r) => child.once('exit', r));
   const lines = createInterface({ input: child.stdout });
   const iterator = lines[Symbol.asyncIterator]();
   const first_ = await iterator.next();
@@ -58,7 +61,6 @@ async function startWorker(rooms: string[], first: number, count: number): Promi
     async go() {
       child.stdin.write('go\n');
       const line = await iterator.next();
-      const exited = new Promise((r) => child.once('exit', r));
       child.stdin.end();
       await exited;
       if (line.done) throw new Error('worker exited without a result');
