@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -23,6 +21,7 @@ import { bucketOfKey, ownerOfBucket } from '../../src/routing/key-bucket.js';
 import { homeShardOf } from '../../src/settlement/keys.js';
 import { freePort } from '../../src/demo/free-port.js';
 import { errorOf } from '../support/errors.js';
+import { startGoWorker } from '../support/go-worker.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
 import { countQueries, type QueryCounter } from './query-counter.js';
 
@@ -441,24 +440,6 @@ interface Outcome {
   error?: string;
 }
 
-async function startWorker(config: unknown): Promise<{ go(): Promise<Outcome[]> }> {
-  const file = fileURLToPath(new URL('./identity-worker.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', file, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  // Listened for from the start: a child's 'exit' may come before its last stdout line is read,
-  // and a listener added after it would wait forever.
-  const exited = new Promise((r) => child.once('exit', r));
-  const lines = createInterface({ input: child.stdout });
-  const iterator = lines[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  if (first.value !== 'ready') throw new Error(`identity worker did not start: ${String(first.value)}`);
-  return {
-    async go() {
-      child.stdin.write('go\n');
-      const line = await iterator.next();
-      child.stdin.end();
-      await exited;
-      if (line.done) throw new Error('identity worker exited without a result');
-      return JSON.parse(line.value) as Outcome[];
-    },
-  };
+function startWorker(config: unknown): Promise<{ go(): Promise<Outcome[]> }> {
+  return startGoWorker<Outcome[]>(fileURLToPath(new URL('./identity-worker.ts', import.meta.url)), [JSON.stringify(config)]);
 }

@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RoomFullError, ZoneFullError, type RoomService } from '../../src/index.js';
 import { REDIS_URL } from '../support/env.js';
+import { startGoWorker } from '../support/go-worker.js';
 import { assertInvariants, playerIds, readZone, roomsFixture, sum, type RoomsFixture, type ZoneState } from './helpers.js';
 
 let f: RoomsFixture;
@@ -45,28 +44,9 @@ interface WorkerResult {
 }
 
 /** Starts an enter-worker process; resolves its `go` once it is connected and waiting. */
-async function startWorker(rooms: string[], first: number, count: number): Promise<{ go(): Promise<WorkerResult> }> {
+function startWorker(rooms: string[], first: number, count: number): Promise<{ go(): Promise<WorkerResult> }> {
   const file = fileURLToPath(new URL('./enter-worker.ts', import.meta.url));
-  const child = spawn(process.execPath, ['--import', 'tsx', file, REDIS_URL, f.prefix, rooms.join(','), String(first), String(count)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  // Listened for from the start: a child's 'exit' may come before its last stdout line is read,
-  // and a listener added after it would wait forever.
-  const exited = new Promise((r) => child.once('exit', r));
-  const lines = createInterface({ input: child.stdout });
-  const iterator = lines[Symbol.asyncIterator]();
-  const first_ = await iterator.next();
-  if (first_.value !== 'ready') throw new Error(`worker did not start: ${String(first_.value)}`);
-  return {
-    async go() {
-      child.stdin.write('go\n');
-      const line = await iterator.next();
-      child.stdin.end();
-      await exited;
-      if (line.done) throw new Error('worker exited without a result');
-      return JSON.parse(line.value) as WorkerResult;
-    },
-  };
+  return startGoWorker<WorkerResult>(file, [REDIS_URL, f.prefix, rooms.join(','), String(first), String(count)]);
 }
 
 describe('concurrency on real Redis', () => {
