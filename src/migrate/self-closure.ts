@@ -37,6 +37,7 @@ export const SHARDLINE_TABLES: readonly string[] = [
   'player_identities',
   'shardline_app_migrations',
   'shardline_app_migrations_lock',
+  'shardline_moves',
 ];
 
 export interface ColumnFacts {

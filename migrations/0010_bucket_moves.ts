@@ -1,0 +1,68 @@
+import type { Knex } from 'knex';
+
+/**
+ * Bucket moves (docs/resharding.md): one row per move on both shards of it, the source and the
+ * target, so either side tells an operator (and `shards check`) what is under way there, and a mover
+ * that died is resumed from what the rows say. The mover (owner role) is the only writer.
+ *
+ * `artifacts` holds the names of everything the move creates (publication, slot, subscription) and
+ * the source ownership it fenced, written *before* each is created: a mover killed between the
+ * two leaves a name to clean up, never an unnamed orphan (Citus #6472). `state` is one of
+ * MOVE_STATES in src/reshard/states.ts (not a CHECK here: a later state must not need a migration
+ * of every shard before a newer mover may write it). `cursor` is the first bucket of the range not
+ * yet committed on the target (freeze mode commits batch by batch); `batch_lo`/`batch_hi` the
+ * batch in flight.
+ *
+ * The application role may read the rows (routing diagnostics) and write none: the default
+ * privileges of 0003 would give it DML, so they are taken back here, as 0003 did for
+ * shardline_meta. The role name is read as in 0003. No `?` appears in this SQL: knex.raw would
+ * take it for a binding.
+ */
+const APP_ROLE = `coalesce(nullif(current_setting('shardline.app_role', true), ''), 'shardline_app')`;
+
+export async function up(knex: Knex): Promise<void> {
+  await knex.raw(`
+    CREATE TABLE shardline_moves (
+      id text PRIMARY KEY,
+      side text NOT NULL,
+      range_lo integer NOT NULL,
+      range_hi integer NOT NULL,
+      from_shard text NOT NULL,
+      to_shard text NOT NULL,
+      mode text NOT NULL,
+      state text NOT NULL,
+      cursor integer NOT NULL,
+      batch_lo integer,
+      batch_hi integer,
+      epoch integer,
+      artifacts jsonb NOT NULL DEFAULT '{}'::jsonb,
+      options jsonb NOT NULL DEFAULT '{}'::jsonb,
+      rows_copied bigint NOT NULL DEFAULT 0,
+      lag_bytes bigint,
+      frozen_ms bigint NOT NULL DEFAULT 0,
+      error text,
+      created_at timestamptz NOT NULL DEFAULT now(),
+      updated_at timestamptz NOT NULL DEFAULT now(),
+      switched_at timestamptz,
+      finished_at timestamptz,
+      CONSTRAINT shardline_moves_side_check CHECK (side IN ('source', 'target')),
+      CONSTRAINT shardline_moves_mode_check CHECK (mode IN ('freeze', 'logical')),
+      CONSTRAINT shardline_moves_range_check CHECK (range_lo >= 0 AND range_lo <= range_hi AND range_hi <= 4095),
+      CONSTRAINT shardline_moves_cursor_check CHECK (cursor >= range_lo AND cursor <= range_hi + 1),
+      CONSTRAINT shardline_moves_id_check CHECK (id ~ '^[a-z0-9]{1,40}$')
+    )`);
+  await knex.raw(`
+    DO $$
+    DECLARE
+      app text := ${APP_ROLE};
+    BEGIN
+      IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = app) THEN
+        EXECUTE format('REVOKE ALL ON shardline_moves FROM %I', app);
+        EXECUTE format('GRANT SELECT ON shardline_moves TO %I', app);
+      END IF;
+    END $$`);
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.raw(`DROP TABLE shardline_moves`);
+}
