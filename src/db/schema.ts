@@ -76,9 +76,10 @@ export interface MetaTable {
 
 /**
  * The state of one shard's part of a match (settlement_inbox.status): the one list behind the
- * column type and the settlement status. migrations/0002 checks the same values in SQL.
+ * column type and the settlement status. migrations/0002 checks the same values in SQL (0011
+ * added `forwarded`: every result of the part went to the shards its players moved to).
  */
-export const PART_STATES = ['pending', 'applied', 'failed'] as const;
+export const PART_STATES = ['pending', 'applied', 'failed', 'forwarded'] as const;
 export type PartState = (typeof PART_STATES)[number];
 
 /** A meta/queue table keyed by match_id (not a player table): this shard's part of one match. */
@@ -96,6 +97,8 @@ export interface SettlementInboxTable {
   created_at: ColumnType<Date, Date | string | undefined, never>;
   updated_at: Timestamp;
   applied_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  /** Shards this part's results of moved players were forwarded to (migration 0011). */
+  forwarded_to: ColumnType<string[], string[] | undefined, string[]>;
 }
 
 /** A meta table keyed by match_id on the match's home shard: who owns the match id. */

@@ -70,6 +70,7 @@ export async function applyParts(
       }
       switch (row.status) {
         case 'applied':
+        case 'forwarded': // its results went to the shards their players moved to: nothing left here
           out.set(matchId, { kind: 'duplicate', matchId });
           break;
         case 'failed':

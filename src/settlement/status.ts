@@ -37,6 +37,7 @@ export function isFinal(status: SettlementStatus): boolean {
     switch (s.state) {
       case 'applied':
       case 'failed':
+      case 'forwarded': // the shards it went to are listed too, and decide
         return true;
       case 'pending':
       case 'unknown':
