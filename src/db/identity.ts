@@ -166,10 +166,24 @@ export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec, opt
       stampedAt: new Date().toISOString(),
     };
     await client.query(`INSERT INTO shardline_meta (key, value) VALUES ('identity', $1)`, [JSON.stringify(identity)]);
+    await initOwnership(client, shard);
     await client.query('COMMIT');
     return identity;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * A database cloned from a template migrated unstamped has migration 0009 but no ownership record
+ * (0009 makes it from the stamp): the stamp's buckets at epoch 0, and the fence they imply.
+ * Before 0009 there is nothing to do: the migration makes the record when it runs.
+ */
+async function initOwnership(client: Queryable, shard: ShardSpec): Promise<void> {
+  const r = await client.query<{ fenced: boolean }>(`SELECT to_regprocedure('shardline_apply_fence()') IS NOT NULL AS fenced`);
+  if (!r.rows[0]?.fenced) return;
+  const record = { version: 1, owned: shard.buckets.map(([lo, hi]) => [lo, hi, 0]), incoming: [], frozen: [], movedTo: [] };
+  await client.query(`INSERT INTO shardline_meta (key, value) VALUES ('ownership', $1) ON CONFLICT (key) DO NOTHING`, [JSON.stringify(record)]);
+  await client.query(`SELECT shardline_apply_fence()`);
 }

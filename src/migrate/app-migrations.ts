@@ -45,6 +45,9 @@ export class AppMigrationSource extends EsmMigrationSource {
         const conn = await client.acquireConnection();
         const faults = await selfClosureFaults(conn);
         if (faults.length > 0) throw new SelfClosureError(this.shardId, name, faults);
+        // The new player tables get the bucket fence (migration 0009) in the same transaction.
+        const fence = await conn.query<{ fenced: boolean }>(`SELECT to_regprocedure('shardline_apply_fence()') IS NOT NULL AS fenced`);
+        if (fence.rows[0]?.fenced) await conn.query('SELECT shardline_apply_fence()');
       },
     };
   }
