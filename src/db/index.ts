@@ -5,5 +5,6 @@ export type { IsolationLevel, TransactionOptions } from './transaction.js';
 export type { ConnectionOptions } from './connection.js';
 // Pool configuration (it holds the resolved URL), identity stamps and pg error mapping are
 // internals: tests import them from their own modules.
-export { isConnectionError, isTransientDbError } from './pg-errors.js';
+export { bucketRefusalOf, isBucketMoved, isBucketRefusal, isConnectionError, isTransientDbError, toBucketError } from './pg-errors.js';
+export type { BucketRefusal } from './pg-errors.js';
 export type { Outcome, PlayerStatsTable, PlayerStatus, PlayersTable, SettlementLedgerTable, ShardDatabase } from './schema.js';

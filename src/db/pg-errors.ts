@@ -1,4 +1,4 @@
-import { ShardQueryError, ShardUnavailableError, ShardlineError } from '../errors/index.js';
+import { BucketMovedError, BucketMovingError, ShardQueryError, ShardUnavailableError, ShardlineError } from '../errors/index.js';
 
 /**
  * The one place where driver and Postgres errors become shardline errors. SQLSTATE classes:
@@ -8,6 +8,8 @@ import { ShardQueryError, ShardUnavailableError, ShardlineError } from '../error
 interface PgLikeError {
   code?: string;
   message?: string;
+  constraint?: string;
+  detail?: string;
 }
 
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN']);
@@ -32,9 +34,61 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A refusal by a shard's bucket fence (migration 0009), as read from the raw pg error. */
+export interface BucketRefusal {
+  /** `moved`: the shard does not own the bucket; `moving`: the bucket is frozen in a cut-over (retry shortly). */
+  kind: 'moved' | 'moving';
+  bucket: number;
+  movedTo: string | null;
+  epoch: number | null;
+}
+
+/**
+ * The fence's refusal in a raw pg error (SQLSTATE 23514 with constraint shardline_owned_buckets or
+ * shardline_frozen_buckets, DETAIL as JSON), else null: for workers that hold raw clients.
+ */
+export function bucketRefusalOf(err: unknown): BucketRefusal | null {
+  if (typeof err !== 'object' || err === null) return null;
+  const { code, constraint, detail } = err as PgLikeError;
+  if (code !== '23514' || (constraint !== 'shardline_owned_buckets' && constraint !== 'shardline_frozen_buckets')) return null;
+  let d: { bucket?: unknown; movedTo?: unknown; epoch?: unknown } = {};
+  try {
+    d = JSON.parse(detail ?? '{}') as typeof d;
+  } catch {
+    // A DETAIL that is not JSON still names a refusal; its fields stay unknown.
+  }
+  return {
+    kind: constraint === 'shardline_frozen_buckets' ? 'moving' : 'moved',
+    bucket: typeof d.bucket === 'number' ? d.bucket : -1,
+    movedTo: typeof d.movedTo === 'string' ? d.movedTo : null,
+    epoch: typeof d.epoch === 'number' ? d.epoch : null,
+  };
+}
+
+/** True for a fence refusal of a bucket this shard does not own (not a frozen one): refresh routing, retry on the owner. */
+export function isBucketMoved(err: unknown): boolean {
+  if (err instanceof BucketMovedError) return true;
+  return bucketRefusalOf(err)?.kind === 'moved';
+}
+
+/** True for a fence refusal of either kind, raw or mapped. */
+export function isBucketRefusal(err: unknown): boolean {
+  return err instanceof BucketMovedError || err instanceof BucketMovingError || bucketRefusalOf(err) !== null;
+}
+
+/** A fence refusal as BucketMovedError / BucketMovingError; anything else comes back unchanged. */
+export function toBucketError(err: unknown, shardId: string, playerIds?: readonly string[]): unknown {
+  const r = bucketRefusalOf(err);
+  if (r === null) return err;
+  const opts = { cause: err, ...(playerIds ? { playerIds } : {}) };
+  return r.kind === 'moving' ? new BucketMovingError(shardId, r.bucket, opts) : new BucketMovedError(shardId, r.bucket, r.movedTo, r.epoch, opts);
+}
+
 /** True for failures where retrying later can help: lost connections, timeouts, shutdowns, conflicts. */
 export function isTransientDbError(err: unknown): boolean {
   if (err instanceof ShardUnavailableError || err instanceof ShardQueryError) return err.transient;
+  if (err instanceof BucketMovingError) return true;
+  if (bucketRefusalOf(err)?.kind === 'moving') return true;
   if (err instanceof ShardlineError) return false;
   const code = codeOf(err);
   if (code && (CONNECTION_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || code.startsWith('08'))) return true;
@@ -96,6 +150,8 @@ export function toShardError(err: unknown, shardId: string, target: string, play
  * own errors, shardline's) comes back unchanged, so the app catches what it threw.
  */
 export function toQueryError(err: unknown, shardId: string, target: string, playerIds?: readonly string[]): unknown {
+  const fenced = toBucketError(err, shardId, playerIds);
+  if (fenced !== err) return fenced;
   const e = toShardError(err, shardId, target, playerIds);
   if (e !== err || err instanceof ShardlineError) return e;
   const code = codeOf(err);
