@@ -7,7 +7,8 @@ import { showValue } from '../errors/show-value.js';
  * Every key of zone Z carries the hash tag `{<prefix>:zone:<Z>}`, so one Lua script can touch any
  * of them (including a room's member set it only learns inside the script) and the layout works
  * unchanged on Redis Cluster: a zone lives on one slot, its entries are serialised by one owner.
- * The room directory (room id -> zone) is the only key outside a zone.
+ * The room directory (room id -> zone) is one key per room, in the room's own slot: claimed with
+ * SET NX, read with GET, never touched by a script, so no step ever spans two slots.
  */
 
 /** Letters, digits, `_`, `.` and `-`; no braces, colons or spaces, so names cannot break a key or its hash tag. */
@@ -99,7 +100,20 @@ export function scriptKeys(k: ZoneKeys): [string, string, string, string, string
   return [k.capacity, k.count, k.open, k.seatOf, k.leases, k.version, k.changes];
 }
 
-/** hash room id -> zone. Room ids are unique across zones so `enter(roomId, ...)` needs no zone. */
-export function directoryKey(prefix: string): string {
+/**
+ * The room's directory entry, a string holding its zone. Room ids are unique across zones so
+ * `enter(roomId, ...)` needs no zone; one key per room (its own hash tag) makes the claim of an id
+ * atomic on one slot, and spreads the directory over a cluster instead of one hot hash.
+ */
+export function roomZoneKey(prefix: string, roomId: string): string {
+  return `{${prefix}:room:${roomId}}:zone`;
+}
+
+/**
+ * The directory of shardline 0.1: one hash room id -> zone for every zone, outside any zone's slot.
+ * Only read (a room it names is copied to its roomZoneKey on first lookup), so rooms created by an
+ * older version keep their zone; nothing writes it any more.
+ */
+export function legacyDirectoryKey(prefix: string): string {
   return `${prefix}:rooms`;
 }

@@ -1,13 +1,13 @@
-import type { Redis } from 'ioredis';
 import { UnknownRoomError, UnknownZoneError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
-import { duplicateConnection, resolveConnection, type RedisConnection } from '../redis/connection.js';
+import { duplicateConnection, isClusterConnection, resolveConnection, type RedisClient, type RedisConnection } from '../redis/connection.js';
 import { DEFAULT_KEY_PREFIX, validateKeyPrefix } from '../redis/prefix.js';
 import { defineZoneScripts, type ZoneScripts } from './zone-scripts.js';
 import {
   DEFAULT_CAPACITY,
-  directoryKey,
+  legacyDirectoryKey,
+  roomZoneKey,
   scriptKeys,
   validateCapacity,
   validateLeaseMs,
@@ -20,7 +20,8 @@ import { checkRoom, toMembers, toSeat, toSnapshot } from './replies.js';
 import { joinRoomView, readPlayers, type PlayerDirectory, type RoomView } from './room-view.js';
 import type { PlayerIdInput, RoomDefinition, RoomInfo, Seat, ZoneSnapshot } from './types.js';
 import { ZoneSweeper, type SweeperOptions } from './zone-sweeper.js';
-import { ZoneWatch, type WatchOptions } from './zone-watch.js';
+import { ZoneFeed } from './zone-feed.js';
+import { checkWatchOptions, ZoneWatch, type WatchOptions } from './zone-watch.js';
 
 export interface RoomServiceOptions {
   /** An ioredis client to share (left open by `close()`), or options for one the service owns. */
@@ -44,6 +45,18 @@ export interface RoomServiceOptions {
   readonly changeLogLength?: number;
   /** Account reads for `roomView`. */
   readonly directory?: PlayerDirectory;
+  /**
+   * Where `listRooms(zone, { readFrom: 'replica' })` reads: a client (or options) of a Redis
+   * replica, or a Cluster built with `scaleReads: 'slave'`. Default: with a cluster connection, a
+   * second Cluster of the service's own that reads from replicas (READONLY); with one Redis, the
+   * primary (there is no replica to read from).
+   */
+  readonly replicaConnection?: RedisConnection;
+}
+
+/** Where a read may be served from; `'replica'` accepts a copy a few milliseconds behind. */
+export interface ListRoomsOptions {
+  readonly readFrom?: 'primary' | 'replica';
 }
 
 /** The zone keys and the fixed head of every script call, computed once per zone. */
@@ -69,16 +82,20 @@ export class RoomService {
   readonly defaultCapacity: number;
   readonly router: Router | undefined;
   private readonly connection: RedisConnection;
-  private readonly client: Redis;
+  private readonly client: RedisClient;
   private readonly owned: boolean;
   private readonly scripts: ZoneScripts;
   private readonly logLength: string;
   private readonly directory: PlayerDirectory | undefined;
-  private readonly directoryKey: string;
+  private readonly legacyDirectoryKey: string;
+  private readonly replicaConnection: RedisConnection | undefined;
+  private replica: { client: RedisClient; owned: boolean; scripts: ZoneScripts } | undefined;
   /** room id -> zone; a room never changes zone, so entries never go stale. */
   private readonly roomZones = new Map<string, string>();
   private readonly zoneCalls = new Map<string, ZoneCall>();
   private readonly watches = new Set<ZoneWatch>();
+  /** One change-log reader (and one connection) per watched zone, shared by its watches. */
+  private readonly feeds = new Map<string, ZoneFeed>();
   private readonly sweepers = new Set<ZoneSweeper>();
   /** The sweeper each watched zone gets, shared by its watches. */
   private readonly watchSweepers = new Map<string, { sweeper: ZoneSweeper; watchers: number }>();
@@ -91,8 +108,9 @@ export class RoomService {
     this.logLength = String(validatePositiveInt(options.changeLogLength ?? 10_000, 'changeLogLength', 10_000_000));
     this.router = options.router;
     this.directory = options.directory;
-    this.directoryKey = directoryKey(this.prefix);
+    this.legacyDirectoryKey = legacyDirectoryKey(this.prefix);
     this.connection = options.connection;
+    this.replicaConnection = options.replicaConnection;
     const { client, owned } = resolveConnection(options.connection);
     this.client = client;
     this.owned = owned;
@@ -121,10 +139,8 @@ export class RoomService {
     const capacity = validateCapacity(options.capacity ?? this.defaultCapacity);
     // Claim the id first: a crash before the zone step leaves a claimed id whose enters answer
     // UnknownRoomError, and a retry completes it. No seat state exists until the zone step.
-    if ((await this.client.hsetnx(this.directoryKey, roomId, zone)) === 0) {
-      const owner = await this.client.hget(this.directoryKey, roomId);
-      if (owner !== zone) throw new ValidationError('roomId', `room ${showValue(roomId)} already belongs to zone ${showValue(owner)}`);
-    }
+    const owner = await this.claimRoom(roomId, zone);
+    if (owner !== zone) throw new ValidationError('roomId', `room ${showValue(roomId)} already belongs to zone ${showValue(owner)}`);
     this.roomZones.set(roomId, zone);
     const r = checkRoom('define', await this.scripts.define(...this.call(zone).head, roomId, capacity));
     if (r[0] === 'BELOW_COUNT') {
@@ -150,7 +166,11 @@ export class RoomService {
     });
     if (rooms.length === 0) return [];
     const ids = rooms.map((r) => r.roomId);
-    const [owners, counts] = await Promise.all([this.client.hmget(this.directoryKey, ...ids), this.client.hmget(zoneKeys(this.prefix, zone).count, ...ids)]);
+    // One GET per room (each entry is its own slot: no multi-key command spans them).
+    const [owners, counts] = await Promise.all([
+      Promise.all(ids.map((id) => this.readDirectory(id))),
+      this.client.hmget(zoneKeys(this.prefix, zone).count, ...ids),
+    ]);
     rooms.forEach((r, i) => {
       const owner = owners[i];
       if (owner != null && owner !== zone) {
@@ -168,10 +188,34 @@ export class RoomService {
     const known = this.roomZones.get(roomId);
     if (known !== undefined) return known;
     validateRoomId(roomId);
-    const zone = await this.client.hget(this.directoryKey, roomId);
+    const zone = await this.readDirectory(roomId, { copy: true });
     if (zone === null) throw new UnknownRoomError(roomId);
     this.roomZones.set(roomId, zone);
     return zone;
+  }
+
+  /**
+   * The room's zone from its directory entry, else from the old directory hash (rooms an older
+   * version created), which `copy` then writes to the room's own entry (SET NX: a claim made
+   * meanwhile wins) so later lookups take one GET.
+   */
+  private async readDirectory(roomId: string, options: { copy?: boolean } = {}): Promise<string | null> {
+    const key = roomZoneKey(this.prefix, roomId);
+    const zone = await this.client.get(key);
+    if (zone !== null) return zone;
+    const legacy = await this.client.hget(this.legacyDirectoryKey, roomId);
+    if (legacy === null || !options.copy) return legacy;
+    if ((await this.client.set(key, legacy, 'NX')) === 'OK') return legacy;
+    return (await this.client.get(key)) ?? legacy;
+  }
+
+  /** Claims the room id for the zone; returns the zone that holds it (another one: the id is taken). */
+  private async claimRoom(roomId: string, zone: string): Promise<string> {
+    const key = roomZoneKey(this.prefix, roomId);
+    // An id the old directory gave a zone keeps that zone.
+    const want = (await this.client.hget(this.legacyDirectoryKey, roomId)) ?? zone;
+    if ((await this.client.set(key, want, 'NX')) === 'OK') return want;
+    return (await this.client.get(key)) ?? want;
   }
 
   /**
@@ -229,9 +273,34 @@ export class RoomService {
     return typeof room === 'string' && room !== '' ? room : null;
   }
 
-  /** Every room of the zone with count and capacity, at one version; read from the aggregate, not the rooms. */
-  async listRooms(zone: string): Promise<ZoneSnapshot> {
-    return toSnapshot(zone, await this.scripts.list(...this.call(zone).head, LIST_REAP_LIMIT));
+  /**
+   * Every room of the zone with count and capacity, at one version; read from the aggregate, not
+   * the rooms. With `readFrom: 'replica'` the read goes to a Redis replica (see the
+   * `replicaConnection` option): a snapshot as of the replica's replication point, a little behind
+   * the primary, whose seats lapsed since the last reap are still counted (the primary's sweeper
+   * and every step on the zone free them; the replica follows). Without a replica it reads the primary.
+   */
+  async listRooms(zone: string, options: ListRoomsOptions = {}): Promise<ZoneSnapshot> {
+    const head = this.call(zone).head;
+    if (options.readFrom === 'replica') {
+      const replica = this.replicaReads();
+      if (replica) return toSnapshot(zone, await replica.scripts.listReplica(...head));
+    } else if (options.readFrom !== undefined && options.readFrom !== 'primary') {
+      throw new ValidationError('readFrom', `${showValue(options.readFrom)} is not 'primary' or 'replica'`);
+    }
+    return toSnapshot(zone, await this.scripts.list(...head, LIST_REAP_LIMIT));
+  }
+
+  /** The replica-reading client, built on first use; undefined when there is no replica to read. */
+  private replicaReads(): { client: RedisClient; scripts: ZoneScripts } | undefined {
+    if (this.replica) return this.replica;
+    let resolved: { client: RedisClient; owned: boolean } | undefined;
+    if (this.replicaConnection !== undefined) resolved = resolveConnection(this.replicaConnection);
+    else if (isClusterConnection(this.connection))
+      resolved = { client: duplicateConnection(this.connection, `${this.prefix}:replica-reads`, { scaleReads: 'slave' }), owned: true };
+    if (!resolved) return undefined;
+    this.replica = { ...resolved, scripts: defineZoneScripts(resolved.client) };
+    return this.replica;
   }
 
   /** `refresh` is `listRooms`: the snapshot a client replaces its copy with. */
@@ -239,21 +308,28 @@ export class RoomService {
     return this.listRooms(zone);
   }
 
-  /** The zone's changes as an async iterator, on a dedicated connection (see ZoneWatch). */
+  /**
+   * The zone's changes as an async iterator (see ZoneWatch). Every watch of a zone in this service
+   * shares one change-log reader on one dedicated connection (ZoneFeed), opened by the first watch
+   * and closed with the last; each watch keeps its own position.
+   */
   watch(zone: string, options: WatchOptions = {}): ZoneWatch {
     this.assertOpen();
     const call = this.call(zone);
+    const { blockMs } = checkWatchOptions(options);
+    const feed = this.feedOf(call, blockMs);
     const unwatch = options.sweepMs === false ? () => undefined : this.sweepWhileWatched(zone, options.sweepMs ?? 1000);
-    const client = duplicateConnection(this.connection, `${this.prefix}:watch:${zone}`);
     const w: ZoneWatch = new ZoneWatch(
       {
         zone,
-        client,
+        feed,
+        reader: this.client,
         changesKey: call.changes,
         snapshot: () => this.listRooms(zone),
         currentVersion: async () => Number((await this.client.get(call.version)) ?? 0),
         onClose: () => {
           this.watches.delete(w);
+          feed.leave();
           unwatch();
         },
       },
@@ -261,6 +337,27 @@ export class RoomService {
     );
     this.watches.add(w);
     return w;
+  }
+
+  /** The zone's feed, started by its first watch; a feed that closed (its last watch left) is replaced. */
+  private feedOf(call: ZoneCall, blockMs: number): ZoneFeed {
+    let feed = this.feeds.get(call.zone);
+    if (!feed || feed.closed) {
+      const zone = call.zone;
+      const created: ZoneFeed = new ZoneFeed({
+        zone,
+        changesKey: call.changes,
+        client: () => duplicateConnection(this.connection, `${this.prefix}:watch:${zone}`),
+        blockMs,
+        onClose: () => {
+          if (this.feeds.get(zone) === created) this.feeds.delete(zone);
+        },
+      });
+      feed = created;
+      this.feeds.set(zone, feed);
+    }
+    feed.join();
+    return feed;
   }
 
   /** Starts (or joins) the zone's watch sweeper; the returned function leaves it, the last one stops it. */
@@ -331,6 +428,8 @@ export class RoomService {
     this.closed = true;
     await Promise.all([...this.sweepers].map((s) => s.stop()));
     for (const w of [...this.watches]) w.close();
+    for (const feed of [...this.feeds.values()]) feed.close();
+    if (this.replica?.owned) await this.replica.client.quit().catch(() => this.replica?.client.disconnect());
     if (this.owned) await this.client.quit().catch(() => this.client.disconnect());
   }
 

@@ -226,6 +226,14 @@ const REAP = `
 return reap_zone(now_ms(), tonumber(ARGV[3]))
 `;
 
+/**
+ * LIST for a replica: declared read-only (the shebang flag), so a replica in READONLY mode runs it,
+ * and it reaps nothing (a replica cannot write; the primary's reaping reaches it by replication).
+ */
+const LIST_REPLICA = `
+return {redis.call('GET', K_VER) or '0', redis.call('HGETALL', K_CAP), redis.call('HGETALL', K_COUNT)}
+`;
+
 function withPrelude(body: string): string {
   return PRELUDE + body;
 }
@@ -244,7 +252,12 @@ export const ROOM_SCRIPTS = {
   members: withPrelude(MEMBERS),
   locate: withPrelude(LOCATE),
   reap: withPrelude(REAP),
+  // The shebang must be the script's first line.
+  listReplica: `#!lua flags=no-writes\n${withPrelude(LIST_REPLICA)}`,
 } as const;
+
+/** Scripts that never write: sent as read-only commands, so a Cluster with scaleReads may route them to a replica. */
+export const READ_ONLY_SCRIPTS: ReadonlySet<RoomScriptName> = new Set<RoomScriptName>(['listReplica']);
 
 export type RoomScriptName = keyof typeof ROOM_SCRIPTS;
 

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
-import { ROOM_SCRIPTS, ZONE_SCRIPT_KEY_COUNT, type RoomScriptName } from './scripts.js';
+import type { RedisClient } from '../redis/connection.js';
+import { READ_ONLY_SCRIPTS, ROOM_SCRIPTS, ZONE_SCRIPT_KEY_COUNT, type RoomScriptName } from './scripts.js';
 
 type ScriptCall = (...args: (string | number)[]) => Promise<unknown>;
 export type ZoneScripts = Record<RoomScriptName, ScriptCall>;
@@ -9,13 +9,13 @@ export type ZoneScripts = Record<RoomScriptName, ScriptCall>;
  * after a script flush). Names are versioned so two shardline versions sharing a client never
  * overwrite each other's scripts: bump the version whenever a script's source changes.
  */
-export function defineZoneScripts(client: Redis): ZoneScripts {
+export function defineZoneScripts(client: RedisClient): ZoneScripts {
   const out: Partial<ZoneScripts> = {};
   for (const name of Object.keys(ROOM_SCRIPTS) as RoomScriptName[]) {
     const command = `shardlineRooms_${name}_v2`;
     const table = client as unknown as Record<string, ScriptCall | undefined>;
     if (typeof table[command] !== 'function') {
-      client.defineCommand(command, { lua: ROOM_SCRIPTS[name], numberOfKeys: ZONE_SCRIPT_KEY_COUNT });
+      client.defineCommand(command, { lua: ROOM_SCRIPTS[name], numberOfKeys: ZONE_SCRIPT_KEY_COUNT, readOnly: READ_ONLY_SCRIPTS.has(name) });
     }
     const fn = table[command];
     if (typeof fn !== 'function') throw new Error(`ioredis did not define ${command}`);

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+// One Redis or a Cluster: every settlement call works on either (each queue is one hash slot).
+import type { RedisClient as Redis } from '../redis/connection.js';
 import { SettlementTimeoutError, ValidationError } from '../errors/index.js';
 import { asPlainShardSet, type AnyShardSet, type ShardSet } from '../db/shard-set.js';
 import { defaultLogger, type Logger } from '../logging/logger.js';

@@ -1,5 +1,6 @@
 import { Queue, Worker, type Job, type JobJson, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+// One Redis or a Cluster: every settlement call works on either (each queue is one hash slot).
+import type { RedisClient as Redis } from '../redis/connection.js';
 import { jobIdFor, legacyQueueOf, queueNameFor } from './keys.js';
 import type { SettlementJobData } from './validate.js';
 

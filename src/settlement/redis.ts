@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import type { RedisOptions as BullRedisOptions } from 'bullmq';
 import type { Redis, RedisOptions } from 'ioredis';
+import { isClusterClient, type RedisClient } from '../redis/connection.js';
 import { RedisConfigError, ValidationError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { connectionOptions, type RedisConnection } from '../redis/connection.js';
@@ -47,7 +48,20 @@ function infoField(info: string, name: string): string | null {
   return m?.[1]?.trim() ?? null;
 }
 
-export async function inspectRedis(client: Redis): Promise<RedisHealth> {
+/**
+ * A cluster is judged by its masters, each on its own (every queue lives on one of them): the
+ * first that may evict, or keeps nothing across a restart, is the one reported.
+ */
+export async function inspectRedis(client: RedisClient): Promise<RedisHealth> {
+  if (!isClusterClient(client)) return inspectNode(client);
+  await client.ping(); // the node list fills in once the cluster is connected
+  const all = await Promise.all(client.nodes('master').map((node) => inspectNode(node)));
+  const first = all[0];
+  if (!first) throw new Error('the Redis Cluster lists no master');
+  return all.find((h) => judgeRedis(h).refuse) ?? all.find((h) => judgeRedis(h).warn) ?? first;
+}
+
+async function inspectNode(client: Redis): Promise<RedisHealth> {
   const info = await client.info();
   const aof = infoField(info, 'aof_enabled');
   let rdbSave: string | null = null;
@@ -85,7 +99,7 @@ export function judgeRedis(health: RedisHealth): { refuse?: RedisConfigError; wa
   return {};
 }
 
-export async function assertRedisSuitable(client: Redis, logger: Logger): Promise<RedisHealth> {
+export async function assertRedisSuitable(client: RedisClient, logger: Logger): Promise<RedisHealth> {
   const health = await inspectRedis(client);
   const verdict = judgeRedis(health);
   if (verdict.refuse) throw verdict.refuse;

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+// One Redis or a Cluster: every settlement call works on either (each queue is one hash slot).
+import type { RedisClient as Redis } from '../redis/connection.js';
 import { ShardUnavailableError } from '../errors/index.js';
 import { isTransientDbError } from '../db/pg-errors.js';
 import { assertAppSchemaCurrent, assertSchemaCurrent } from '../migrate/index.js';
@@ -12,7 +13,7 @@ import { legacyQueueOf, queueNameFor } from './keys.js';
 import { SettlementMetrics } from './metrics.js';
 import { SettlementQueueWorker, SettlementQueues } from './queues.js';
 import { reconcileShard } from './reconciler.js';
-import { resolveConnection } from '../redis/connection.js';
+import { duplicateConnection, isClusterConnection, resolveConnection } from '../redis/connection.js';
 import { assertRedisSuitable, checkDependencyVersions, workerConnectionOptions } from './redis.js';
 import { parseJobData, type SettlementJobData } from './validate.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type SettlementWorkerOptions } from './worker-options.js';
@@ -50,6 +51,8 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
   private readonly runners = new Map<string, ShardRunner>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private redis: { client: Redis; owned: boolean } | undefined;
+  /** On a Redis Cluster: the Cluster the shards' BullMQ workers share (BullMQ duplicates it for its blocking reads). */
+  private bullCluster: Redis | undefined;
   private queues: SettlementQueues | undefined;
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private reconciling = false;
@@ -80,6 +83,10 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
       this.redis.client.on('error', (err: Error) => this.logger.debug?.({ err }, 'redis connection error'));
       if (this.opts.checkRedis) await assertRedisSuitable(this.redis.client, this.logger);
       this.queues = new SettlementQueues(this.redis.client, this.prefix, this.opts.jobs);
+      if (isClusterConnection(this.opts.connection)) {
+        // BullMQ takes a cluster only as a client, with blocking-safe retries on its nodes.
+        this.bullCluster = duplicateConnection(this.opts.connection, `shardline-settlement-${process.pid}`, { redisOptions: { maxRetriesPerRequest: null } });
+      }
       const checks = await Promise.allSettled(this.opts.shardIds.map((id) => this.checkShard(id)));
       const fatal = checks.find((c): c is PromiseRejectedResult => c.status === 'rejected' && !(c.reason instanceof ShardUnavailableError));
       if (fatal) throw fatal.reason;
@@ -118,6 +125,7 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
         'grace period over with jobs in flight; their locks expire and another worker re-runs them (harmless: applying is idempotent)',
       );
     await this.queues?.close();
+    if (this.bullCluster) await this.bullCluster.quit().catch(() => this.bullCluster?.disconnect());
     if (this.redis?.owned) await this.redis.client.quit().catch(() => this.redis?.client.disconnect());
     this.runners.clear();
     this.state = 'stopped';
@@ -161,7 +169,7 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
       isolate: (err) => !isTransientDbError(err),
     });
     const worker = new SettlementQueueWorker(queueNameFor(id), (job) => this.process(id, batches, job), {
-      connection: workerConnectionOptions(this.opts.connection),
+      connection: this.bullCluster ?? workerConnectionOptions(this.opts.connection),
       prefix: this.prefix,
       concurrency: this.opts.concurrency,
       autorun: false,

@@ -1,0 +1,175 @@
+import type { RedisClient } from '../redis/connection.js';
+import type { RoomChange } from './types.js';
+
+export interface ZoneFeedSource {
+  readonly zone: string;
+  readonly changesKey: string;
+  /** Builds the feed's dedicated connection (XREAD BLOCK holds it); called on each start. */
+  client(): RedisClient;
+  /** How long one XREAD waits on the server before looping. */
+  readonly blockMs: number;
+  onClose(): void;
+}
+
+/** Changes one XREAD takes at most. */
+const READ_BATCH = 1000;
+/** Changes kept in memory for watches a little behind the feed; older ones are read from the log. */
+const KEEP = 10_000;
+
+/**
+ * The one reader of a zone's change log in a service, however many watches: one blocking XREAD on
+ * one dedicated connection, its changes kept in a bounded window that every watch reads at its own
+ * position. A watch whose position is older than the window reads the log itself (and resyncs from
+ * a snapshot when the log was trimmed past it, as a lone reader would). Started by the first watch
+ * that waits for a change, closed (connection and all) when the last watch leaves.
+ */
+export class ZoneFeed {
+  readonly zone: string;
+  private readonly source: ZoneFeedSource;
+  private client: RedisClient | undefined;
+  private watchers = 0;
+  private isClosed = false;
+  private running = false;
+  /** Contiguous versions: window[i] has version windowStart + i. */
+  private window: RoomChange[] = [];
+  private windowStart = 0;
+  /** The version the feed has read up to; undefined until its first watch asks for changes. */
+  private head: number | undefined;
+  private arrival: { promise: Promise<unknown>; resolve: (error?: unknown) => void } = deferred();
+
+  constructor(source: ZoneFeedSource) {
+    this.zone = source.zone;
+    this.source = source;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** Watches sharing the feed now. */
+  get size(): number {
+    return this.watchers;
+  }
+
+  join(): void {
+    this.watchers++;
+  }
+
+  /** A watch left; the last one closes the feed and its connection. */
+  leave(): void {
+    if (--this.watchers <= 0) this.close();
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.window = [];
+    this.client?.disconnect();
+    this.client = undefined;
+    this.arrival.resolve();
+    this.source.onClose();
+  }
+
+  /**
+   * The changes right after `version` (at most `max`), waiting for the next one when there is none
+   * yet. `'behind'`: the window no longer reaches back to `version`, read the log. `[]`: the feed
+   * closed, or `stop` resolved. Rejects with the feed's read error (the feed restarts on the next call).
+   */
+  async changesAfter(version: number, max: number, stop: Promise<unknown>): Promise<RoomChange[] | 'behind'> {
+    for (;;) {
+      if (this.isClosed) return [];
+      if (this.head === undefined) {
+        this.head = version;
+        this.windowStart = version + 1;
+      }
+      if (version < this.windowStart - 1) return 'behind';
+      const i = version + 1 - this.windowStart;
+      if (i < this.window.length) return this.window.slice(i, i + max);
+      this.run();
+      const waited = this.arrival.promise;
+      const error = await Promise.race([waited, stop]);
+      if (error instanceof Error) throw error;
+      if (waited === this.arrival.promise) return []; // stop won, or the feed closed
+    }
+  }
+
+  private run(): void {
+    if (this.running || this.isClosed) return;
+    this.running = true;
+    this.client ??= this.source.client();
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      while (!this.isClosed && this.client) {
+        const reply = await this.client.xread('COUNT', READ_BATCH, 'BLOCK', this.source.blockMs, 'STREAMS', this.source.changesKey, `${this.head ?? 0}-0`);
+        if (this.isClosed) return;
+        const entries = reply?.[0]?.[1] ?? [];
+        if (entries.length === 0) continue;
+        for (const [id, fields] of entries) this.add(toChange(this.zone, id, fields));
+        this.wake();
+      }
+    } catch (err) {
+      this.running = false;
+      if (this.isClosed) return;
+      // Every waiting watch gets the error (and closes, as a lone reader would); the next watch
+      // that waits starts the feed again, from where it stopped.
+      this.wake(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    this.running = false;
+  }
+
+  private add(change: RoomChange): void {
+    const head = this.head ?? 0;
+    if (change.version <= head) return;
+    if (change.version > head + 1) {
+      // Trimmed before the feed read it: the window restarts here; watches before it read the log
+      // themselves and resync from a snapshot.
+      this.window = [];
+      this.windowStart = change.version;
+    }
+    this.window.push(change);
+    this.head = change.version;
+    if (this.window.length >= 2 * KEEP) {
+      const drop = this.window.length - KEEP;
+      this.window = this.window.slice(drop);
+      this.windowStart += drop;
+    }
+  }
+
+  private wake(error?: unknown): void {
+    const woken = this.arrival;
+    this.arrival = deferred();
+    woken.resolve(error);
+  }
+}
+
+function deferred(): { promise: Promise<unknown>; resolve: (error?: unknown) => void } {
+  let resolve!: (error?: unknown) => void;
+  const promise = new Promise<unknown>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A change-log entry (`<version>-0`, fields r, c, k) as a RoomChange. */
+export function toChange(zone: string, id: string, fields: readonly string[]): RoomChange {
+  let roomId = '';
+  let count = 0;
+  let capacity = 0;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const v = fields[i + 1] as string;
+    switch (fields[i]) {
+      case 'r':
+        roomId = v;
+        break;
+      case 'c':
+        count = Number(v);
+        break;
+      case 'k':
+        capacity = Number(v);
+        break;
+    }
+  }
+  return { type: 'change', zone, roomId, count, capacity, version: Number(id.slice(0, id.indexOf('-'))) };
+}
