@@ -548,3 +548,91 @@ export class ShardInMoveError extends ShardlineError {
     this.moves = moves;
   }
 }
+
+// ---- bucket moves (src/reshard) ---------------------------------------------------------------
+
+/** A bucket move was refused before anything was created or changed: `reasons` lists every failed pre-check. */
+export class MoveRefusedError extends ShardlineError {
+  readonly range: string;
+  readonly reasons: readonly string[];
+  constructor(range: string, reasons: readonly string[]) {
+    super('MOVE_REFUSED', `bucket move of ${range} refused: ${reasons.join('; ')}`);
+    this.range = range;
+    this.reasons = reasons;
+  }
+}
+
+/** No move with this id on any shard of the map. */
+export class MoveNotFoundError extends ShardlineError {
+  readonly moveId: string;
+  constructor(moveId: string) {
+    super('MOVE_NOT_FOUND', `no bucket move ${showValue(moveId)} on any shard of the map (see "shardline buckets moves")`);
+    this.moveId = moveId;
+  }
+}
+
+/** Another mover holds a shard of this move (or another move is active there): retry when it is done. */
+export class MoveBusyError extends ShardlineError {
+  readonly shardId: string;
+  readonly otherMove: string | null;
+  readonly transient = true;
+  constructor(shardId: string, otherMove: string | null, detail: string) {
+    super('MOVE_BUSY', `shard ${showValue(shardId)} is busy with ${otherMove === null ? 'another mover' : `move ${otherMove}`}: ${detail}`);
+    this.shardId = shardId;
+    this.otherMove = otherMove;
+  }
+}
+
+/** One (table, bucket) whose rows differ between the two sides of a move. */
+export interface MoveMismatch {
+  readonly table: string;
+  readonly bucket: number;
+  readonly source: { readonly count: string; readonly sum: string };
+  readonly target: { readonly count: string; readonly sum: string };
+}
+
+/**
+ * Exact verification failed: the target's copy of a range differs from the source's (counts or
+ * row checksums). The move did not commit; the source serves the range again.
+ */
+export class MoveVerifyError extends ShardlineError {
+  readonly moveId: string | null;
+  readonly mismatches: readonly MoveMismatch[];
+  constructor(moveId: string | null, mismatches: readonly MoveMismatch[]) {
+    const shown = mismatches
+      .slice(0, 5)
+      .map((m) => `${m.table} bucket ${m.bucket}: ${m.source.count} rows / sum ${m.source.sum} vs ${m.target.count} / ${m.target.sum}`);
+    super(
+      'MOVE_VERIFY_FAILED',
+      `${moveId === null ? 'verification' : `move ${moveId}`}: ${mismatches.length} (table, bucket) pairs differ: ${shown.join('; ')}${mismatches.length > 5 ? '; …' : ''}`,
+    );
+    this.moveId = moveId;
+    this.mismatches = mismatches;
+  }
+}
+
+/**
+ * A cut-over limit was exceeded (`--max-lag` before the fence, `--max-freeze` during it): the move
+ * did not commit and the source serves the range again; retrying (`--resume`) may succeed.
+ */
+export class MoveBudgetError extends ShardlineError {
+  readonly moveId: string;
+  readonly limit: 'lag' | 'freeze';
+  readonly transient = true;
+  constructor(moveId: string, limit: 'lag' | 'freeze', detail: string) {
+    super('MOVE_OVER_BUDGET', `move ${moveId}: ${detail}; the source serves the range again, resume to retry`);
+    this.moveId = moveId;
+    this.limit = limit;
+  }
+}
+
+/** A step of a move failed; the move stays resumable (`--resume`) or abortable (`--abort`) from its recorded state. */
+export class MoveFailedError extends ShardlineError {
+  readonly moveId: string;
+  readonly state: string;
+  constructor(moveId: string, state: string, message: string, options?: { cause?: unknown }) {
+    super('MOVE_FAILED', `move ${moveId} (${state}): ${message}`, options);
+    this.moveId = moveId;
+    this.state = state;
+  }
+}

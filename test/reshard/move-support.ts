@@ -1,0 +1,119 @@
+import pg from 'pg';
+import { inject } from 'vitest';
+import { ShardSet } from '../../src/db/index.js';
+import { ShardMigrator } from '../../src/migrate/index.js';
+import { validateShardMap, type ShardMap } from '../../src/shardmap/index.js';
+import { PG_ADMIN_URL, RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
+import { dropDatabases, withAdmin } from '../support/shards.js';
+
+/**
+ * Two shards of one region for the mover's tests on the shared server: `sz-1` owning every bucket,
+ * `sz-2` added empty (`"buckets": []`), both cloned from the run's template and migrated.
+ */
+export interface MoveShards {
+  map: ShardMap;
+  mapJson: Record<string, unknown>;
+  databases: string[];
+  admin(db: 0 | 1): pg.Client;
+  query<T extends pg.QueryResultRow = pg.QueryResultRow>(db: 0 | 1, sql: string, params?: unknown[]): Promise<T[]>;
+  cleanup(): Promise<void>;
+}
+
+export async function createMoveShards(): Promise<MoveShards> {
+  const template = inject('templateDb');
+  const base = uniqueName(RUN_PREFIX + 'mv');
+  const databases = [`${base}_0`, `${base}_1`];
+  await withAdmin(async (admin) => {
+    for (const db of databases) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(db)} TEMPLATE ${pg.escapeIdentifier(template)}`);
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== '55006' || attempt > 50) throw err;
+          await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
+        }
+      }
+    }
+  });
+  const mapJson = {
+    version: 1,
+    buckets: 4096,
+    regions: ['shenzhen'],
+    shards: [
+      { id: 'sz-1', region: 'shenzhen', connection: urlFor(databases[0]!), buckets: ['0-4095'] },
+      { id: 'sz-2', region: 'shenzhen', connection: urlFor(databases[1]!), buckets: [] },
+    ],
+  };
+  const map = validateShardMap(mapJson, { file: '<move test>' });
+  await Promise.all(map.shards.map((s) => new ShardMigrator(s).latest()));
+  const clients: pg.Client[] = [];
+  const admin = (i: 0 | 1) => {
+    const c = new pg.Client({ connectionString: urlFor(databases[i]!) });
+    clients.push(c);
+    return c;
+  };
+  return {
+    map,
+    mapJson,
+    databases,
+    admin,
+    async query<T extends pg.QueryResultRow>(i: 0 | 1, sql: string, params: unknown[] = []) {
+      const c = new pg.Client({ connectionString: urlFor(databases[i]!) });
+      await c.connect();
+      try {
+        return (await c.query<T>(sql, params)).rows;
+      } finally {
+        await c.end();
+      }
+    },
+    async cleanup() {
+      await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+      await dropDatabases(databases);
+    },
+  };
+}
+
+/** Players with stats, ledger rows, identities and claims in buckets lo..hi (straight SQL, as the owner). */
+export async function seedBuckets(s: MoveShards, lo: number, hi: number, perBucket: number): Promise<bigint[]> {
+  const ids: bigint[] = [];
+  const c = new pg.Client({ connectionString: urlFor(s.databases[0]!) });
+  await c.connect();
+  try {
+    for (let b = lo; b <= hi; b++) for (let k = 0; k < perBucket; k++) ids.push((BigInt(1_000_000 + ids.length) << 22n) | (BigInt(b) << 10n) | BigInt(k));
+    const text = ids.map(String);
+    await c.query(`INSERT INTO players (player_id, region, nickname) SELECT id::bigint, 'shenzhen', 'p' || id FROM unnest($1::text[]) id`, [text]);
+    await c.query(
+      `INSERT INTO player_stats (player_id, game_id, score, wins, games_played) SELECT id::bigint, g, (id::bigint % 1000), 1, 1
+         FROM unnest($1::text[]) id, (VALUES ('chess'), ('go')) v(g)`,
+      [text],
+    );
+    await c.query(
+      `INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at, data)
+       SELECT 'm-' || id || '-' || n, id::bigint, 'chess', n, 'win', '2026-01-02T03:04:05.678Z', jsonb_build_object('n', n)
+         FROM unnest($1::text[]) id, generate_series(1, 3) n`,
+      [text],
+    );
+    await c.query(
+      `INSERT INTO player_identities (player_id, request_id, provider, subject, state) SELECT id::bigint, 'r-' || id, 'steam', 's' || id, 'linked' FROM unnest($1::text[]) id`,
+      [text],
+    );
+    // Identities and claims spread over every bucket by their hashes: only those of lo..hi move.
+    await c.query(
+      `INSERT INTO identities (bucket, provider, subject, player_id, state, request_id)
+       SELECT ((get_byte(sha256(convert_to('steam:s' || n, 'UTF8')), 2) & 15) << 8) | get_byte(sha256(convert_to('steam:s' || n, 'UTF8')), 3),
+              'steam', 's' || n, n, 'confirmed', 'r' || n FROM generate_series(1, $1::int) n`,
+      [perBucket * 200],
+    );
+    await c.query(
+      `INSERT INTO settlement_inbox_claims (match_id, content_hash, game_id, shard_ids, player_count)
+       SELECT 'claim-' || n, md5(n::text), 'chess', ARRAY['sz-1'], 2 FROM generate_series(1, $1::int) n`,
+      [perBucket * 200],
+    );
+  } finally {
+    await c.end();
+  }
+  return ids;
+}
+
+export { PG_ADMIN_URL, ShardSet };
