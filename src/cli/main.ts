@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { ShardlineError } from '../errors/index.js';
 import { installOutputMasking, maskSecrets } from './context.js';
+import { registerBuckets } from './commands/buckets.js';
 import { registerDemo } from './commands/demo.js';
 import { registerMap } from './commands/map.js';
 import { registerMigrate } from './commands/migrate.js';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerMigrate(program);
   registerSchema(program);
   registerShards(program);
+  registerBuckets(program);
   registerWorker(program);
   registerSettle(program);
   registerSettlements(program);

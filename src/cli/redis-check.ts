@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions } from 'ioredis';
 import { RedisUnavailableError } from '../errors/index.js';
 import { redisOptionsFromUrl } from '../settlement/index.js';
 
@@ -36,6 +36,39 @@ export async function assertRedisReachable(url: string, source: string, timeoutM
   } catch (err) {
     const why = first ?? err;
     throw new RedisUnavailableError(target, reasonOf(why, timeoutMs), hint, { cause: why });
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * assertRedisReachable for a Redis Cluster ($SHARDLINE_REDIS_CLUSTER): the seeds answer and the
+ * cluster serves its slots (a PING through ioredis's Cluster, which first reads the slot map).
+ */
+export async function assertClusterReachable(
+  spec: { cluster: { host: string; port: number }[]; clusterOptions: ClusterOptions },
+  timeoutMs = REDIS_CHECK_TIMEOUT_MS,
+): Promise<void> {
+  const target = spec.cluster.map((n) => `${n.host}:${n.port}`).join(',');
+  const client = new Cluster(spec.cluster, {
+    ...spec.clusterOptions,
+    lazyConnect: true,
+    clusterRetryStrategy: () => null,
+    redisOptions: { ...spec.clusterOptions.redisOptions, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, connectionName: 'shardline-cli-check' },
+  });
+  let first: unknown;
+  client.on('error', (err: unknown) => (first ??= err));
+  const deadline = new Promise<never>((_, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs + 500);
+    timer.unref();
+  });
+  try {
+    await Promise.race([client.connect().then(() => client.ping()), deadline]);
+  } catch (err) {
+    const why = first ?? err;
+    throw new RedisUnavailableError(target, reasonOf(why, timeoutMs), 'from SHARDLINE_REDIS_CLUSTER; set it to reachable host:port seeds of the cluster', {
+      cause: why,
+    });
   } finally {
     client.disconnect();
   }

@@ -130,7 +130,7 @@ function refuseKeyPrefix(keyPrefix: string | undefined): void {
 }
 
 /** `host:port,host:port,...` (the CLI's `--redis-cluster` and `$SHARDLINE_REDIS_CLUSTER`) as seed nodes. */
-export function parseClusterNodes(list: string, field = 'redis-cluster'): ClusterNode[] {
+export function parseClusterNodes(list: string, field = 'redis-cluster'): { host: string; port: number }[] {
   const nodes = list
     .split(',')
     .map((s) => s.trim())

@@ -26,9 +26,12 @@ export interface LocalCluster {
   masterOf(key: string): Promise<number>;
   /** The replica ports of a master. */
   replicasOf(masterPort: number): Promise<number[]>;
-  /** Kills a node (SIGKILL: no goodbye to the cluster). */
-  kill(port: number): void;
-  /** Waits until every live node reports cluster_state:ok and every slot has a live master. */
+  /** Kills a node (SIGKILL: no goodbye to the cluster); resolves once the process is gone. */
+  kill(port: number): Promise<void>;
+  /**
+   * Waits until every live node reports cluster_state:ok with every slot served, and marks every
+   * killed node as failed (so its replica has taken over its slots).
+   */
   waitHealthy(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -130,7 +133,8 @@ export async function startLocalCluster(): Promise<LocalCluster> {
     await stop();
     throw err;
   }
-  const alive = () => ports.filter((p) => procs.get(p)?.exitCode === null && procs.get(p)?.signalCode === null);
+  const killed = new Set<number>();
+  const alive = () => ports.filter((p) => !killed.has(p) && procs.get(p)?.exitCode === null && procs.get(p)?.signalCode === null);
   const info = async (port: number, section: string): Promise<string> => (await run('redis-cli', ['-p', String(port), ...section.split(' ')])).stdout;
   const cluster: LocalCluster = {
     nodes: ports.map((port) => ({ host: '127.0.0.1', port })),
@@ -165,8 +169,14 @@ export async function startLocalCluster(): Promise<LocalCluster> {
       const out = await info(masterPort, 'INFO replication');
       return [...out.matchAll(/^slave\d+:ip=[^,]+,port=(\d+)/gm)].map((m) => Number(m[1]));
     },
-    kill(port) {
-      procs.get(port)?.kill('SIGKILL');
+    async kill(port) {
+      killed.add(port);
+      const p = procs.get(port);
+      if (!p || p.exitCode !== null || p.signalCode !== null) return;
+      await new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill('SIGKILL');
+      });
     },
     async waitHealthy() {
       await waitFor(
@@ -175,6 +185,13 @@ export async function startLocalCluster(): Promise<LocalCluster> {
           for (const p of alive()) {
             const state = await info(p, 'CLUSTER INFO').catch(() => '');
             if (!/cluster_state:ok/.test(state) || !/cluster_slots_ok:16384/.test(state)) return false;
+            const nodes = await info(p, 'CLUSTER NODES').catch(() => '');
+            for (const k of killed) {
+              const line = nodes.split('\n').find((l) => l.includes(`:${k}@`));
+              if (line && !(line.split(' ')[2] ?? '').split(',').includes('fail')) return false;
+              // Its slots are served by a live master now, not still listed against it.
+              if (line && line.split(' ').length > 8) return false;
+            }
           }
           return true;
         },

@@ -143,7 +143,7 @@ describe('rooms on a real Redis Cluster (three masters, one replica each)', () =
     });
     try {
       await waitFor('entries before the failover', async () => seated >= 50);
-      cluster.kill(master);
+      await cluster.kill(master);
       await cluster.waitHealthy();
       const after = seated;
       await waitFor('entries after the failover', async () => seated >= after + 50, 30_000);

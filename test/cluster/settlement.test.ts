@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PlayerId } from '../../src/routing/index.js';
 import { SettlementClient, SettlementWorker, jobIdFor, queueNameFor, type SettlementInput } from '../../src/settlement/index.js';
+import { startCli } from '../support/cli.js';
 import { uniqueName } from '../support/env.js';
+import { writeMapFile } from '../support/maps.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { createPlayers, expectedStats, interleave, makeMatch, silent, statsOf } from '../settlement/helpers.js';
@@ -79,6 +81,31 @@ describe('settlement on a real Redis Cluster (three masters, one replica each)',
     expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats(round));
   });
 
+  it('the worker CLI works the queues of a cluster named by $SHARDLINE_REDIS_CLUSTER', async () => {
+    const prefix = uniqueName('slccli');
+    const client = new SettlementClient({ shards: t.shardSet, connection: cluster.client(), prefix, logger: silent });
+    open.push({ stop: () => client.close() });
+    const seeds = cluster.ports
+      .slice(0, 2)
+      .map((p) => `127.0.0.1:${p}`)
+      .join(',');
+    const cli = startCli(['worker', '--map', writeMapFile(t.mapJson), '--prefix', prefix, '--log-level', 'warn'], {
+      env: { SHARDLINE_REDIS_CLUSTER: seeds, REDIS_URL: undefined, REDIS_URL_FILE: undefined },
+      timeoutMs: 60_000,
+    });
+    try {
+      const gameId = uniqueName('g');
+      const round = matches(8, 4, gameId, 3);
+      await Promise.all(round.map((m) => client.submitSettlement(m)));
+      for (const m of round) expect((await client.waitFor(m.matchId, { timeoutMs: 45_000 })).state).toBe('applied');
+      expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats(round));
+    } finally {
+      cli.child.kill('SIGTERM');
+      const r = await cli.done;
+      expect(r.code, cli.output()).toBe(0);
+    }
+  });
+
   it('a master killed during settlement loses nothing accepted: the inbox and the reconciler re-drive what the queue lost', async () => {
     const { prefix, client, worker } = setup({ reconcileMs: 1000 });
     await worker.start();
@@ -110,7 +137,7 @@ describe('settlement on a real Redis Cluster (three masters, one replica each)',
     const masters = await Promise.all(t.map.shards.map((s) => cluster.masterOf(`${prefix}:${queueNameFor(s.id)}:wait`)));
     const victim = [...new Set(masters)].sort((a, b) => masters.filter((m) => m === b).length - masters.filter((m) => m === a).length)[0] as number;
     await waitFor('matches accepted before the failover', async () => accepted.length >= 40);
-    cluster.kill(victim);
+    await cluster.kill(victim);
     await cluster.waitHealthy();
     const moved = t.map.shards.filter((_, i) => masters[i] === victim).map((s) => `${prefix}:${queueNameFor(s.id)}:wait`);
     for (const key of moved) expect(await cluster.masterOf(key)).not.toBe(victim); // its replica serves the queue now

@@ -4,7 +4,8 @@ import { ValidationError } from '../../errors/index.js';
 import { DEFAULT_SETTLEMENT_PREFIX as DEFAULT_PREFIX, SettlementClient, redisOptionsFromUrl, type RedisConnection } from '../../settlement/index.js';
 import { cliLogger } from '../cli-logger.js';
 import { collect, env, formatTable, loadMap, nonNegativeInt, positiveInt, redisUrlFromEnv } from '../context.js';
-import { assertRedisReachable } from '../redis-check.js';
+import { assertRedisReachable, assertClusterReachable } from '../redis-check.js';
+import { parseClusterNodes } from '../../redis/connection.js';
 
 export interface QueueFlags {
   map?: string;
@@ -21,10 +22,28 @@ export function redisFromEnv(): RedisConnection {
  * Redis says at once which host:port it could not reach and which variable set it.
  */
 export async function checkedRedisFromEnv(): Promise<RedisConnection> {
+  const cluster = clusterFromEnv();
+  if (cluster) {
+    await assertClusterReachable(cluster);
+    return cluster;
+  }
   const url = redisUrlFromEnv();
   const source = (env.REDIS_URL ?? '') !== '' ? 'REDIS_URL' : (env.REDIS_URL_FILE ?? '') !== '' ? 'REDIS_URL_FILE' : 'default';
   await assertRedisReachable(url, source);
   return redisOptionsFromUrl(url);
+}
+
+/**
+ * $SHARDLINE_REDIS_CLUSTER (`host:port,host:port,...`, seed nodes of a Redis Cluster), or undefined.
+ * Credentials and TLS, if any, come from $REDIS_URL / $REDIS_URL_FILE (its host is one more seed).
+ */
+export function clusterFromEnv(): { cluster: { host: string; port: number }[]; clusterOptions: { redisOptions: Record<string, unknown> } } | undefined {
+  const list = env.SHARDLINE_REDIS_CLUSTER ?? '';
+  if (list === '') return undefined;
+  const nodes = parseClusterNodes(list, 'SHARDLINE_REDIS_CLUSTER');
+  if ((env.REDIS_URL ?? '') === '' && (env.REDIS_URL_FILE ?? '') === '') return { cluster: nodes, clusterOptions: { redisOptions: {} } };
+  const { host, port, db: _db, ...auth } = redisOptionsFromUrl(redisUrlFromEnv());
+  return { cluster: [...nodes, { host: host ?? '127.0.0.1', port: port ?? 6379 }], clusterOptions: { redisOptions: auth } };
 }
 
 /** --prefix, else $SHARDLINE_QUEUE_PREFIX, else undefined: the client or worker then takes the map's "prefix", else shardline. */

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { schemaStatus } from '../../migrate/index.js';
+import { moveProblems } from './buckets.js';
 import { collect, formatTable, loadMap } from '../context.js';
 import { selectShards } from './migrate.js';
 
@@ -41,5 +42,6 @@ export function registerShards(program: Command): void {
       if (report.ownershipFaults.length)
         console.error(`bucket ownership faults: ${report.ownershipFaults.join(', ')}; the library, the worker and the settle commands refuse these shards`);
       if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
+      if ((await moveProblems(map)) > 0) process.exitCode = 1;
     });
 }
