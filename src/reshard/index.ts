@@ -4,3 +4,4 @@ export { MOVE_STATES, abortKind, isMoveState, mayHoldFreeze, phaseOf } from './s
 export type { MovePhase, MoveState } from './states.js';
 export { moveHealth } from './health.js';
 export type { MoveHealth } from './health.js';
+export { liveMapJson } from './live-map.js';
