@@ -8,7 +8,8 @@ import { parsePlayerId, type PlayerId } from '../routing/index.js';
 import { decodeHistoryCursor, encodeHistoryCursor, type HistoryPosition } from './history-cursor.js';
 import { PLAYER_COLUMNS, selectPlayers, toPlayer } from './player-rows.js';
 import { settleEach, splitOutages } from '../db/scatter.js';
-import { onShard } from './shard-calls.js';
+import { onShard, onShardRead } from './shard-calls.js';
+import type { ReadOptions } from '../db/replicas.js';
 import { IdentityProtocol } from './identities.js';
 import { IdentityRules, validateRequestId, type Identity } from './identity-key.js';
 import type {
@@ -156,7 +157,7 @@ export class Accounts {
     const pid = parsePlayerId(id);
     const gameId = options.gameId === undefined ? undefined : validateGameId(options.gameId);
     const shardId = this.shards.router.shardFor(pid).id;
-    const [player] = await onShard(this.shards, shardId, [pid], (db) => selectPlayers(db, [pid], gameId));
+    const [player] = await onShardRead(this.shards, shardId, [pid], readOf(options), (db) => selectPlayers(db, [pid], gameId));
     if (!player) throw new PlayerNotFoundError([String(pid)]);
     return player;
   }
@@ -177,9 +178,10 @@ export class Accounts {
     const groups = this.shards.router.groupByShard(unique);
     // Shard order, not first-appearance order, so the error thrown for several down shards is stable.
     const shardIds = this.shards.shards.map((s) => s.id).filter((id) => groups.has(id));
+    const read = readOf(options);
     const outcomes = await settleEach(shardIds, (shardId) => {
       const group = groups.get(shardId) ?? [];
-      return onShard(this.shards, shardId, group, (db) => selectPlayers(db, group, gameId));
+      return onShardRead(this.shards, shardId, group, read, (db) => selectPlayers(db, group, gameId));
     });
 
     // Not an outage (a bug, a schema or identity problem) always throws; a down shard unless partial.
@@ -206,7 +208,7 @@ export class Accounts {
     refuseUnknownFields(patch, PATCH_FIELDS, 'cannot be changed by updateProfile');
     const nickname = patch.nickname === undefined ? undefined : normalizeNickname(patch.nickname);
     const status = patch.status === undefined ? undefined : validateStatus(patch.status);
-    if (nickname === undefined && status === undefined) return this.getPlayer(pid);
+    if (nickname === undefined && status === undefined) return this.getPlayer(pid, { readFrom: 'primary' }); // after a write: never a replica
 
     const shardId = this.shards.router.shardFor(pid).id;
     const row = await onShard(this.shards, shardId, [pid], (db) =>
@@ -225,10 +227,10 @@ export class Accounts {
     return toPlayer(row);
   }
 
-  /** A player's totals in one game: zeros when the player never played it. */
-  async getStats(id: PlayerId | string, gameId: string): Promise<PlayerStats> {
+  /** A player's totals in one game: zeros when the player never played it. `options`: where the read goes (replicas). */
+  async getStats(id: PlayerId | string, gameId: string, options: ReadOptions = {}): Promise<PlayerStats> {
     const game = validateGameId(gameId);
-    const player = await this.getPlayer(id, { gameId: game });
+    const player = await this.getPlayer(id, { ...readOf(options), gameId: game });
     return player.stats as PlayerStats;
   }
 
@@ -245,7 +247,7 @@ export class Accounts {
 
     // One statement both proves the player exists and reads the page (a LATERAL subquery walking
     // the settlement_ledger_history index), so an unknown id is an error, not an empty history.
-    const rows = await onShard(this.shards, shardId, [pid], (db) =>
+    const rows = await onShardRead(this.shards, shardId, [pid], readOf(options), (db) =>
       db
         .selectFrom('players as p')
         .leftJoinLateral(
@@ -289,6 +291,13 @@ export class Accounts {
     const nextCursor = rows.length > limit && last ? encodeHistoryCursor(last) : null;
     return { items, nextCursor };
   }
+}
+
+/** Only the read options of a call's options (`readFrom`, `maxLagMs`), checked by the ShardSet. */
+function readOf(options: ReadOptions): ReadOptions {
+  if (typeof options !== 'object' || options === null) return {};
+  const { readFrom, maxLagMs } = options;
+  return { ...(readFrom === undefined ? {} : { readFrom }), ...(maxLagMs === undefined ? {} : { maxLagMs }) };
 }
 
 /** Rows strictly after `pos` in (ended_at DESC, match_id DESC) order: a row comparison the index serves. */

@@ -1,6 +1,9 @@
 import type { ShardUnavailableError } from '../errors/index.js';
 import type { Outcome, PlayerStatus } from '../db/index.js';
 import type { JsonObject } from '../db/schema.js';
+// Where a read goes: `readFrom: 'replica'` lets a shard's replica answer while its replay lag is
+// within `maxLagMs` (docs/shard-map.md); the defaults come from the ShardSet's options.
+import type { ReadOptions } from '../db/replicas.js';
 import type { PlayerId } from '../routing/index.js';
 import type { IdentityStepHook } from './identities.js';
 import type { Identity, IdentityProviderOptions } from './identity-key.js';
@@ -48,7 +51,7 @@ export interface ProfilePatch {
   status?: PlayerStatus;
 }
 
-export interface GetPlayerOptions {
+export interface GetPlayerOptions extends ReadOptions {
   /** Fill `stats` for this game (read on the same shard, in the same query). */
   gameId?: string;
 }
@@ -76,7 +79,7 @@ export interface GetPlayersResult {
   unavailable: UnavailableShard[];
 }
 
-export interface MatchHistoryOptions {
+export interface MatchHistoryOptions extends ReadOptions {
   /** Only matches of this game. */
   gameId?: string;
   /** Page size, 1..100 (default 20). */

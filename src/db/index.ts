@@ -1,6 +1,7 @@
 export { ShardSet } from './shard-set.js';
 export type { AnyShardSet, AppTables, NoAppTables, ScatterOptions, ShardSetOptions, ShardTables } from './shard-set.js';
 export type { ScatterResult } from './scatter.js';
+export type { ReadFrom, ReadOptions, ReplicaReadOptions } from './replicas.js';
 export type { IsolationLevel, TransactionOptions } from './transaction.js';
 export type { ConnectionOptions } from './connection.js';
 // Pool configuration (it holds the resolved URL), identity stamps and pg error mapping are

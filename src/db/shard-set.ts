@@ -9,12 +9,13 @@ import { Router, parsePlayerId, type PlayerId } from '../routing/index.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 import { openPool, targetOf, type ConnectionOptions } from './connection.js';
 import { checkIdentity, sharedDatabases } from './identity.js';
+import { ReplicaReads, isReplicaFallback, type ReadOptions, type ReplicaReadOptions } from './replicas.js';
 import { toQueryError, toShardError } from './pg-errors.js';
 import { settleEach, splitOutages, type ScatterResult } from './scatter.js';
 import type { ShardDatabase } from './schema.js';
 import { runTransaction, validateTransactionOptions, type TransactionOptions } from './transaction.js';
 
-export interface ShardSetOptions extends ConnectionOptions {
+export interface ShardSetOptions extends ConnectionOptions, ReplicaReadOptions {
   /** Check each shard's stamped identity before first use (default true). Only tests of the guard turn it off. */
   verifyIdentity?: boolean;
   /**
@@ -45,7 +46,7 @@ export type ShardTables<App extends AppTables = NoAppTables> = ShardDatabase & A
 /** No app tables: a plain `ShardSet` sees shardline's tables only. */
 export type NoAppTables = Record<never, never>;
 
-export interface ScatterOptions {
+export interface ScatterOptions extends ReadOptions {
   /** Only the shards of this region of the map (UnknownRegionError for another name). */
   region?: string;
   /**
@@ -55,7 +56,7 @@ export interface ScatterOptions {
   partial?: boolean;
 }
 
-const SCATTER_OPTION_KEYS: readonly string[] = ['region', 'partial'];
+const SCATTER_OPTION_KEYS: readonly string[] = ['region', 'partial', 'readFrom', 'maxLagMs'];
 
 interface ShardHandle<DB> {
   readonly pool: pg.Pool;
@@ -80,6 +81,8 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   private closed = false;
   private mapOwnership?: Promise<void>;
   private readonly appSchema: AppSchemaGate;
+  /** The shards' replicas (src/db/replicas.ts): what `readDb` and the read calls pick from. @internal */
+  readonly replicas: ReplicaReads<ShardTables<App>>;
 
   constructor(map: ShardMap, options: ShardSetOptions = {}) {
     this.map = map;
@@ -88,6 +91,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     const { logger } = options;
     this.appSchema = new AppSchemaGate(options.appMigrations, logger ? (message, fields) => logger.warn(fields, message) : undefined);
     refuseSharedDatabases(map);
+    this.replicas = new ReplicaReads(options, (shardId) => this.pool(shardId));
   }
 
   get shards(): readonly ShardSpec[] {
@@ -135,6 +139,41 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     }
   }
 
+  /**
+   * Kysely for reading a shard: with `readFrom: 'replica'` (or that ShardSet default) one of its
+   * replicas while its replay lag is within `maxLagMs`, else (lagging, down, none listed) the
+   * primary, as `db()`, with no error. Only for reads: a replica refuses writes, and nothing that
+   * must see its own writes (a transaction, a check before a write) should read a replica.
+   * ShardIdentityError when a replica is another shard's.
+   */
+  async readDb(shardId: string, options: ReadOptions = {}): Promise<Kysely<ShardTables<App>>> {
+    const picked = await this.replicas.pick(this.router.shard(shardId), options);
+    return picked ? picked.db : this.db(shardId);
+  }
+
+  /**
+   * `withShard` for a read, as `readDb` picks: a replica whose query fails as an outage or a
+   * recovery conflict counts as down and the read runs again on the primary, so the caller never
+   * sees a replica's failure.
+   */
+  async withReadShard<T>(
+    shardId: string,
+    fn: (db: Kysely<ShardTables<App>>) => Promise<T>,
+    options: ReadOptions = {},
+    playerIds?: readonly string[],
+  ): Promise<T> {
+    const picked = await this.replicas.pick(this.router.shard(shardId), options);
+    if (picked) {
+      try {
+        return await fn(picked.db);
+      } catch (err) {
+        if (!isReplicaFallback(err)) throw naming(toQueryError(err, shardId, picked.spec.target, playerIds), playerIds);
+        picked.markDown(err);
+      }
+    }
+    return this.withShard(shardId, fn, playerIds);
+  }
+
   async dbForPlayer(id: PlayerId): Promise<{ shard: ShardSpec; db: Kysely<ShardTables<App>> }> {
     const shard = this.router.shardFor(id);
     return { shard, db: await this.db(shard.id) };
@@ -180,14 +219,15 @@ export class ShardSet<App extends AppTables = NoAppTables> {
    */
   async scatter<T>(fn: (db: Kysely<ShardTables<App>>, shard: ShardSpec) => Promise<T>, options: ScatterOptions = {}): Promise<ScatterResult<T>> {
     if (typeof fn !== 'function') throw new ValidationError('fn', `must be a function, got ${showValue(fn)}`);
-    const { region, partial } = validateScatterOptions(options);
+    const { region, partial, readFrom, maxLagMs } = validateScatterOptions(options);
+    const read = { ...(readFrom === undefined ? {} : { readFrom }), ...(maxLagMs === undefined ? {} : { maxLagMs }) };
     const scope = region === undefined ? this.shards : this.router.region(region).shards;
     const outcomes = await settleEach(
       scope.map((s) => s.id),
       async (shardId) => {
         const shard = this.router.shard(shardId);
         try {
-          return await fn(await this.db(shardId), shard);
+          return await this.withReadShard(shardId, (db) => fn(db, shard), read);
         } catch (err) {
           throw toQueryError(err, shard.id, targetOf(shard));
         }
@@ -265,7 +305,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     const all = [...this.handles.values()];
     this.handles.clear();
     // Kysely.destroy() ends the pool it was given.
-    await Promise.all(all.map((h) => h.db.destroy().catch(() => undefined)));
+    await Promise.all([...all.map((h) => h.db.destroy().catch(() => undefined)), this.replicas.close()]);
   }
 }
 

@@ -20,6 +20,16 @@ const sslSchema = z.strictObject({
   ca: z.string().min(1).optional(),
 });
 
+/**
+ * A streaming replica of a shard, connected like the primary. Only reads that accept it
+ * (`readFrom: 'replica'`) go there, and only while its replay lag is within their `maxLagMs`.
+ */
+const replicaSchema = z.strictObject({
+  connection: z.string().min(1),
+  ssl: sslSchema.optional(),
+  pool: z.strictObject({ max: z.number().int().min(1).max(500) }).optional(),
+});
+
 const shardSchema = z.strictObject({
   id: name,
   region: name,
@@ -35,6 +45,7 @@ const shardSchema = z.strictObject({
   buckets: z.array(bucketRange),
   ssl: sslSchema.optional(),
   pool: z.strictObject({ max: z.number().int().min(1).max(500) }).optional(),
+  replicas: z.array(replicaSchema).max(16).optional(),
 });
 
 export const shardMapSchema = z.strictObject({
@@ -52,6 +63,11 @@ export const shardMapSchema = z.strictObject({
     )
     .optional(),
   buckets: z.literal(BUCKET_COUNT),
+  /**
+   * The ownership epoch this map was written at (default 0): live routing combines the map with the
+   * shards' ownership records, the higher epoch winning (docs/shard-map.md, "Live routing").
+   */
+  epoch: z.number().int().min(0).max(2147483647).optional(),
   regions: z.array(name).min(1),
   shards: z.array(shardSchema).min(1),
 });

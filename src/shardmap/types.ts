@@ -17,6 +17,17 @@ export interface ShardSpec {
   readonly bucketCount: number;
   readonly ssl?: { readonly mode: SslMode; readonly ca?: string };
   readonly pool?: { readonly max: number };
+  /** The shard's streaming replicas (`"replicas"` in the map), in map order; absent when it lists none. */
+  readonly replicas?: readonly ReplicaSpec[];
+}
+
+/**
+ * One replica of a shard: the shard's spec (id, region, buckets: what its data is) with the
+ * replica's own connection, so it connects and is identity-checked like the primary. `replica` is
+ * its position in the shard's `replicas`.
+ */
+export interface ReplicaSpec extends Omit<ShardSpec, 'replicas'> {
+  readonly replica: number;
 }
 
 export interface RegionSpec {
@@ -31,6 +42,8 @@ export interface ShardMap {
   readonly name?: string;
   /** The map's Redis key prefix (`"prefix"` in the file), when it sets one: a plain name, see validateKeyPrefix. */
   readonly prefix?: string;
+  /** The ownership epoch the map was written at (`"epoch"` in the file); absent means 0. */
+  readonly epoch?: number;
   readonly regions: readonly RegionSpec[];
   readonly shards: readonly ShardSpec[];
   /** bucket -> index into `shards`. */

@@ -3,7 +3,7 @@ import { ShardMapError } from '../errors/index.js';
 import { attachConnectionUrl, targetOfUrl } from './connection-url.js';
 import { secretsOfUrl } from './redact.js';
 import { BUCKET_COUNT, shardMapSchema, sslModes, type ShardMapFile, type SslMode } from './schema.js';
-import type { RegionSpec, ShardMap, ShardSpec } from './types.js';
+import type { RegionSpec, ReplicaSpec, ShardMap, ShardSpec } from './types.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -31,6 +31,7 @@ export function validateShardMap(raw: unknown, options: ValidateOptions = {}): S
   checkNames(map, issues);
   const owner = assignBuckets(map, issues);
   const shards = map.shards.map((s, index) => buildShard(s, index, options, issues));
+  checkReplicaTargets(shards, issues);
   if (issues.length > 0) throw new ShardMapError(file, issues);
 
   const regions: RegionSpec[] = map.regions.map((name) => ({
@@ -42,6 +43,7 @@ export function validateShardMap(raw: unknown, options: ValidateOptions = {}): S
     version: 1,
     ...(map.name !== undefined ? { name: map.name } : {}),
     ...(map.prefix !== undefined ? { prefix: map.prefix } : {}),
+    ...(map.epoch !== undefined ? { epoch: map.epoch } : {}),
     regions,
     shards,
     bucketOwner: owner,
@@ -152,25 +154,27 @@ export function parseRange(text: string): [number, number] | undefined {
   return [lo, hi];
 }
 
-function buildShard(s: ShardMapFile['shards'][number], index: number, options: ValidateOptions, issues: string[]): ShardSpec {
-  const where = `shards[${index}].connection`;
-  let url = '';
-  if (s.connection.startsWith('env:')) {
-    const value = resolveEnvRef(s.connection.slice(4), s.id, where, options, issues);
-    if (value !== undefined) url = value;
-  } else if (!isPostgresUrl(s.connection)) {
+/** The URL a map `connection` names ('' when it is faulty: the fault is in `issues`). */
+function resolveConnection(connection: string, shardId: string, where: string, options: ValidateOptions, issues: string[]): string {
+  if (connection.startsWith('env:')) return resolveEnvRef(connection.slice(4), shardId, where, options, issues) ?? '';
+  if (!isPostgresUrl(connection)) {
     issues.push(`${where}: expected "env:NAME" or a postgres:// URL`);
-  } else if (new URL(s.connection).password !== '' || secretsOfUrl(s.connection).length > 0) {
+  } else if (new URL(connection).password !== '' || secretsOfUrl(connection).length > 0) {
     issues.push(`${where}: the URL holds a password; put it in an environment variable and write "env:NAME" here`);
   } else {
-    url = s.connection;
+    return connection;
   }
-  const ssl = url ? sslOf(s, url, index, options.file, issues) : s.ssl;
+  return '';
+}
+
+function buildShard(s: ShardMapFile['shards'][number], index: number, options: ValidateOptions, issues: string[]): ShardSpec {
+  const url = resolveConnection(s.connection, s.id, `shards[${index}].connection`, options, issues);
+  const ssl = url ? sslOf(s, url, `shards[${index}]`, options.file, issues) : s.ssl;
   const buckets = s.buckets
     .map(parseRange)
     .filter((r): r is [number, number] => r !== undefined && r[0] <= r[1])
     .sort((a, b) => a[0] - b[0]);
-  return attachConnectionUrl(
+  const shard = attachConnectionUrl(
     {
       id: s.id,
       region: s.region,
@@ -184,6 +188,40 @@ function buildShard(s: ShardMapFile['shards'][number], index: number, options: V
     },
     url,
   );
+  if (!s.replicas?.length) return shard;
+  const replicas = s.replicas.map((r, replica): ReplicaSpec => {
+    const where = `shards[${index}].replicas[${replica}]`;
+    const rUrl = resolveConnection(r.connection, s.id, `${where}.connection`, options, issues);
+    const rSsl = rUrl ? sslOf(r, rUrl, where, options.file, issues) : r.ssl;
+    // Not the primary's TLS or pool settings: a replica states its own.
+    const { ssl: _ssl, pool: _pool, ...base } = shard;
+    return attachConnectionUrl(
+      {
+        ...base,
+        replica,
+        connectionRef: r.connection,
+        target: targetOfUrl(rUrl, r.connection),
+        ...(rSsl ? { ssl: rSsl } : {}),
+        ...(r.pool ? { pool: r.pool } : {}),
+      },
+      rUrl,
+    );
+  });
+  return attachConnectionUrl({ ...shard, replicas }, url);
+}
+
+/** A replica at a database some shard or another replica already uses is a copy-paste slip, not a replica. */
+function checkReplicaTargets(shards: readonly ShardSpec[], issues: string[]): void {
+  const seen = new Map<string, string>();
+  for (const s of shards) if (s.target) seen.set(s.target, `shard "${s.id}"`);
+  for (const s of shards) {
+    for (const r of s.replicas ?? []) {
+      const where = `shards[${s.index}].replicas[${r.replica}].connection`;
+      const other = seen.get(r.target);
+      if (other !== undefined) issues.push(`${where}: points at ${r.target}, the database of ${other}; a replica must be a standby of its own`);
+      else seen.set(r.target, `replica ${r.replica} of shard "${s.id}"`);
+    }
+  }
 }
 
 /**
@@ -240,13 +278,12 @@ const URL_SSL_PARAMS = new Set(['sslmode', 'sslrootcert']);
  * pg's own `ssl=`) are refused because pg would act on them outside the map's control.
  */
 function sslOf(
-  s: ShardMapFile['shards'][number],
+  s: Pick<ShardMapFile['shards'][number], 'ssl'>,
   url: string,
-  index: number,
+  where: string,
   file: string | undefined,
   issues: string[],
 ): ShardMapFile['shards'][number]['ssl'] {
-  const where = `shards[${index}]`;
   const params = new URL(url).searchParams;
   for (const key of params.keys()) {
     if (/^ssl/i.test(key) && !URL_SSL_PARAMS.has(key)) {
