@@ -2,16 +2,36 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { ShardDatabase } from '../db/schema.js';
 import type { PlayerId } from '../routing/index.js';
 import { runEffects, type AppliedResult, type SettlementEffects } from './effects.js';
-import { lockParts, markAppliedSql, markFailed, type AppliedRow, type LockedPart, type PartFailure } from './inbox-store.js';
+import {
+  lockAgainstOwnershipChange,
+  lockParts,
+  markAppliedSql,
+  markFailed,
+  recordForwarded,
+  type AppliedRow,
+  type ForwardedUpdate,
+  type LockedPart,
+  type PartFailure,
+} from './inbox-store.js';
+import { forwardResults, splitByPlacement, type Forwarder } from './forwarding.js';
+import { parseOwnership } from './ownership-view.js';
 import { parseStoredResults, type StoredResult } from './validate.js';
+import { applyToBoards } from '../scores/apply-boards.js';
 
 export type PartOutcome =
-  /** `lagMs`: from the part's recording to its flip to applied, both on the shard's clock. */
-  | { kind: 'applied'; matchId: string; results: number; inserted: number; lagMs: number }
+  /**
+   * `lagMs`: from the part's recording to its flip to applied, both on the shard's clock.
+   * `forwardedTo`: shards that results of moved players went to (their queues get a job).
+   */
+  | { kind: 'applied'; matchId: string; results: number; inserted: number; lagMs: number; forwardedTo?: string[] }
   /** Already applied (a retried or duplicated job): nothing changed. */
   | { kind: 'duplicate'; matchId: string }
   /** Can never apply as it stands; `recorded` when the inbox row now says failed with the reason. */
-  | { kind: 'failed'; matchId: string; reason: string; recorded: boolean };
+  | { kind: 'failed'; matchId: string; reason: string; recorded: boolean }
+  /** Every result went to the shards its players moved to; the part here is done (state forwarded). */
+  | { kind: 'forwarded'; matchId: string; forwardedTo: string[] }
+  /** Not now: a player's bucket is in its cut-over, or the shard to forward to did not answer. Nothing changed. */
+  | { kind: 'deferred'; matchId: string; reason: string };
 
 interface GoodPart {
   row: LockedPart;
@@ -46,11 +66,18 @@ const byDecimalId = (a: string, b: string) => a.length - b.length || (a < b ? -1
  * happen exactly when the stats move, once. An effect that throws fails the whole transaction (with
  * no savepoint per part, the common case pays nothing); the worker then applies the parts one by
  * one, and the one whose effect throws alone becomes a dead letter (see SettlementWorker).
+ *
+ * Buckets move (docs/settlement.md, "Moves"): the shard's ownership record is read under a lock an
+ * ownership change must wait for, so it holds until commit. Results of players whose buckets moved
+ * away are forwarded (`forwarder`) to their new shard's inbox, committed there before this
+ * transaction takes them out of the part here; a part with a player in a range being cut over is
+ * deferred whole and retried later. Without a forwarder, parts to forward are deferred too.
  */
 export async function applyParts(
   db: Kysely<ShardDatabase>,
   matchIds: readonly string[],
   effects: SettlementEffects<unknown> = {},
+  forwarder?: Forwarder,
 ): Promise<Map<string, PartOutcome>> {
   const ids = [...new Set(matchIds)].sort();
   return db.transaction().execute(async (trx) => {
@@ -58,7 +85,10 @@ export async function applyParts(
     // applied in this same transaction, so a commit lost in a crash is lost whole (ledger, stats and
     // flip together) and the reconciler runs the part again. Exactly-once holds; only lag grows.
     const out = new Map<string, PartOutcome>();
-    const rows = await lockParts(trx, ids);
+    await lockAgainstOwnershipChange(trx);
+    const locked = await lockParts(trx, ids);
+    const rows = locked.rows;
+    const ownership = parseOwnership(locked.ownership);
     const byId = new Map(rows.map((r) => [r.match_id, r]));
     const failed: PartFailure[] = [];
     let good: GoodPart[] = [];
@@ -89,6 +119,46 @@ export async function applyParts(
       }
     }
 
+    const forwardedTo = new Map<string, string[]>();
+    if (good.length > 0 && ownership.version !== null) {
+      const stay: GoodPart[] = [];
+      const toForward: { part: GoodPart; own: StoredResult[]; moved: Map<string, StoredResult[]> }[] = [];
+      for (const p of good) {
+        const split = splitByPlacement(ownership, p.results);
+        const matchId = p.row.match_id;
+        if (split.wait !== null) out.set(matchId, { kind: 'deferred', matchId, reason: split.wait });
+        else if (split.foreign.length > 0)
+          failed.push({
+            matchId,
+            reason: `player${split.foreign.length > 1 ? 's' : ''} of buckets this shard neither owns nor moved away: ${split.foreign.join(', ')}`,
+          });
+        else if (split.moved.size === 0) stay.push(p);
+        else toForward.push({ part: p, own: split.own, moved: split.moved });
+      }
+      if (toForward.length > 0) {
+        const verdicts = await forwardResults(
+          forwarder,
+          toForward.map((f) => ({ row: f.part.row, moved: f.moved })),
+        );
+        const updates: ForwardedUpdate[] = [];
+        for (const f of toForward) {
+          const matchId = f.part.row.match_id;
+          const verdict = verdicts.get(matchId) ?? { kind: 'deferred', reason: 'not forwarded' };
+          if (verdict.kind === 'deferred') out.set(matchId, { kind: 'deferred', matchId, reason: verdict.reason });
+          else if (verdict.kind === 'conflict') failed.push({ matchId, reason: verdict.reason });
+          else {
+            const to = [...f.moved.keys()].sort();
+            updates.push({ matchId, remaining: f.own, to });
+            forwardedTo.set(matchId, to);
+            if (f.own.length > 0) stay.push({ row: f.part.row, results: f.own });
+            else out.set(matchId, { kind: 'forwarded', matchId, forwardedTo: to });
+          }
+        }
+        await recordForwarded(trx, updates);
+      }
+      good = stay;
+    }
+
     if (good.length > 0) {
       // Players must exist (FK); KEY SHARE keeps them from being deleted until we commit.
       const wanted = [...new Set(good.flatMap((p) => p.results.map((r) => r.playerId)))].sort(byDecimalId);
@@ -112,6 +182,8 @@ export async function applyParts(
       const lags = inserted.length > 0 ? await upsertStats(trx, statDeltas(good, inserted), markApplied) : (await markApplied.execute(trx)).rows;
       for (const l of lags) lagBy.set(l.match_id, l.lag_ms);
     }
+    // The defined boards of the games move with the stats, for the ledger rows inserted now only.
+    await applyToBoards(trx, good, inserted);
     await markFailed(trx, failed);
     if (inserted.length > 0) {
       const byGame = appliedByGame(good, inserted, effects);
@@ -122,12 +194,14 @@ export async function applyParts(
     for (const r of inserted) insertedBy.set(r.match_id, (insertedBy.get(r.match_id) ?? 0) + 1);
     for (const p of good) {
       const matchId = p.row.match_id;
+      const to = forwardedTo.get(matchId);
       out.set(matchId, {
         kind: 'applied',
         matchId,
         results: p.results.length,
         inserted: insertedBy.get(matchId) ?? 0,
         lagMs: Math.max(0, lagBy.get(matchId) ?? 0),
+        ...(to ? { forwardedTo: to } : {}),
       });
     }
     for (const f of failed) out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true });

@@ -11,7 +11,7 @@ import { SettlementQueues, type JobPolicy } from './queues.js';
 import { reconcileShard } from './reconciler.js';
 import { resolveConnection } from '../redis/connection.js';
 import { isFinal, readStatus } from './status.js';
-import { submitMatch } from './submit.js';
+import { submitFollowingMoves } from './submit.js';
 import {
   DEFAULT_LIMITS,
   type DeadJob,
@@ -99,8 +99,10 @@ export class SettlementClient {
    * SettlementConflictError; invalid input throws ValidationError and leaves no trace.
    */
   async submitSettlement(input: SettlementInput): Promise<SettlementStatus> {
-    const match = normalizeMatch(input, this.shards.router, this.limits, this.games);
-    return submitMatch({ shards: this.shards, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, match);
+    // Each try routes by the routing current at its start: a refusal for a moved bucket refreshes it.
+    return submitFollowingMoves({ shards: this.shards, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, (router) =>
+      normalizeMatch(input, router, this.limits, this.games),
+    );
   }
 
   /**

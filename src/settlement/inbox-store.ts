@@ -1,5 +1,6 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { JsonObject, Outcome, PartState, ShardDatabase } from '../db/schema.js';
+import { OWNERSHIP_RECORD, parseOwnership, type OwnershipView } from './ownership-view.js';
 import type { StoredResult } from './validate.js';
 
 /**
@@ -21,6 +22,8 @@ export interface InboxSummary {
   players: number;
   /** The results' data by player id, null when none carries any. */
   data: Record<string, JsonObject> | null;
+  /** Shards that results of this part were forwarded to, their players having moved there. */
+  forwardedTo: string[];
 }
 
 export interface LedgerRow {
@@ -38,6 +41,8 @@ export interface MatchOnShard {
   ledger: LedgerRow[];
   /** Of the player ids asked about, those that exist on the shard. */
   found: Set<string>;
+  /** The shard's ownership record, read in the same statement: a player missing from a bucket it no longer owns moved away. */
+  ownership: OwnershipView;
 }
 
 export interface ReadRequest {
@@ -52,6 +57,7 @@ interface RawMatchRow {
   inbox: (Omit<InboxSummary, 'appliedAt'> & { appliedAt: string | null }) | null;
   ledger: LedgerRow[] | null;
   found: string[] | null;
+  ownership: unknown;
 }
 
 /** An inbox row's results' data by player id (NULL when none carries any), as an SQL expression. */
@@ -75,19 +81,23 @@ export async function readMatches(db: Db, reqs: readonly ReadRequest[]): Promise
       (SELECT json_build_object('hash', content_hash, 'shardIds', shard_ids)
          FROM settlement_inbox_claims c WHERE c.match_id = m.match_id) AS claim,
       (SELECT json_build_object('hash', content_hash, 'status', status, 'attempts', attempts, 'error', last_error,
-                                'appliedAt', applied_at, 'players', jsonb_array_length(results), 'data', ${DATA_BY_PLAYER})
+                                'appliedAt', applied_at, 'players', jsonb_array_length(results), 'data', ${DATA_BY_PLAYER},
+                                'forwardedTo', forwarded_to)
          FROM settlement_inbox b WHERE b.match_id = m.match_id) AS inbox,
       (SELECT json_agg(json_build_object('playerId', player_id::text, 'scoreDelta', score_delta, 'outcome', outcome,
                                          'gameId', game_id, 'endedAt', ended_at, 'data', data))
          FROM settlement_ledger l WHERE l.match_id = m.match_id) AS ledger,
-      f.found
+      f.found,
+      CASE WHEN m.i = 1 THEN ${OWNERSHIP_RECORD} END AS ownership
     FROM m LEFT JOIN f ON f.i = m.i ORDER BY m.i`.execute(db);
   if (r.rows.length !== reqs.length) throw new Error(`readMatches returned ${r.rows.length} rows for ${reqs.length} matches`);
+  const ownership = parseOwnership(r.rows[0]?.ownership ?? null);
   return r.rows.map((row) => ({
     claim: row.claim,
     inbox: row.inbox ? { ...row.inbox, appliedAt: row.inbox.appliedAt ? new Date(row.inbox.appliedAt) : null } : null,
     ledger: row.ledger ?? [],
     found: new Set(row.found ?? []),
+    ownership,
   }));
 }
 
@@ -177,9 +187,11 @@ export async function writeParts(db: Db, parts: readonly PartRow[]): Promise<boo
 
 export interface LockedPart {
   match_id: string;
+  content_hash: string;
   game_id: string;
   ended_at: Date;
   results: unknown;
+  shard_ids: string[];
   status: PartState;
   last_error: string | null;
 }
@@ -187,14 +199,125 @@ export interface LockedPart {
 /**
  * Locks the inbox rows of `sortedIds` (sorted, so concurrent batches lock in one order and cannot
  * deadlock) for the rest of the transaction, and lets that transaction commit without waiting for
- * fsync (why that is safe: see applyParts).
+ * fsync (why that is safe: see applyParts). Reads the shard's ownership record in the same
+ * statement: the caller holds the ledger's ROW EXCLUSIVE lock already, so the record cannot change
+ * (a change takes SHARE ROW EXCLUSIVE on the ledger) before this transaction ends.
  */
-export async function lockParts(trx: Db, sortedIds: readonly string[]): Promise<LockedPart[]> {
-  const r = await sql<LockedPart>`
-    WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true))
-    SELECT match_id, game_id, ended_at, results, status, last_error
-    FROM settlement_inbox, cfg WHERE match_id = ANY(${[...sortedIds]}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox`.execute(trx);
-  return r.rows;
+export async function lockParts(trx: Db, sortedIds: readonly string[]): Promise<{ rows: LockedPart[]; ownership: unknown }> {
+  const r = await sql<LockedPart & { ownership: unknown }>`
+    WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+    m AS (SELECT match_id, content_hash, game_id, ended_at, results, shard_ids, status, last_error
+          FROM settlement_inbox, cfg WHERE match_id = ANY(${[...sortedIds]}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox)
+    SELECT m.*, o.value AS ownership FROM (SELECT ${OWNERSHIP_RECORD} AS value) o LEFT JOIN m ON true`.execute(trx);
+  const ownership = r.rows[0]?.ownership ?? null;
+  return { rows: r.rows.filter((row) => row.match_id !== null).map(({ ownership: _o, ...row }) => row), ownership };
+}
+
+/**
+ * Takes the ledger's ROW EXCLUSIVE lock first thing in an apply transaction: an ownership change
+ * (shardline_set_ownership) takes SHARE ROW EXCLUSIVE, so it waits for this transaction, or this
+ * transaction waits for it and then reads the new record. Either way the record read next is the
+ * one the fence holds until commit.
+ */
+export async function lockAgainstOwnershipChange(trx: Db): Promise<void> {
+  await sql`LOCK TABLE settlement_ledger IN ROW EXCLUSIVE MODE`.execute(trx);
+}
+
+// ---- forwarding (results of players whose buckets moved, docs/settlement.md "Moves") -------------
+
+export interface ForwardRow {
+  matchId: string;
+  contentHash: string;
+  gameId: string;
+  endedAt: Date;
+  /** The results of the players who now live on the target shard. */
+  results: readonly StoredResult[];
+  shardIds: readonly string[];
+}
+
+/**
+ * On the shard the players moved to: inserts each part, or merges it into the part already there
+ * (the target's own players of the match, or an earlier forward), union by player id, and makes it
+ * pending again. A repeat after a crash merges the same results again and changes nothing; a part
+ * applied there already re-applies without effect (ledger ON CONFLICT DO NOTHING, stats only for
+ * rows inserted). Returns the match ids merged; a match missing from it holds other content there.
+ */
+export async function mergeForwarded(db: Db, parts: readonly ForwardRow[]): Promise<Set<string>> {
+  const rows = parts.map((p) => ({
+    match_id: p.matchId,
+    content_hash: p.contentHash,
+    game_id: p.gameId,
+    ended_at: p.endedAt.toISOString(),
+    results: p.results,
+    shard_ids: p.shardIds,
+  }));
+  const r = await sql<{ match_id: string }>`
+    INSERT INTO settlement_inbox AS i (match_id, content_hash, game_id, ended_at, results, shard_ids)
+    SELECT match_id, content_hash, game_id, ended_at, results, shard_ids
+    FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
+      AS x(match_id text, content_hash text, game_id text, ended_at timestamptz, results jsonb, shard_ids text[])
+    ORDER BY match_id
+    ON CONFLICT (match_id) DO UPDATE SET
+      results = (SELECT coalesce(jsonb_agg(u.e ORDER BY length(u.e->>'playerId'), u.e->>'playerId'), '[]'::jsonb)
+                 FROM (SELECT DISTINCT ON (e->>'playerId') e FROM jsonb_array_elements(i.results || EXCLUDED.results) WITH ORDINALITY AS a(e, n)
+                       ORDER BY e->>'playerId', n) u),
+      shard_ids = (SELECT array_agg(DISTINCT s ORDER BY s) FROM unnest(i.shard_ids || EXCLUDED.shard_ids) AS s),
+      status = 'pending', last_error = NULL, updated_at = now()
+    WHERE i.content_hash = EXCLUDED.content_hash
+    RETURNING match_id`.execute(db);
+  return new Set(r.rows.map((row) => row.match_id));
+}
+
+export interface ForwardedUpdate {
+  matchId: string;
+  /** The part's results still for this shard (none: the part becomes forwarded). */
+  remaining: readonly StoredResult[];
+  to: readonly string[];
+}
+
+/** On the shard the players left: takes the forwarded results out of each part and records where they went. */
+export async function recordForwarded(db: Db, updates: readonly ForwardedUpdate[]): Promise<void> {
+  if (updates.length === 0) return;
+  await sql`
+    UPDATE settlement_inbox AS i SET
+      results = u.remaining,
+      forwarded_to = (SELECT array_agg(DISTINCT s ORDER BY s) FROM unnest(i.forwarded_to || u.dest) AS s),
+      status = CASE WHEN jsonb_array_length(u.remaining) = 0 THEN 'forwarded' ELSE i.status END,
+      updated_at = now()
+    FROM jsonb_to_recordset(${JSON.stringify(updates.map((u) => ({ match_id: u.matchId, remaining: u.remaining, dest: u.to })))}::jsonb)
+      AS u(match_id text, remaining jsonb, dest text[])
+    WHERE i.match_id = u.match_id AND i.status = 'pending'`.execute(db);
+}
+
+export interface ForwardCandidate {
+  match_id: string;
+  content_hash: string;
+  game_id: string;
+  ended_at: Date;
+  results: unknown;
+  shard_ids: string[];
+}
+
+/**
+ * Pending parts holding a result in one of `ranges` (buckets moved away), locked, skipping those a
+ * worker holds (it forwards them itself), with the ownership record read in the same statement.
+ */
+export async function lockMovedPending(
+  db: Db,
+  ranges: readonly (readonly [number, number])[],
+  limit: number,
+): Promise<{ rows: ForwardCandidate[]; ownership: unknown }> {
+  const multirange = `{${ranges.map(([lo, hi]) => `[${lo},${hi + 1})`).join(',')}}`;
+  const r = await sql<ForwardCandidate & { ownership: unknown }>`
+    WITH m AS (
+      SELECT match_id, content_hash, game_id, ended_at, results, shard_ids FROM settlement_inbox i
+      WHERE status = 'pending' AND EXISTS (
+        SELECT 1 FROM jsonb_array_elements(i.results) AS e
+        WHERE ${multirange}::int4multirange @> ((((e->>'playerId')::bigint) >> 10) & 4095)::int)
+      ORDER BY match_id LIMIT ${limit} FOR UPDATE SKIP LOCKED)
+    SELECT m.*, o.value AS ownership FROM (SELECT ${OWNERSHIP_RECORD} AS value) o LEFT JOIN m ON true`.execute(db);
+  const ownership = r.rows[0]?.ownership ?? null;
+  return { rows: r.rows.filter((row) => row.match_id !== null).map(({ ownership: _o, ...row }) => row), ownership };
 }
 
 export interface AppliedRow {

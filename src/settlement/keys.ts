@@ -44,6 +44,15 @@ export function jobIdFor(matchId: string): string {
 }
 
 /**
+ * Job id of a part forwarded to a shard from `fromShardId` (its players moved): not the match's
+ * own job id there, whose finished job (the shard's own part, applied) would swallow the add. The
+ * components are URI-encoded, so the '/' between them is unambiguous.
+ */
+export function forwardJobIdFor(fromShardId: string, matchId: string): string {
+  return `f-${encodeURIComponent(fromShardId)}/${encodeURIComponent(matchId)}`;
+}
+
+/**
  * The shard that arbitrates a match id: derived from the id alone, never from the players, so every
  * submission of that id meets on the same row. Uses the map's bucket table like player ids do.
  */

@@ -1,7 +1,7 @@
 import { Queue, Worker, type Job, type JobJson, type JobsOptions } from 'bullmq';
 // One Redis or a Cluster: every settlement call works on either (each queue is one hash slot).
 import type { RedisClient as Redis } from '../redis/connection.js';
-import { jobIdFor, legacyQueueOf, queueNameFor } from './keys.js';
+import { forwardJobIdFor, jobIdFor, legacyQueueOf, queueNameFor } from './keys.js';
 import type { SettlementJobData } from './validate.js';
 
 export interface JobPolicy {
@@ -85,6 +85,19 @@ export class SettlementQueues {
     }
     await this.enqueue(shardId, matchId);
     return true;
+  }
+
+  /**
+   * A job for a part another shard forwarded here (forwardJobIdFor): added unless one is waiting
+   * or running, replaced when finished (a second forward of the same match).
+   */
+  async enqueueForwarded(shardId: string, matchId: string, fromShardId: string): Promise<void> {
+    const q = this.queue(shardId);
+    const id = forwardJobIdFor(fromShardId, matchId);
+    const state = await q.getJobState(id);
+    if (state === 'completed' || state === 'failed') await q.remove(id);
+    else if (state !== 'unknown') return;
+    await q.add('settle', { matchId, shardId }, { ...this.jobOptions, jobId: id });
   }
 
   /**

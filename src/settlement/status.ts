@@ -21,6 +21,7 @@ export function partState(shardId: string, v: MatchOnShard): ShardSettlementStat
     ...(inbox.status === 'failed' && inbox.error ? { reason: inbox.error } : {}),
     ...(inbox.appliedAt ? { appliedAt: inbox.appliedAt } : {}),
     ...(inbox.data ? { data: inbox.data } : {}),
+    ...(inbox.forwardedTo.length > 0 ? { forwardedTo: inbox.forwardedTo } : {}),
   };
 }
 
@@ -57,7 +58,8 @@ export function isFinal(status: SettlementStatus): boolean {
  * commit, so many status polls at once cost one statement per shard.
  */
 export async function readStatus(shards: ShardSet, batches: SubmitBatches, matchId: string): Promise<SettlementStatus | null> {
-  const home = homeShardOf(shards.map, matchId).id;
+  const router = shards.router; // one routing for the whole read
+  const home = homeShardOf(router.map, matchId).id;
   const views = new Map<string, MatchOnShard>();
   const unreachable = new Map<string, string>();
   const ask = async (ids: readonly string[]) => {
@@ -76,13 +78,23 @@ export async function readStatus(shards: ShardSet, batches: SubmitBatches, match
     listed = claim.shardIds;
     await ask(listed.filter((id) => id !== home));
   } else {
-    await ask(shards.shards.map((s) => s.id).filter((id) => id !== home));
+    await ask(router.shards.map((s) => s.id).filter((id) => id !== home));
     listed = [];
+  }
+  // Results of players who moved were forwarded to their new shards: follow them (a part may have
+  // been forwarded on again by a later move), asking each shard once.
+  const known = new Set(router.shards.map((s) => s.id));
+  for (let round = 0; round < router.shards.length; round++) {
+    const next = [...views.values()].flatMap((v) => v.inbox?.forwardedTo ?? []).filter((id) => known.has(id) && !views.has(id) && !unreachable.has(id));
+    if (next.length === 0) break;
+    const fresh = [...new Set(next)];
+    listed = [...listed, ...fresh];
+    await ask(fresh);
   }
 
   const out: ShardSettlementStatus[] = [];
   let hash: string | null = claim?.hash ?? null;
-  for (const s of shards.shards) {
+  for (const s of router.shards) {
     const id = s.id;
     const v = views.get(id);
     const isListed = listed.includes(id);

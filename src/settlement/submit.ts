@@ -1,6 +1,7 @@
 import type { Logger } from '../logging/logger.js';
-import { SettlementConflictError, ShardUnavailableError, ValidationError } from '../errors/index.js';
+import { BucketMovedError, BucketMovingError, SettlementConflictError, ShardUnavailableError, ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
+import { bucketOf, type Router } from '../routing/index.js';
 import type { SubmitBatches } from './inbox-batch.js';
 import type { LedgerRow, MatchOnShard, PartRow } from './inbox-store.js';
 import { homeShardOf } from './keys.js';
@@ -14,6 +15,8 @@ export interface SubmitContext {
   batches: SubmitBatches;
   logger: Logger;
   enqueueTimeoutMs: number;
+  /** The routing this submission keeps throughout (read once at its start). */
+  router: Router;
 }
 
 /**
@@ -26,18 +29,23 @@ export interface SubmitContext {
  *  4. enqueue one job per pending part. Only then does the call resolve.
  * If a shard fails during 3, the call throws; the parts already recorded are kept and enqueued,
  * and submitting the same match again records the rest.
+ *
+ * Routing may be stale (buckets moved): a claim the old home's fence refuses, or a player missing
+ * from a bucket the shard no longer owns, throws BucketMovedError (BucketMovingError while the
+ * bucket is in its cut-over) before anything is written; the client refreshes routing and submits
+ * again. A part recorded on a shard its players left is forwarded by that shard's worker.
  */
 export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): Promise<SettlementStatus> {
-  const { shards } = ctx;
+  const { router } = ctx;
   const parts = new Map<string, NormalizedResult[]>();
   for (const r of match.results) {
-    const id = shards.router.shardFor(r.playerId).id;
+    const id = router.shardFor(r.playerId).id;
     const list = parts.get(id) ?? [];
     list.push(r);
     parts.set(id, list);
   }
   const touched = [...parts.keys()].sort();
-  const home = homeShardOf(shards.map, match.matchId).id;
+  const home = homeShardOf(router.map, match.matchId).id;
   const involved = touched.includes(home) ? touched : [home, ...touched];
 
   // 1. Read everything; a shard that cannot be asked stops the submit before any write.
@@ -73,16 +81,15 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
       if (diff) throw conflict(`shard ${id} already applied it differently: ${diff}`);
       states.set(id, { shardId: id, state: 'applied', players: v.ledger.length, attempts: 0 });
     } else {
-      missing.push(...part.filter((r) => !v.found.has(r.playerId.toString())));
+      const gone = part.filter((r) => !v.found.has(r.playerId.toString()));
+      for (const r of gone) refuseIfMoved(id, v, r);
+      missing.push(...gone);
       toWrite.push(id);
     }
   }
   if (missing.length > 0) {
     const first = missing.sort((a, b) => a.index - b.index)[0] as NormalizedResult;
-    throw new ValidationError(
-      `results.${first.index}.playerId`,
-      `player ${first.playerId} does not exist (shard ${shards.router.shardFor(first.playerId).id})`,
-    );
+    throw new ValidationError(`results.${first.index}.playerId`, `player ${first.playerId} does not exist (shard ${router.shardFor(first.playerId).id})`);
   }
   if (states.size === touched.length) duplicate = true;
 
@@ -140,6 +147,66 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
     touched.map((id) => states.get(id) as ShardSettlementStatus),
     duplicate,
   );
+}
+
+/**
+ * submitMatch under the current routing, following bucket moves: a BucketMovedError (the routing
+ * was stale) refreshes routing and submits once more on the new owners; a BucketMovingError (a
+ * bucket in its cut-over, about a second) backs off and retries for up to `freezeWaitMs`. Safe:
+ * a refused submission wrote nothing, and a repeated one is recognised as the same.
+ */
+export async function submitFollowingMoves(
+  ctx: Omit<SubmitContext, 'router'>,
+  normalize: (router: Router) => NormalizedMatch,
+  freezeWaitMs = 10_000,
+): Promise<SettlementStatus> {
+  const deadline = Date.now() + freezeWaitMs;
+  let refreshed = false;
+  let pause = 25;
+  for (;;) {
+    const router = ctx.shards.router;
+    const match = normalize(router);
+    try {
+      return await submitMatch({ ...ctx, router }, match);
+    } catch (err) {
+      if (err instanceof BucketMovedError && !refreshed) {
+        refreshed = true;
+        await ctx.shards.refreshRouting().catch(() => false);
+        continue;
+      }
+      if (err instanceof BucketMovingError && Date.now() + pause <= deadline) {
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(pause * 2, 500);
+        await ctx.shards.refreshRouting().catch(() => false);
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+/**
+ * A player missing from a shard that no longer owns its bucket has moved, not vanished: the
+ * shard's ownership record (read with the players) says so, and the submit goes to the new owner.
+ */
+function refuseIfMoved(shardId: string, v: MatchOnShard, r: NormalizedResult): void {
+  const bucket = bucketOf(r.playerId);
+  const place = v.ownership.placementOf(bucket);
+  const playerIds = [r.playerId.toString()];
+  switch (place.kind) {
+    case 'own':
+      return;
+    case 'moved':
+      throw new BucketMovedError(shardId, bucket, place.to, null, { playerIds });
+    case 'wait':
+      throw new BucketMovingError(shardId, bucket, { playerIds });
+    case 'foreign':
+      throw new BucketMovedError(shardId, bucket, null, null, { playerIds });
+    default: {
+      const unhandled: never = place;
+      throw new Error(`unhandled bucket placement ${JSON.stringify(unhandled)}`);
+    }
+  }
 }
 
 async function enqueueAll(ctx: SubmitContext, matchId: string, shardIds: readonly string[]): Promise<void> {

@@ -79,6 +79,11 @@ export interface ShardSettlementStatus {
   appliedAt?: Date;
   /** The `data` of this shard's results, by player id (decimal string); absent when none carried any. */
   data?: Record<string, JsonObject>;
+  /**
+   * Shards that results of this part went to, their players having moved there (state `forwarded`
+   * when none was left here): their parts are listed too (docs/settlement.md, "Moves").
+   */
+  forwardedTo?: string[];
 }
 
 export interface SettlementStatus {

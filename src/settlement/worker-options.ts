@@ -23,7 +23,10 @@ export interface SettlementWorkerOptions<App extends AppTables = any> {
    */
   appMigrations?: string;
   connection: RedisConnection;
-  /** Shards whose queues this worker serves (default: every shard of the map). */
+  /**
+   * Shards whose queues this worker serves (default: every shard of the map, and any shard that
+   * appears in refreshed routing later).
+   */
   shardIds?: readonly string[];
   /** Key prefix, a plain name; default the map's `"prefix"`, else "shardline" (see SettlementClientOptions). */
   prefix?: string;
@@ -60,6 +63,8 @@ export interface ResolvedWorkerOptions {
   readonly connection: RedisConnection;
   /** Canonical ids, each a shard of the map. */
   readonly shardIds: readonly string[];
+  /** No `shardIds` given: shards that appear in refreshed routing are served too. */
+  readonly followRouting: boolean;
   readonly prefix: string;
   readonly concurrency: number;
   readonly batchSize: number;
@@ -100,6 +105,7 @@ export function resolveWorkerOptions(options: SettlementWorkerOptions<any>): Res
     shards,
     connection: options.connection,
     shardIds: (options.shardIds ?? shards.shards.map((s) => s.id)).map((id) => shards.router.shard(id).id),
+    followRouting: options.shardIds === undefined,
     prefix: resolvePrefix(options.prefix, shards.map),
     concurrency,
     // More parts per transaction than jobs held at once could never fill.

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 // One Redis or a Cluster: every settlement call works on either (each queue is one hash slot).
 import type { RedisClient as Redis } from '../redis/connection.js';
 import { ShardUnavailableError } from '../errors/index.js';
@@ -7,6 +7,7 @@ import { isTransientDbError } from '../db/pg-errors.js';
 import { assertAppSchemaCurrent, assertSchemaCurrent } from '../migrate/index.js';
 import type { AppTables } from '../db/shard-set.js';
 import { applyParts, type PartOutcome } from './apply.js';
+import { shardForwarder } from './forwarding.js';
 import { GroupCommit } from './group-commit.js';
 import { markFailed } from './inbox-store.js';
 import { legacyQueueOf, queueNameFor } from './keys.js';
@@ -25,12 +26,19 @@ export interface BatchCommitted {
   applied: string[];
   duplicates: string[];
   failed: { matchId: string; reason: string }[];
+  /** Parts whose results of moved players went to the players' new shards (docs/settlement.md, "Moves"). */
+  forwarded: { matchId: string; to: string[] }[];
+  /** Parts left for later: a player's bucket in its cut-over, or the new shard did not answer. */
+  deferred: { matchId: string; reason: string }[];
 }
 
 export interface SettlementWorkerEvents {
   /** A batch transaction committed; emitted before the batch's jobs are acknowledged. */
   committed: [BatchCommitted];
 }
+
+/** About how long a part waits when a player's bucket is in its cut-over (jittered between half and 1.5 times). */
+const DEFER_MS = 500;
 
 interface ShardRunner {
   worker: Worker<SettlementJobData>;
@@ -57,6 +65,9 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new';
   private reconciling = false;
   private readonly legacyReported = new Set<string>();
+  /** Shards being checked before their runner starts (joined from refreshed routing). */
+  private readonly joining = new Set<string>();
+  private unfollow: (() => void) | undefined;
 
   constructor(options: SettlementWorkerOptions<App>) {
     super();
@@ -105,12 +116,40 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     );
     await this.reconcile(this.activeShards);
     this.every(this.opts.reconcileIntervalMs, () => this.reconcile(this.activeShards));
+    if (this.opts.followRouting) this.unfollow = this.opts.shards.onRoutingChange((router) => this.joinNewShards(router.shards.map((s) => s.id)));
+  }
+
+  /**
+   * Shards that appear in refreshed routing get a runner, checked like those at start. None is
+   * stopped when it leaves: its queue may still hold parts to forward, and they drain on their own.
+   */
+  private joinNewShards(ids: readonly string[]): void {
+    if (this.state !== 'running') return;
+    for (const id of ids) {
+      if (this.runners.has(id) || this.joining.has(id)) continue;
+      this.joining.add(id);
+      this.logger.info({ shard: id }, 'shard appeared in routing; serving its queue');
+      this.checkShard(id).then(
+        async () => {
+          this.joining.delete(id);
+          if (this.state !== 'running' || this.runners.has(id)) return;
+          this.startShard(id);
+          await this.reconcile([id]);
+        },
+        (err: unknown) => {
+          this.joining.delete(id);
+          if (err instanceof ShardUnavailableError) this.retryShardLater(id, err);
+          else this.logger.error({ shard: id, err }, 'shard refused: not serving its queue');
+        },
+      );
+    }
   }
 
   /** Stops taking jobs, lets in-flight ones finish for up to graceMs, then closes what it opened. */
   async stop(graceMs = 10_000): Promise<void> {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     this.state = 'stopping';
+    this.unfollow?.();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const runners = [...this.runners.values()];
@@ -152,7 +191,7 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
         this.logger.error({ shard: id, err }, 'shard refused: not serving its queue');
         return;
       }
-      if (this.state !== 'running') return;
+      if (this.state !== 'running' || this.runners.has(id)) return;
       this.startShard(id);
       await this.reconcile([id]);
     });
@@ -168,7 +207,7 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
       // A transient failure (shard down, serialization) fails every part alike: BullMQ retries the jobs.
       isolate: (err) => !isTransientDbError(err),
     });
-    const worker = new SettlementQueueWorker(queueNameFor(id), (job) => this.process(id, batches, job), {
+    const worker = new SettlementQueueWorker(queueNameFor(id), (job, token) => this.process(id, batches, job, token), {
       connection: this.bullCluster ?? workerConnectionOptions(this.opts.connection),
       prefix: this.prefix,
       concurrency: this.opts.concurrency,
@@ -193,7 +232,8 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     shardId: string,
     batches: GroupCommit<string, PartOutcome>,
     job: Job<SettlementJobData>,
-  ): Promise<{ inserted: number } | { duplicate: true }> {
+    token: string | undefined,
+  ): Promise<{ inserted: number } | { duplicate: true } | { forwardedTo: string[] }> {
     const data = parseJobData(job.data);
     if (!data) throw new UnrecoverableError(`malformed job data: ${JSON.stringify(job.data).slice(0, 200)}`);
     if (data.shardId !== shardId) throw new UnrecoverableError(`job names shard "${data.shardId}" but sits in the queue of shard "${shardId}"`);
@@ -212,6 +252,12 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
         return { duplicate: true };
       case 'failed':
         throw new UnrecoverableError(r.reason);
+      case 'forwarded':
+        return { forwardedTo: r.forwardedTo };
+      case 'deferred':
+        // Back in the queue without spending a try: a cut-over lasts about a second per batch of buckets.
+        await job.moveToDelayed(Date.now() + DEFER_MS / 2 + Math.floor(Math.random() * DEFER_MS), token);
+        throw new DelayedError(r.reason);
       default: {
         const unhandled: never = r;
         throw new Error(`unhandled part result ${JSON.stringify(unhandled)}`);
@@ -227,9 +273,10 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     const shards = this.opts.shards;
     try {
       const stopTimer = this.metrics.batchSeconds.startTimer({ shard: shardId });
-      const out = await shards.withShard(shardId, (db) => applyParts(db, keys, this.opts.effects));
+      const out = await shards.withShard(shardId, (db) => applyParts(db, keys, this.opts.effects, shardForwarder(shards, shardId)));
       stopTimer();
       this.observe(shardId, out);
+      await this.enqueueForwarded(shardId, out);
       return keys.map((k) => out.get(k) ?? { kind: 'failed', matchId: k, reason: 'no outcome for this part', recorded: false });
     } catch (err) {
       if (isTransientDbError(err)) throw err;
@@ -251,12 +298,33 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     }
   }
 
+  /**
+   * Jobs on the new shards' queues for the parts forwarded there. Committed there already: a job
+   * lost here is found by that shard's reconciler, so a failure is logged, not thrown.
+   */
+  private async enqueueForwarded(shardId: string, out: Map<string, PartOutcome>): Promise<void> {
+    const queues = this.queues;
+    if (!queues) return;
+    const jobs = [...out.values()].flatMap((r) =>
+      (r.kind === 'applied' || r.kind === 'forwarded') && r.forwardedTo ? r.forwardedTo.map((to) => ({ to, matchId: r.matchId })) : [],
+    );
+    if (jobs.length === 0) return;
+    const added = await Promise.allSettled(jobs.map((j) => queues.enqueueForwarded(j.to, j.matchId, shardId)));
+    const lost = added.filter((a): a is PromiseRejectedResult => a.status === 'rejected');
+    if (lost.length > 0)
+      this.logger.warn(
+        { shard: shardId, lost: lost.length, err: lost[0]?.reason as unknown },
+        'forwarded parts not enqueued; the reconcilers of their shards will enqueue them',
+      );
+  }
+
   private observe(shardId: string, out: Map<string, PartOutcome>): void {
     const label = { shard: shardId };
-    const event: BatchCommitted = { shardId, applied: [], duplicates: [], failed: [] };
+    const event: BatchCommitted = { shardId, applied: [], duplicates: [], failed: [], forwarded: [], deferred: [] };
     for (const r of out.values()) {
       switch (r.kind) {
         case 'applied':
+          if (r.forwardedTo) event.forwarded.push({ matchId: r.matchId, to: r.forwardedTo });
           event.applied.push(r.matchId);
           this.metrics.partsApplied.inc(label);
           this.metrics.resultsApplied.inc(label, r.inserted);
@@ -269,6 +337,12 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
         case 'failed':
           event.failed.push({ matchId: r.matchId, reason: r.reason });
           this.metrics.failed.inc(label);
+          break;
+        case 'forwarded':
+          event.forwarded.push({ matchId: r.matchId, to: r.forwardedTo });
+          break;
+        case 'deferred':
+          event.deferred.push({ matchId: r.matchId, reason: r.reason });
           break;
         default: {
           const unhandled: never = r;
