@@ -11,6 +11,7 @@ import { registerSchema } from './commands/schema.js';
 import { registerShards } from './commands/shards.js';
 import { registerSettle } from './commands/settle.js';
 import { registerSettlements } from './commands/settlements.js';
+import { registerBoards } from './commands/boards.js';
 import { registerWorker } from './commands/worker.js';
 
 /**
@@ -45,6 +46,7 @@ export function buildProgram(): Command {
   registerWorker(program);
   registerSettle(program);
   registerSettlements(program);
+  registerBoards(program);
   return program;
 }
 

@@ -636,3 +636,48 @@ export class MoveFailedError extends ShardlineError {
     this.state = state;
   }
 }
+
+/** A board id names no defined board (leaderboards v2, docs/leaderboards.md), or not one of the kind asked for. */
+export class UnknownBoardError extends ShardlineError {
+  readonly boardId: string;
+  constructor(boardId: string, reason = 'is not defined') {
+    super('BOARD_NOT_FOUND', `board ${showValue(boardId)} ${reason}`);
+    this.boardId = boardId;
+  }
+}
+
+/** `defineBoard` with a definition that differs from the one the board already has: definitions never change. */
+export class BoardConflictError extends ShardlineError {
+  readonly boardId: string;
+  /** The shard whose stored definition differs (the first shard of the map decides). */
+  readonly shardId: string;
+  readonly existing: { readonly operator: string; readonly period: string; readonly weekStart: string };
+  readonly requested: { readonly operator: string; readonly period: string; readonly weekStart: string };
+  constructor(
+    boardId: string,
+    shardId: string,
+    existing: { operator: string; period: string; weekStart: string },
+    requested: { operator: string; period: string; weekStart: string },
+  ) {
+    const show = (d: { operator: string; period: string; weekStart: string }) =>
+      `${d.operator}/${d.period}${d.period === 'weekly' ? ` (week start ${d.weekStart})` : ''}`;
+    super('BOARD_CONFLICT', `board ${showValue(boardId)} is already defined as ${show(existing)} on shard ${showValue(shardId)}, not ${show(requested)}`);
+    this.boardId = boardId;
+    this.shardId = shardId;
+    this.existing = existing;
+    this.requested = requested;
+  }
+}
+
+/** A season cannot be opened or closed as asked: another season is open, it is closed already, or it does not exist. */
+export class SeasonStateError extends ShardlineError {
+  readonly boardId: string;
+  readonly seasonId: string;
+  readonly reason: 'other-season-open' | 'closed' | 'not-found';
+  constructor(boardId: string, seasonId: string, reason: 'other-season-open' | 'closed' | 'not-found', detail: string) {
+    super('SEASON_STATE', `season ${showValue(seasonId)} of board ${showValue(boardId)}: ${detail}`);
+    this.boardId = boardId;
+    this.seasonId = seasonId;
+    this.reason = reason;
+  }
+}
