@@ -80,14 +80,17 @@ export class Accounts {
     }
     if (input.requestId !== undefined)
       throw new ValidationError('requestId', 'is only taken with an identity: it makes the registration of that identity idempotent');
-    const { bucket, shard } = this.shards.router.pickBucket(region);
-    const row = await onShard(this.shards, shard.id, [], (db) =>
-      db
-        .insertInto('players')
-        .values({ player_id: sql<PlayerId>`shardline_player_id(${bucket})`, region, nickname, status })
-        .returning(['player_id', 'region', 'nickname', 'status', 'created_at', 'updated_at'])
-        .executeTakeFirstOrThrow(),
-    );
+    // A shard that no longer owns the bucket refuses the insert (its fence): routing is read again and a bucket picked anew.
+    const row = await this.shards.retryOnMove(async () => {
+      const { bucket, shard } = (await this.shards.routerReady()).pickBucket(region);
+      return onShard(this.shards, shard.id, [], (db) =>
+        db
+          .insertInto('players')
+          .values({ player_id: sql<PlayerId>`shardline_player_id(${bucket})`, region, nickname, status })
+          .returning(['player_id', 'region', 'nickname', 'status', 'created_at', 'updated_at'])
+          .executeTakeFirstOrThrow(),
+      );
+    });
     return toPlayer(row);
   }
 
@@ -98,7 +101,7 @@ export class Accounts {
   async findByIdentity(identity: Identity): Promise<Player | null> {
     const id = await this.playerIdByIdentity(identity);
     if (id === null) return null;
-    const shardId = this.shards.router.shardFor(id).id;
+    const shardId = (await this.shards.routerReady()).shardFor(id).id;
     const [player] = await onShard(this.shards, shardId, [id], (db) => selectPlayers(db, [id]));
     return player ?? null;
   }
@@ -129,7 +132,7 @@ export class Accounts {
   /** The identities the player holds, oldest first, read from the player's own shard. */
   async listIdentities(playerId: PlayerId | string): Promise<LinkedIdentity[]> {
     const pid = parsePlayerId(playerId);
-    const shardId = this.shards.router.shardFor(pid).id;
+    const shardId = (await this.shards.routerReady()).shardFor(pid).id;
     const rows = await onShard(this.shards, shardId, [pid], (db) => linkedIdentities(db, pid));
     if (rows === null) throw new PlayerNotFoundError([String(pid)]);
     return rows;
@@ -156,7 +159,7 @@ export class Accounts {
   async getPlayer(id: PlayerId | string, options: GetPlayerOptions = {}): Promise<Player> {
     const pid = parsePlayerId(id);
     const gameId = options.gameId === undefined ? undefined : validateGameId(options.gameId);
-    const shardId = this.shards.router.shardFor(pid).id;
+    const shardId = (await this.shards.routerReady()).shardFor(pid).id;
     const [player] = await onShardRead(this.shards, shardId, [pid], readOf(options), (db) => selectPlayers(db, [pid], gameId));
     if (!player) throw new PlayerNotFoundError([String(pid)]);
     return player;
@@ -175,7 +178,8 @@ export class Accounts {
     }
     const gameId = options.gameId === undefined ? undefined : validateGameId(options.gameId);
     const unique = [...new Set(ids.map((id) => parsePlayerId(id)))];
-    const groups = this.shards.router.groupByShard(unique);
+    const router = await this.shards.routerReady();
+    const groups = router.groupByShard(unique);
     // Shard order, not first-appearance order, so the error thrown for several down shards is stable.
     const shardIds = this.shards.shards.map((s) => s.id).filter((id) => groups.has(id));
     const read = readOf(options);
@@ -210,19 +214,21 @@ export class Accounts {
     const status = patch.status === undefined ? undefined : validateStatus(patch.status);
     if (nickname === undefined && status === undefined) return this.getPlayer(pid, { readFrom: 'primary' }); // after a write: never a replica
 
-    const shardId = this.shards.router.shardFor(pid).id;
-    const row = await onShard(this.shards, shardId, [pid], (db) =>
-      db
-        .updateTable('players as p')
-        .set({
-          ...(nickname !== undefined ? { nickname } : {}),
-          ...(status !== undefined ? { status } : {}),
-          updated_at: sql<Date>`now()`,
-        })
-        .where('p.player_id', '=', pid)
-        .returning(PLAYER_COLUMNS)
-        .executeTakeFirst(),
-    );
+    const row = await this.shards.retryOnMove(async () => {
+      const shardId = (await this.shards.routerReady()).shardFor(pid).id;
+      return onShard(this.shards, shardId, [pid], (db) =>
+        db
+          .updateTable('players as p')
+          .set({
+            ...(nickname !== undefined ? { nickname } : {}),
+            ...(status !== undefined ? { status } : {}),
+            updated_at: sql<Date>`now()`,
+          })
+          .where('p.player_id', '=', pid)
+          .returning(PLAYER_COLUMNS)
+          .executeTakeFirst(),
+      );
+    });
     if (!row) throw new PlayerNotFoundError([String(pid)]);
     return toPlayer(row);
   }
@@ -243,7 +249,7 @@ export class Accounts {
     const gameId = options.gameId === undefined ? undefined : validateGameId(options.gameId);
     const limit = validateLimit(options.limit, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT);
     const before = options.before === undefined ? undefined : decodeHistoryCursor(options.before);
-    const shardId = this.shards.router.shardFor(pid).id;
+    const shardId = (await this.shards.routerReady()).shardFor(pid).id;
 
     // One statement both proves the player exists and reads the page (a LATERAL subquery walking
     // the settlement_ledger_history index), so an unknown id is an error, not an empty history.

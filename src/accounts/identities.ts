@@ -70,12 +70,17 @@ export class IdentityProtocol {
     return ownerOfBucket(this.shards.map, key.bucket).id;
   }
 
+  // Each step is one statement or transaction on one shard: refused by a shard that lost the bucket
+  // (its fence), it was rolled back, so it runs again on the owner once routing is read again.
   private onIdentityShard<T>(key: IdentityKey, fn: Parameters<typeof onShard<T>>[3]): Promise<T> {
-    return onShard(this.shards, this.identityShard(key), [], fn);
+    return this.shards.retryOnMove(async () => {
+      await this.shards.routerReady();
+      return onShard(this.shards, this.identityShard(key), [], fn);
+    });
   }
 
   private onPlayerShard<T>(playerId: PlayerId, fn: Parameters<typeof onShard<T>>[3]): Promise<T> {
-    return onShard(this.shards, this.shards.router.shardFor(playerId).id, [playerId], fn);
+    return this.shards.retryOnMove(async () => onShard(this.shards, (await this.shards.routerReady()).shardFor(playerId).id, [playerId], fn));
   }
 
   /** Reserves, or reads the row that holds the identity (reading again past a concurrent insert). */
@@ -90,6 +95,7 @@ export class IdentityProtocol {
 
   /** The directory row: the hot path reads the holder alone, and only a row being settled again with its age. */
   private async lookupRow(key: IdentityKey): Promise<DirectoryRow | null> {
+    await this.shards.routerReady();
     const shardId = this.identityShard(key);
     // withShard has checked the shard (identity, schema) before the statement goes on its pool.
     const holder = await onShard(this.shards, shardId, [], () => readHolder(this.shards.pool(shardId), key));
@@ -182,7 +188,7 @@ export class IdentityProtocol {
 
   /** A new id from a shard of the region (ids are minted by the shard owning their bucket). */
   private async mint(region: string): Promise<PlayerId> {
-    const { bucket, shard } = this.shards.router.pickBucket(region);
+    const { bucket, shard } = (await this.shards.routerReady()).pickBucket(region);
     const r = await onShard(this.shards, shard.id, [], (db) => sql<{ id: PlayerId }>`SELECT shardline_player_id(${bucket}) AS id`.execute(db));
     const id = r.rows[0]?.id;
     if (id === undefined) throw new Error('shardline_player_id returned no id');

@@ -5,7 +5,7 @@ import type { ShardSpec } from '../shardmap/index.js';
 import { sqlState } from './pg-errors.js';
 import { targetOf } from './connection.js';
 import { connectionUrlOf } from '../shardmap/connection-url.js';
-import { formatBuckets, ownershipFaults, parseBuckets, showBuckets, type StampKnowledge } from './bucket-ownership.js';
+import { formatBuckets, parseBuckets, showBuckets, type StampKnowledge } from './bucket-ownership.js';
 
 /**
  * What a shard knows about itself, stamped by `shardline migrate` when it is first set up. Its
@@ -38,18 +38,20 @@ export async function readIdentity(db: Queryable): Promise<ShardIdentity | null>
 }
 
 /**
- * Refuses unless the database is the shard `shard`: same id and region (ShardIdentityError), and
- * owning exactly the buckets the map gives it (ShardOwnershipError). `mapShards`, every shard of
- * the map, lets the error name the shard the map gives this one's buckets to.
+ * Refuses unless the database is the shard `shard`: same id and region (ShardIdentityError). What
+ * it owns is no longer the stamp's to say: its ownership record is (migration 0009), and live
+ * routing checks the map against every shard's record (src/db/live-routing.ts).
  */
-export async function checkIdentity(db: Queryable, shard: ShardSpec, mapShards: readonly ShardSpec[] = [shard]): Promise<ShardIdentity> {
-  const found = await readIdentity(db);
+export async function checkIdentity(db: Queryable, shard: ShardSpec): Promise<ShardIdentity> {
+  return assertIdentity(shard, await readIdentity(db));
+}
+
+/** checkIdentity on a stamp already read (null: none). */
+export function assertIdentity(shard: ShardSpec, found: ShardIdentity | null): ShardIdentity {
   if (!found) {
     throw new ShardIdentityError(shard.id, targetOf(shard), null, 'run "shardline migrate latest" to set up and stamp this shard');
   }
   refuseForeignStamp(shard, found);
-  const [fault] = ownershipFaultsOf(shard, found, mapShards);
-  if (fault) throw new ShardOwnershipError([fault]);
   return found;
 }
 
@@ -62,11 +64,6 @@ function refuseForeignStamp(shard: ShardSpec, found: ShardIdentity, detail?: str
   if (parseBuckets(found.buckets) === null) {
     throw new ShardIdentityError(shard.id, targetOf(shard), found.shardId, `its stamp's buckets ${showValue(found.buckets)} are not bucket ranges`);
   }
-}
-
-function ownershipFaultsOf(shard: ShardSpec, found: ShardIdentity, mapShards: readonly ShardSpec[]): ShardOwnershipFault[] {
-  const all = mapShards.some((s) => s.id === shard.id) ? mapShards : [...mapShards, shard];
-  return ownershipFaults(all, new Map([[shard.id, stampKnowledge(shard, found)]])).filter((f) => f.shardId === shard.id);
 }
 
 /**
@@ -85,18 +82,17 @@ export function stampKnowledge(shard: ShardSpec, found: ShardIdentity | null): S
  * Why `found` is not the stamp of `shard` (the faults checkIdentity refuses), or null when it is:
  * for reports that list every shard's fault instead of stopping at the first.
  */
-export function identityProblem(shard: ShardSpec, found: ShardIdentity | null, mapShards: readonly ShardSpec[] = [shard]): string | null {
+export function identityProblem(shard: ShardSpec, found: ShardIdentity | null): string | null {
   if (!found) return 'no identity stamp: not migrated';
   if (found.shardId !== shard.id) return `the database is shard "${found.shardId}"`;
   if (found.region !== shard.region) return `the database belongs to region "${found.region}", the map says "${shard.region}"`;
   if (parseBuckets(found.buckets) === null) return `its stamp's buckets ${showValue(found.buckets)} are not bucket ranges`;
-  const [fault] = ownershipFaultsOf(shard, found, mapShards);
-  return fault ? ownershipProblem(fault) : null;
+  return null;
 }
 
 /** A fault of ShardOwnershipError as one line of a per-shard report, with what to do. */
 export function ownershipProblem(fault: ShardOwnershipFault): string {
-  return `${ShardOwnershipError.describe(fault)}; restore the map (give it ${fault.owned}) until bucket moves exist`;
+  return `${ShardOwnershipError.describe(fault)}; restore the map (give it ${fault.owned}), or move the buckets with "shardline buckets move"`;
 }
 
 /**
@@ -151,9 +147,8 @@ export async function stampIdentity(client: pg.ClientBase, shard: ShardSpec, opt
     await client.query(`CREATE TABLE IF NOT EXISTS shardline_meta (key text PRIMARY KEY, value jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
     const existing = await readIdentity(client);
     if (existing) {
+      // What it owns is checked map-wide against the ownership records before a migrate (src/migrate/run.ts).
       refuseForeignStamp(shard, existing, "refusing to migrate another shard's database");
-      const [fault] = ownershipFaultsOf(shard, existing, options.mapShards ?? [shard]);
-      if (fault) throw new ShardOwnershipError([fault]);
       await client.query('COMMIT');
       return existing;
     }

@@ -1,4 +1,6 @@
 export { ShardSet } from './shard-set.js';
+export { bucketFilter } from './owned-filter.js';
+export { combineRouting, parseOwnershipRecord, type LiveRouting, type OwnershipRecord, type RoutingOverride } from './live-routing.js';
 export type { AnyShardSet, AppTables, NoAppTables, ScatterOptions, ShardSetOptions, ShardTables } from './shard-set.js';
 export type { ScatterResult } from './scatter.js';
 export type { ReadFrom, ReadOptions, ReplicaReadOptions } from './replicas.js';

@@ -1,6 +1,6 @@
 import { Kysely, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
-import { ShardIdentityError, ShardUnavailableError, ValidationError } from '../errors/index.js';
+import { BucketMovedError, BucketMovingError, ShardIdentityError, ShardUnavailableError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
 import { assertSchemaCurrent } from '../migrate/schema-version.js';
 import { AppSchemaGate } from '../migrate/app-schema-version.js';
@@ -8,9 +8,11 @@ import type { Logger } from '../logging/logger.js';
 import { Router, parsePlayerId, type PlayerId } from '../routing/index.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 import { openPool, targetOf, type ConnectionOptions } from './connection.js';
-import { checkIdentity, sharedDatabases } from './identity.js';
+import { assertIdentity, checkIdentity, sharedDatabases, type ShardIdentity } from './identity.js';
+import type { BucketRange } from './bucket-ownership.js';
+import { bucketsOf, combineRouting, overrideWarning, parseOwnershipRecord, type OwnershipRecord } from './live-routing.js';
 import { ReplicaReads, isReplicaFallback, type ReadOptions, type ReplicaReadOptions } from './replicas.js';
-import { toQueryError, toShardError } from './pg-errors.js';
+import { sqlState, toBucketError, toQueryError, toShardError } from './pg-errors.js';
 import { settleEach, splitOutages, type ScatterResult } from './scatter.js';
 import type { ShardDatabase } from './schema.js';
 import { runTransaction, validateTransactionOptions, type TransactionOptions } from './transaction.js';
@@ -30,8 +32,15 @@ export interface ShardSetOptions extends ConnectionOptions, ReplicaReadOptions {
    * process warning), since nothing checks its app schema.
    */
   appMigrations?: string;
-  /** Where that one warning goes (default: process.emitWarning). */
+  /** Where that one warning goes (default: process.emitWarning), and live routing's (a map older than the shards' records). */
   logger?: Pick<Logger, 'warn'>;
+  /**
+   * How often live routing re-reads every shard's ownership record (default 5000 ms; 0: never by
+   * timer, only at first use and when a shard refuses a write). The timer does not keep the process alive.
+   */
+  routingRefreshMs?: number;
+  /** How long a write to a bucket frozen in a cut-over backs off and retries before BucketMovingError (default 10000 ms). */
+  freezeWaitMs?: number;
 }
 
 /**
@@ -74,9 +83,15 @@ interface ShardHandle<DB> {
  * `db()`, `transaction()` and `scatter()` hand out `Kysely<ShardDatabase & AppDatabase>`.
  */
 export class ShardSet<App extends AppTables = NoAppTables> {
-  readonly map: ShardMap;
-  readonly router: Router;
+  /** The map as given (the file), before live routing combines it with the shards' ownership records. */
+  readonly fileMap: ShardMap;
+  private current: Router;
   private readonly options: ShardSetOptions;
+  private readonly routingListeners = new Set<(router: Router) => void>();
+  private refreshQueued?: Promise<boolean>;
+  private refreshRunning: Promise<unknown> = Promise.resolve();
+  private refreshTimer?: ReturnType<typeof setInterval>;
+  private warnedOverrides = '';
   private readonly handles = new Map<string, ShardHandle<ShardTables<App>>>();
   private closed = false;
   private mapOwnership?: Promise<void>;
@@ -85,17 +100,174 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   readonly replicas: ReplicaReads<ShardTables<App>>;
 
   constructor(map: ShardMap, options: ShardSetOptions = {}) {
-    this.map = map;
-    this.router = new Router(map);
+    this.fileMap = map;
+    this.current = new Router(map);
     this.options = options;
+    const every = options.routingRefreshMs;
+    if (every !== undefined && (!Number.isFinite(every) || every < 0)) {
+      throw new ValidationError('routingRefreshMs', `must be a number of milliseconds, 0 for never, got ${showValue(every)}`);
+    }
+    if (options.freezeWaitMs !== undefined && (!Number.isFinite(options.freezeWaitMs) || options.freezeWaitMs < 0)) {
+      throw new ValidationError('freezeWaitMs', `must be a number of milliseconds, got ${showValue(options.freezeWaitMs)}`);
+    }
     const { logger } = options;
     this.appSchema = new AppSchemaGate(options.appMigrations, logger ? (message, fields) => logger.warn(fields, message) : undefined);
     refuseSharedDatabases(map);
     this.replicas = new ReplicaReads(options, (shardId) => this.pool(shardId));
   }
 
+  /**
+   * The current Router: the map combined with the shards' ownership records (live routing),
+   * swapped as a whole when they change. An operation that must keep one routing reads it once.
+   */
+  get router(): Router {
+    return this.current;
+  }
+
+  /** The current live map (the router's): the file's shards, each with the buckets it owns now. */
+  get map(): ShardMap {
+    return this.current.map;
+  }
+
   get shards(): readonly ShardSpec[] {
     return this.map.shards;
+  }
+
+  /**
+   * The current Router once this ShardSet's first-use checks have run (identities, ownership
+   * records): what an operation should route by, so its very first call already follows live
+   * routing. Rejects as `db()` does for a map the records refuse.
+   */
+  async routerReady(): Promise<Router> {
+    await this.mapOwnershipChecked();
+    return this.current;
+  }
+
+  /** The bucket ranges current routing assigns `shardId` (reads limit themselves to these while a moved copy remains). */
+  ownedBuckets(shardId: string): readonly BucketRange[] {
+    this.current.shard(shardId);
+    return bucketsOf(this.current.map, shardId);
+  }
+
+  /** Calls `listener` with each new Router after routing changed; returns the unsubscribe function. */
+  onRoutingChange(listener: (router: Router) => void): () => void {
+    if (typeof listener !== 'function') throw new ValidationError('listener', `must be a function, got ${showValue(listener)}`);
+    this.routingListeners.add(listener);
+    return () => {
+      this.routingListeners.delete(listener);
+    };
+  }
+
+  /**
+   * Reads every shard's ownership record now (one small query each, in parallel) and combines them
+   * with the map; resolves true when routing changed. A shard that cannot be read is left to the
+   * map. Rejects with ShardOwnershipError or MapAheadOfOwnershipError when the map contradicts the
+   * records (routing then stays as it was). Calls made while one is waiting to start share it.
+   */
+  refreshRouting(): Promise<boolean> {
+    if (this.refreshQueued) return this.refreshQueued;
+    const run = this.refreshRunning.then(
+      () => {
+        this.refreshQueued = undefined;
+        return this.readRouting();
+      },
+      () => {
+        this.refreshQueued = undefined;
+        return this.readRouting();
+      },
+    );
+    this.refreshQueued = run;
+    this.refreshRunning = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Runs `op` and, when a shard refuses its write because the bucket moved (BucketMovedError),
+   * refreshes routing and runs it once more; a bucket frozen in a cut-over (BucketMovingError)
+   * backs off and retries for up to `freezeWaitMs`, then throws. `op` must read `shards.router`
+   * itself, at its start, and be safe to run again (a refused write was rolled back).
+   */
+  async retryOnMove<T>(op: () => Promise<T>): Promise<T> {
+    const deadline = Date.now() + (this.options.freezeWaitMs ?? 10_000);
+    let movedRetried = false;
+    let pause = 25;
+    for (;;) {
+      try {
+        return await op();
+      } catch (err) {
+        if (err instanceof BucketMovedError && !movedRetried) {
+          movedRetried = true;
+          await this.refreshRouting().catch(() => undefined);
+          continue;
+        }
+        if (err instanceof BucketMovingError && Date.now() + pause <= deadline) {
+          await new Promise((resolve) => setTimeout(resolve, pause));
+          pause = Math.min(pause * 2, 500);
+          await this.refreshRouting().catch(() => undefined);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async readRouting(): Promise<boolean> {
+    if (this.closed) return false;
+    const records = new Map<string, OwnershipRecord>();
+    await Promise.all(
+      this.fileMap.shards.map(async (shard) => {
+        const meta = await this.readMeta(shard).catch(() => null);
+        const record = meta?.identity?.shardId === shard.id ? meta.record : null;
+        if (record) records.set(shard.id, record);
+      }),
+    );
+    return this.applyRouting(records);
+  }
+
+  private applyRouting(records: ReadonlyMap<string, OwnershipRecord>): boolean {
+    const live = combineRouting(this.fileMap, records);
+    const text = live.overrides.length === 0 ? '' : overrideWarning(this.fileMap.epoch ?? 0, live.overrides);
+    if (text !== '' && text !== this.warnedOverrides) this.warn(text, { overrides: live.overrides });
+    this.warnedOverrides = text;
+    if (sameRouting(this.current.map, live.map)) return false;
+    this.current = this.current.withMap(live.map);
+    for (const listener of this.routingListeners) {
+      try {
+        listener(this.current);
+      } catch {
+        // A listener's failure is its own: routing has changed for everyone else.
+      }
+    }
+    return true;
+  }
+
+  /** The identity stamp and ownership record of the database the map points `shard` at, in one read (none before migration). */
+  private async readMeta(shard: ShardSpec): Promise<{ identity: ShardIdentity | null; record: OwnershipRecord | null }> {
+    try {
+      const { rows } = await this.handle(shard.id).pool.query<{ key: string; value: unknown }>(
+        `SELECT key, value FROM shardline_meta WHERE key IN ('identity', 'ownership')`,
+      );
+      const identity = (rows.find((r) => r.key === 'identity')?.value as ShardIdentity | undefined) ?? null;
+      return { identity, record: parseOwnershipRecord(rows.find((r) => r.key === 'ownership')?.value) };
+    } catch (err) {
+      if (sqlState(err) === '42P01') return { identity: null, record: null }; // undefined_table: not migrated yet
+      throw err;
+    }
+  }
+
+  private warn(message: string, fields: Record<string, unknown>): void {
+    const { logger } = this.options;
+    if (logger) logger.warn(fields, message);
+    else process.emitWarning(message, { code: 'SHARDLINE_MAP_OLDER_THAN_OWNERSHIP' });
+  }
+
+  private startRefreshTimer(): void {
+    const every = this.options.routingRefreshMs ?? 5000;
+    if (every === 0 || this.refreshTimer || this.closed) return;
+    this.refreshTimer = setInterval(() => {
+      this.refreshRouting().catch((err: unknown) => this.warn(`live routing: refresh failed, keeping the current routing: ${(err as Error).message}`, {}));
+    }, every);
+    this.refreshTimer.unref();
   }
 
   /** The pg pool of a shard, unverified: for the migrator and health checks. */
@@ -111,7 +283,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   /** Kysely for a shard whose identity and schema have been checked (once per ShardSet, then cached). */
   async db(shardId: string): Promise<Kysely<ShardTables<App>>> {
     const h = this.handle(shardId);
-    if (this.options.verifyIdentity !== false) await this.mapOwnershipChecked();
+    await this.mapOwnershipChecked();
     if (this.options.verifyIdentity !== false || this.options.verifySchema !== false) {
       h.verified ??= this.verify(shardId).catch((err: unknown) => {
         h.verified = undefined; // a shard that was down may come back: check again next time
@@ -175,7 +347,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   }
 
   async dbForPlayer(id: PlayerId): Promise<{ shard: ShardSpec; db: Kysely<ShardTables<App>> }> {
-    const shard = this.router.shardFor(id);
+    const shard = (await this.routerReady()).shardFor(id);
     return { shard, db: await this.db(shard.id) };
   }
 
@@ -185,8 +357,14 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     try {
       return await fn(await this.db(shardId));
     } catch (err) {
-      throw naming(toShardError(err, shard.id, targetOf(shard), playerIds), playerIds);
+      throw naming(this.refused(toShardError(toBucketError(err, shard.id, playerIds), shard.id, targetOf(shard), playerIds)), playerIds);
     }
+  }
+
+  /** A fence refusal means routing is stale: refresh at once (in the background), and pass the error on. */
+  private refused(err: unknown): unknown {
+    if (err instanceof BucketMovedError || err instanceof BucketMovingError) this.refreshRouting().catch(() => undefined);
+    return err;
   }
 
   /**
@@ -202,13 +380,15 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     const pid = parsePlayerId(playerId);
     if (typeof fn !== 'function') throw new ValidationError('fn', `must be a function, got ${showValue(fn)}`);
     const opts = validateTransactionOptions(options);
-    const shard = this.router.shardFor(pid);
     const ids = [String(pid)];
-    try {
-      return await runTransaction(await this.db(shard.id), opts, fn);
-    } catch (err) {
-      throw naming(toQueryError(err, shard.id, targetOf(shard), ids), ids);
-    }
+    return this.retryOnMove(async () => {
+      const shard = (await this.routerReady()).shardFor(pid);
+      try {
+        return await runTransaction(await this.db(shard.id), opts, fn);
+      } catch (err) {
+        throw naming(this.refused(toQueryError(err, shard.id, targetOf(shard), ids)), ids);
+      }
+    });
   }
 
   /**
@@ -229,7 +409,7 @@ export class ShardSet<App extends AppTables = NoAppTables> {
         try {
           return await this.withReadShard(shardId, (db) => fn(db, shard), read);
         } catch (err) {
-          throw toQueryError(err, shard.id, targetOf(shard));
+          throw this.refused(toQueryError(err, shard.id, targetOf(shard)));
         }
       },
     );
@@ -237,11 +417,12 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   }
 
   /**
-   * Once per ShardSet, before its first query on any shard: every shard's stamp against the map.
-   * A map that takes buckets from one shard is then refused on all of them, so not even the shards
-   * that look right are written through it. Shards that cannot be reached or are not migrated are
-   * skipped (their own first use checks them); a shard at another schema is not a map fault and
-   * is left to its own check, so it does not stop the others.
+   * Once per ShardSet, before its first query on any shard: every shard's stamp (id and region)
+   * and ownership record, read in one query each, and live routing from the records. A map that
+   * contradicts the records (it would hide players) is then refused on all of them, so not even the
+   * shards that look right are written through it. Shards that cannot be reached or are not
+   * migrated are skipped (their own first use checks them); a shard at another schema is not a map
+   * fault and is left to its own check, so it does not stop the others. Starts the refresh timer.
    */
   private mapOwnershipChecked(): Promise<void> {
     this.mapOwnership ??= this.checkMapOwnership().catch((err: unknown) => {
@@ -252,10 +433,14 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   }
 
   private async checkMapOwnership(): Promise<void> {
+    const verifyIdentity = this.options.verifyIdentity !== false;
+    const records = new Map<string, OwnershipRecord>();
     const checks = await Promise.allSettled(
-      this.shards.map(async (shard) => {
+      this.fileMap.shards.map(async (shard) => {
         try {
-          await checkIdentity(this.handle(shard.id).pool, shard, this.map.shards);
+          const { identity, record } = await this.readMeta(shard);
+          if (verifyIdentity) assertIdentity(shard, identity);
+          if (record && identity?.shardId === shard.id) records.set(shard.id, record);
         } catch (err) {
           throw toShardError(err, shard.id, targetOf(shard));
         }
@@ -266,13 +451,15 @@ export class ShardSet<App extends AppTables = NoAppTables> {
       if (c.reason instanceof ShardIdentityError && c.reason.found === null) continue;
       throw c.reason;
     }
+    this.applyRouting(records);
+    this.startRefreshTimer();
   }
 
   private async verify(shardId: string): Promise<void> {
     const shard = this.router.shard(shardId);
     const { pool } = this.handle(shardId);
     try {
-      if (this.options.verifyIdentity !== false) await checkIdentity(pool, shard, this.map.shards);
+      if (this.options.verifyIdentity !== false) await checkIdentity(pool, shard);
       // After the identity: a schema version read from the wrong database would mean nothing.
       if (this.options.verifySchema !== false) await assertSchemaCurrent(pool, shard.id);
       if (this.options.verifySchema !== false) await this.appSchema.check(pool, shard.id);
@@ -302,6 +489,8 @@ export class ShardSet<App extends AppTables = NoAppTables> {
 
   async close(): Promise<void> {
     this.closed = true;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = undefined;
     const all = [...this.handles.values()];
     this.handles.clear();
     // Kysely.destroy() ends the pool it was given.
@@ -348,4 +537,12 @@ export function refuseSharedDatabases(map: Pick<ShardMap, 'shards'>): void {
     const { shardId, sharedWith, target } = shared;
     throw new ShardIdentityError(shardId, target, sharedWith, `the map points shards ${showValue(sharedWith)} and ${showValue(shardId)} at the same database`);
   }
+}
+
+/** Same assignment of buckets to shards (and epoch): a refresh that changes nothing keeps the Router. */
+function sameRouting(a: ShardMap, b: ShardMap): boolean {
+  if (a === b) return true;
+  if ((a.epoch ?? 0) !== (b.epoch ?? 0) || a.bucketOwner.length !== b.bucketOwner.length) return false;
+  for (let i = 0; i < a.bucketOwner.length; i++) if (a.bucketOwner[i] !== b.bucketOwner[i]) return false;
+  return true;
 }

@@ -1,9 +1,20 @@
 import { refuseSharedDatabases } from '../db/shard-set.js';
 import { targetOf } from '../db/connection.js';
 import { ownershipProblem, sharedDatabaseProblems, stampKnowledge } from '../db/identity.js';
-import { ownershipFaults, showBuckets, type StampKnowledge } from '../db/bucket-ownership.js';
-import { MigrationError, SelfClosureError, ShardOwnershipError, ShardOwnershipUnverifiedError, ShardUnavailableError } from '../errors/index.js';
-import type { ShardSpec } from '../shardmap/index.js';
+import { formatBuckets, showBuckets, type StampKnowledge } from '../db/bucket-ownership.js';
+import { combineRouting, type OwnershipRecord } from '../db/live-routing.js';
+import {
+  MapAheadOfOwnershipError,
+  MigrationError,
+  SelfClosureError,
+  ShardInMoveError,
+  ShardOwnershipError,
+  ShardOwnershipUnverifiedError,
+  ShardUnavailableError,
+  type ShardOwnershipFault,
+} from '../errors/index.js';
+import { BUCKET_COUNT } from '../shardmap/schema.js';
+import type { ShardMap, ShardSpec } from '../shardmap/index.js';
 import { expectedVersion, migrationNames } from './migration-source.js';
 import { appSchemaProblem, appSchemaStanding } from './app-schema-version.js';
 import { ShardMigrator, type ShardMigratorOptions, type ShardSchemaStatus } from './shard-migrator.js';
@@ -37,6 +48,8 @@ export interface MigrateShardsOptions extends ShardMigratorOptions {
   onShardStart?: (shardId: string) => void;
   /** A shard has finished, successfully or not, while others may still run. */
   onShardDone?: (result: ShardMigrateResult) => void;
+  /** The map's `"epoch"` (default 0), for the check of the map against the shards' ownership records. */
+  mapEpoch?: number;
 }
 
 /**
@@ -52,16 +65,17 @@ export interface MigrateShardsOptions extends ShardMigratorOptions {
 export async function migrateShards(shards: readonly ShardSpec[], action: MigrateAction, options: MigrateShardsOptions = {}): Promise<ShardMigrateResult[]> {
   const mapShards = options.mapShards ?? shards;
   refuseSharedDatabases({ shards: mapShards });
-  const stamps = await readStamps(mapShards, options);
-  const faults = ownershipFaults(mapShards, stamps);
-  if (faults.length > 0) throw new ShardOwnershipError(faults);
+  const read = await readOwnerships(mapShards, options);
+  const stamps = new Map([...read].map(([id, r]) => [id, r.stamp]));
+  combineRouting(ownershipMap(mapShards, options.mapEpoch ?? 0), recordsOf(read));
   const unknown = [...stamps].flatMap(([shardId, k]) => (k.kind === 'unknown' ? [{ shardId, reason: k.reason }] : []));
   const withMap = { ...options, mapShards };
   const app = options.appMigrations;
   if (action === 'rollback' && app !== undefined) {
     return mapLimit(shards, options.concurrency ?? 4, async (shard) => {
       options.onShardStart?.(shard.id);
-      const result = await rollbackAppOne(shard, withMap);
+      const moving = inMove(shard, read.get(shard.id)?.record ?? null);
+      const result = moving ? refused(shard, moving) : await rollbackAppOne(shard, withMap);
       options.onShardDone?.(result);
       return result;
     });
@@ -70,8 +84,10 @@ export async function migrateShards(shards: readonly ShardSpec[], action: Migrat
     options.onShardStart?.(shard.id);
     const others = unknown.filter((u) => u.shardId !== shard.id);
     const claims = action === 'latest' && stamps.get(shard.id)?.kind !== 'stamped' && shard.bucketCount > 0;
-    const result =
-      claims && others.length > 0
+    const moving = inMove(shard, read.get(shard.id)?.record ?? null);
+    const result = moving
+      ? refused(shard, moving)
+      : claims && others.length > 0
         ? refused(shard, new ShardOwnershipUnverifiedError(shard.id, showBuckets(shard.buckets), others))
         : await migrateOne(shard, action, withMap, others);
     if (app === undefined) options.onShardDone?.(result);
@@ -215,10 +231,41 @@ async function rollbackAppOne(shard: ShardSpec, options: MigrateShardsOptions): 
   }
 }
 
-/** Every shard's stamp, by shard id, read `concurrency` at a time. */
-async function readStamps(shards: readonly ShardSpec[], options: MigrateShardsOptions): Promise<Map<string, StampKnowledge>> {
-  const read = await mapLimit(shards, options.concurrency ?? 4, (s) => new ShardMigrator(s, options).readStamp());
-  return new Map(shards.map((s, i) => [s.id, read[i] as StampKnowledge]));
+type OwnershipRead = { stamp: StampKnowledge; record: OwnershipRecord | null };
+
+/** Every shard's stamp and ownership record, by shard id, read `concurrency` at a time. */
+async function readOwnerships(shards: readonly ShardSpec[], options: MigrateShardsOptions): Promise<Map<string, OwnershipRead>> {
+  const read = await mapLimit(shards, options.concurrency ?? 4, (s) => new ShardMigrator(s, options).readOwnership());
+  return new Map(shards.map((s, i) => [s.id, read[i] as OwnershipRead]));
+}
+
+/** The records to judge a map by: a shard's own, or before migration 0009 its stamp's buckets at epoch 0. */
+function recordsOf(read: ReadonlyMap<string, { stamp: StampKnowledge; record?: OwnershipRecord | null }>): Map<string, OwnershipRecord> {
+  const records = new Map<string, OwnershipRecord>();
+  for (const [id, r] of read) {
+    if (r.record) records.set(id, r.record);
+    else if (r.stamp.kind === 'stamped') {
+      records.set(id, { version: 0, owned: r.stamp.buckets.map(([lo, hi]) => [lo, hi, 0] as const), incoming: [], frozen: [], movedTo: [] });
+    }
+  }
+  return records;
+}
+
+/** The shards of a map (or a part of one) as a map live routing can judge; buckets no listed shard has stay unassigned. */
+function ownershipMap(shards: readonly ShardSpec[], epoch: number): ShardMap {
+  const owner = new Uint16Array(BUCKET_COUNT).fill(0xffff);
+  const specs = shards.map((s, index) => ({ ...s, index }));
+  specs.forEach((s) => s.buckets.forEach(([lo, hi]) => owner.fill(s.index, lo, hi + 1)));
+  return { file: '<map>', version: 1, epoch, regions: [], shards: specs, bucketOwner: owner };
+}
+
+/** ShardInMoveError when the shard's record holds a move in progress (incoming or frozen ranges). */
+function inMove(shard: ShardSpec, record: OwnershipRecord | null): ShardInMoveError | null {
+  if (!record || (record.incoming.length === 0 && record.frozen.length === 0)) return null;
+  const entries = [...record.incoming.map((e) => ['incoming', ...e] as const), ...record.frozen.map((e) => ['frozen', ...e] as const)];
+  const moves = [...new Set(entries.map((e) => e[3]))];
+  const ranges = entries.map(([kind, lo, hi]) => `${kind} ${formatBuckets([[lo, hi]])}`).join(', ');
+  return new ShardInMoveError(shard.id, moves, ranges);
 }
 
 function refused(shard: ShardSpec, err: Error & { code: string }): ShardMigrateResult {
@@ -284,8 +331,12 @@ export async function schemaStatus(shards: readonly ShardSpec[], options: Migrat
   const mapShards = options.mapShards ?? shards;
   const read = await mapLimit(shards, options.concurrency ?? 8, (s) => new ShardMigrator(s, { ...options, mapShards }).status());
   // Across the shards read, so a fault names the stamped shard that holds what the map gives away.
-  const known = new Map(read.flatMap((st, i) => (st.reachable ? [[st.shardId, stampKnowledge(shards[i] as ShardSpec, st.identity)] as const] : [])));
-  const faults = new Map(ownershipFaults(mapShards, known).map((f) => [f.shardId, f]));
+  const known = new Map(
+    read.flatMap((st, i) =>
+      st.reachable ? [[st.shardId, { stamp: stampKnowledge(shards[i] as ShardSpec, st.identity), record: st.ownership }] as const] : [],
+    ),
+  );
+  const faults = new Map(liveFaults(mapShards, options.mapEpoch ?? 0, recordsOf(known)).map((f) => [f.shardId, f]));
   const statuses = read.map((s) => {
     const fault = faults.get(s.shardId);
     // A fault replaces the per-shard wording of the same fault, which could not name other shards' stamps.
@@ -322,4 +373,24 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   });
   await Promise.all(workers);
   return out;
+}
+
+/** What live routing refuses in the map, as per-shard faults for a report (a map ahead of the records: a fault of each shard it gives buckets to). */
+function liveFaults(mapShards: readonly ShardSpec[], mapEpoch: number, records: ReadonlyMap<string, OwnershipRecord>): ShardOwnershipFault[] {
+  try {
+    combineRouting(ownershipMap(mapShards, mapEpoch), records);
+    return [];
+  } catch (err) {
+    if (err instanceof ShardOwnershipError) return [...err.faults];
+    if (err instanceof MapAheadOfOwnershipError) {
+      return err.claims.map((c) => ({
+        shardId: c.mapShard,
+        owned: 'see its ownership record',
+        mapped: `${c.buckets} at map epoch ${mapEpoch}`,
+        gained: [{ buckets: c.buckets, heldBy: c.owner }],
+        lost: [],
+      }));
+    }
+    throw err;
+  }
 }

@@ -4,6 +4,7 @@ import { MigrationError, ShardlineError, ValidationError, type SelfClosureFault,
 import { databaseOf, poolConfig, targetOf, type ConnectionOptions } from '../db/connection.js';
 import { checkIdentity, identityProblem, readIdentity, stampIdentity, stampKnowledge, type ShardIdentity, type StampOptions } from '../db/identity.js';
 import type { StampKnowledge } from '../db/bucket-ownership.js';
+import { parseOwnershipRecord, type OwnershipRecord } from '../db/live-routing.js';
 import { sqlState, toShardError } from '../db/pg-errors.js';
 import type { ShardSpec } from '../shardmap/index.js';
 import { EsmMigrationSource, MIGRATIONS_DIR, migrationNames } from './migration-source.js';
@@ -51,6 +52,8 @@ export interface ShardSchemaStatus {
    * `identityProblem`): the library and the worker refuse the shard until the map is restored.
    */
   ownershipFault?: ShardOwnershipFault;
+  /** The shard's ownership record (migration 0009), when it has one and the stamp is this shard's. */
+  ownership?: OwnershipRecord;
 }
 
 export interface MigrateProgress {
@@ -162,11 +165,13 @@ export class ShardMigrator {
       return await this.withClient(async (c) => {
         const identity = await readIdentity(c);
         const applied = await appliedMigrations(c);
-        const problem = identityProblem(this.shard, identity, this.options.mapShards);
+        const problem = identityProblem(this.shard, identity);
+        const ownership = identity?.shardId === this.shard.id ? await readOwnership(c) : null;
         return {
           ...base,
           reachable: true,
           identity,
+          ...(ownership ? { ownership } : {}),
           ...(problem === null ? {} : { identityProblem: problem }),
           applied,
           version: applied.at(-1) ?? null,
@@ -198,15 +203,22 @@ export class ShardMigrator {
    * does not exist yet is unstamped; one that cannot be reached is unknown.
    */
   async readStamp(): Promise<StampKnowledge> {
+    return (await this.readOwnership()).stamp;
+  }
+
+  /** readStamp, with the shard's ownership record (migration 0009) when the stamp is this shard's and it has one. */
+  async readOwnership(): Promise<{ stamp: StampKnowledge; record: OwnershipRecord | null }> {
     const client = new pg.Client(poolConfig(this.shard, this.options));
     client.on('error', () => undefined);
     try {
       await client.connect();
-      return stampKnowledge(this.shard, await readIdentity(client));
+      const identity = await readIdentity(client);
+      const stamp = stampKnowledge(this.shard, identity);
+      return { stamp, record: stamp.kind === 'stamped' ? await readOwnership(client) : null };
     } catch (err) {
-      if (sqlState(err) === '3D000') return { kind: 'unstamped' }; // invalid_catalog_name: no database yet
+      if (sqlState(err) === '3D000') return { stamp: { kind: 'unstamped' }, record: null }; // invalid_catalog_name: no database yet
       const e = toShardError(err, this.shard.id, targetOf(this.shard));
-      return { kind: 'unknown', reason: e instanceof Error ? e.message : String(e) };
+      return { stamp: { kind: 'unknown', reason: e instanceof Error ? e.message : String(e) }, record: null };
     } finally {
       await client.end().catch(() => undefined);
     }
@@ -250,7 +262,7 @@ export class ShardMigrator {
    */
   async rollback(): Promise<string[]> {
     await this.withClient(async (c) => {
-      await checkIdentity(c, this.shard, this.options.mapShards);
+      await checkIdentity(c, this.shard);
       const app = await appliedAppMigrations(c);
       if (app.length > 0) {
         throw new MigrationError(
@@ -302,7 +314,7 @@ export class ShardMigrator {
   async appRollback(): Promise<string[]> {
     const dir = this.requireAppDir();
     const ready = await this.withClient(async (c) => {
-      await checkIdentity(c, this.shard, this.options.mapShards);
+      await checkIdentity(c, this.shard);
       const applied = await appliedAppMigrations(c);
       const standing = appSchemaStanding(applied, migrationNames(dir));
       const problem = appSchemaProblem(this.shard.id, applied, dir);
@@ -347,4 +359,10 @@ function appRoleSetter(role: string) {
       (err: Error) => done(err, conn),
     );
   };
+}
+
+/** The ownership record of a shard (migration 0009), or null before 0009 (or when unreadable as one). */
+async function readOwnership(c: pg.ClientBase): Promise<OwnershipRecord | null> {
+  const r = await c.query<{ value: unknown }>(`SELECT value FROM shardline_meta WHERE key = 'ownership'`);
+  return parseOwnershipRecord(r.rows[0]?.value);
 }

@@ -18,13 +18,19 @@ export class Router {
   private readonly regionCursor = new Map<string, number>();
   private readonly generator: PlayerIdGenerator;
 
-  constructor(map: ShardMap, idOptions: PlayerIdGeneratorOptions = {}) {
+  /** `idOptions` may be another router's generator, so ids stay unique across a routing swap (`withMap`). */
+  constructor(map: ShardMap, idOptions: PlayerIdGeneratorOptions | PlayerIdGenerator = {}) {
     this.map = map;
     this.ownerShard = Array.from(map.bucketOwner, (i) => map.shards[i] as ShardSpec);
     this.regionByName = new Map(map.regions.map((r) => [r.name, r]));
     this.shardById = new Map(map.shards.map((s) => [s.id, s]));
     this.ownersByRegion = new Map(map.regions.map((r) => [r.name, r.shards.filter((s) => s.bucketCount > 0)]));
-    this.generator = new PlayerIdGenerator(idOptions);
+    this.generator = idOptions instanceof PlayerIdGenerator ? idOptions : new PlayerIdGenerator(idOptions);
+  }
+
+  /** A router for another map (live routing after a bucket move) sharing this one's id generator. */
+  withMap(map: ShardMap): Router {
+    return new Router(map, this.generator);
   }
 
   get regions(): readonly string[] {

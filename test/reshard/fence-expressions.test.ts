@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bucketOf } from '../../src/routing/player-id.js';
+import { bucketOf, type PlayerId } from '../../src/routing/player-id.js';
 import { bucketOfKey } from '../../src/routing/key-bucket.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 
@@ -24,7 +24,7 @@ describe('SQL bucket expressions equal the TypeScript ones', () => {
     const { rows } = await t.shardSet
       .pool('sz-1')
       .query<{ id: string; b: number }>(`SELECT id::text, ((id >> 10) & 4095)::int AS b FROM unnest($1::bigint[]) AS u(id)`, [ids.map(String)]);
-    expect(rows.map((r) => r.b)).toEqual(ids.map((id) => bucketOf(id)));
+    expect(rows.map((r) => r.b)).toEqual(ids.map((id) => bucketOf(id as PlayerId)));
   });
 
   it("a match id's home bucket, on random and non-ASCII match ids", async () => {

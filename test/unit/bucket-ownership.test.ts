@@ -111,10 +111,10 @@ describe('bucket sets of identity stamps', () => {
     const err = new ShardOwnershipError(faults);
     expect(err.code).toBe('SHARD_OWNERSHIP_MISMATCH');
     expect(err.message).toMatch(
-      /shard "sz-1" owns buckets 0-1023 \(its identity stamp\), the map gives it 0-1023,2048-2100: the map gives it 2048-2100, which shard "sc-1" owns/,
+      /shard "sz-1" owns buckets 0-1023 \(its ownership record\), the map gives it 0-1023,2048-2100: the map gives it 2048-2100, which shard "sc-1" owns/,
     );
     expect(err.message).toMatch(/shard "sc-1" owns buckets 2048-4095 .*the map takes away 2048-2100 \(giving them to "sz-1"\)/);
-    expect(err.message).toMatch(/restore the map .*\("sz-1": 0-1023, "sc-1": 2048-4095\) until bucket moves exist/);
+    expect(err.message).toMatch(/restore the map .*\("sz-1": 0-1023, "sc-1": 2048-4095\), or move buckets/);
   });
 
   it('an empty shard agrees with an empty stamp; unknown and unstamped shards are not judged', () => {

@@ -63,6 +63,7 @@ async function runAction(action: MigrateAction, flags: MigrateFlags): Promise<vo
   // Every shard of the map is read first, even with --shard: a map edit is judged as a whole.
   const results = await migrateShards(shards, action, {
     mapShards: map.shards,
+    mapEpoch: map.epoch ?? 0,
     concurrency: flags.concurrency ?? 4,
     createDatabases: flags.createDatabases ?? false,
     ...(flags.appRole ? { appRole: flags.appRole } : {}),
@@ -146,6 +147,7 @@ export function registerMigrate(program: Command): void {
     const map = await loadMap(flags.map);
     const report = await schemaStatus(selectShards(map, flags.shard), {
       mapShards: map.shards,
+      mapEpoch: map.epoch ?? 0,
       concurrency: flags.concurrency ?? 8,
       ...(app === undefined ? {} : { appMigrations: app }),
     });

@@ -13,7 +13,7 @@ export function registerShards(program: Command): void {
     .option('--shard <id>', 'only this shard (repeatable)', collect)
     .action(async (flags: { map?: string; shard?: string[] }) => {
       const map = await loadMap(flags.map);
-      const report = await schemaStatus(selectShards(map, flags.shard), { mapShards: map.shards });
+      const report = await schemaStatus(selectShards(map, flags.shard), { mapShards: map.shards, mapEpoch: map.epoch ?? 0 });
       console.log(
         formatTable(
           ['shard', 'region', 'target', 'reachable', 'identity', 'schema version'],
