@@ -5,6 +5,7 @@ export { loadEffectsModule } from './effects.js';
 export type { AppliedResult, EffectsFor, SettlementEffect, SettlementEffects } from './effects.js';
 export type { BatchCommitted, SettlementWorkerEvents, SettlementWorkerOptions } from './worker.js';
 export { SettlementMetrics, serveMetrics } from './metrics.js';
+export { WorkerHealth, serveWorkerEndpoints, type Readiness, type ReadinessProblem, type WorkerHealthOptions } from './health.js';
 export type { JobPolicy } from './queues.js';
 export type { ReconcileOptions } from './reconciler.js';
 // Which queue and job hold a match part (for operators' queue tools). Redis inspection and match

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { pino } from 'pino';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { ShardSet } from '../../db/index.js';
-import { SettlementWorker, loadEffectsModule, serveMetrics } from '../../settlement/index.js';
+import { SettlementWorker, WorkerHealth, loadEffectsModule, serveWorkerEndpoints } from '../../settlement/index.js';
 import { collect, loadMap, positiveInt } from '../context.js';
 import { addQueueOptions, checkedRedisFromEnv, prefixOf, type QueueFlags } from './settlements.js';
 import { addAppMigrations, appMigrationsDir } from './migrate.js';
@@ -32,7 +32,7 @@ export function registerWorker(program: Command): void {
     .option('--shards <ids>', "only these shards' queues (comma-separated or repeated)", collect)
     .option('--concurrency <n>', 'jobs held at once per shard queue', positiveInt('--concurrency'), 64)
     .option('--batch-size <n>', 'most parts applied per transaction (capped by --concurrency)', positiveInt('--batch-size'), 32)
-    .option('--metrics-port <port>', 'serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: any free port)', port)
+    .option('--metrics-port <port>', 'serve /metrics (Prometheus), /healthz and /readyz on http://0.0.0.0:PORT (0: any free port)', port)
     .option('--grace-ms <ms>', 'on SIGTERM/SIGINT, how long in-flight jobs may take to finish', positiveInt('--grace-ms'), 10_000)
     .option('--log-level <level>', 'pino log level', 'info')
     .option('--effects <module>', 'a module (path from here) exporting `effects`: per game id, what applied results do to the app tables')
@@ -50,9 +50,10 @@ export function registerWorker(program: Command): void {
       });
       const registry = new Registry();
       collectDefaultMetrics({ register: registry });
+      const connection = await checkedRedisFromEnv();
       const worker = new SettlementWorker({
         shards,
-        connection: await checkedRedisFromEnv(),
+        connection,
         prefix: prefixOf(flags),
         ...(flags.shards ? { shardIds: flags.shards } : {}),
         concurrency: flags.concurrency,
@@ -72,8 +73,13 @@ export function registerWorker(program: Command): void {
         await shards.close();
         throw err;
       }
-      const metrics = flags.metricsPort === undefined ? undefined : await serveMetrics(registry, flags.metricsPort);
-      if (metrics) logger.info({ port: metrics.port }, 'metrics served at /metrics');
+      // Readiness and the backlog gauges, read on each probe and scrape (src/settlement/health.ts).
+      const health =
+        flags.metricsPort === undefined
+          ? undefined
+          : new WorkerHealth({ shards, shardIds: flags.shards ?? shards.shards.map((s) => s.id), connection, prefix: worker.prefix, registry });
+      const metrics = flags.metricsPort === undefined ? undefined : await serveWorkerEndpoints(registry, flags.metricsPort, health);
+      if (metrics) logger.info({ port: metrics.port }, 'metrics served at /metrics, health at /healthz and /readyz');
       const signal = await stopped;
       logger.info({ signal, graceMs: flags.graceMs }, 'stopping: no new jobs, finishing those in flight');
       // The grace period bounds the whole shutdown, so a supervisor's kill timeout set to it never
@@ -87,6 +93,7 @@ export function registerWorker(program: Command): void {
       }, flags.graceMs).unref();
       await worker.stop(flags.graceMs - Math.min(1000, Math.floor(flags.graceMs / 5)));
       await metrics?.close();
+      await health?.close();
       await shards.close();
       // Everything is closed; if a library left a handle open, do not outlive the grace period.
       setTimeout(() => process.exit(0), Math.max(0, Math.min(2000, deadline - Date.now()))).unref();
