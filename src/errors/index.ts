@@ -132,9 +132,9 @@ export interface ShardOwnershipFault {
 }
 
 /**
- * The map does not give shards the buckets they own (their identity stamps): queries by it would
- * look for players on shards that do not hold them, and report them missing. Refused before any
- * query or write; until bucket moves exist, the fix is to restore the map.
+ * The map does not give shards the buckets they own (their ownership records, at the map's epoch):
+ * queries by it would look for players on shards that do not hold them, and report them missing.
+ * Refused before any query or write; the fix is to restore the map, or to move the buckets.
  */
 export class ShardOwnershipError extends ShardlineError {
   /** The first shard at fault (the only one, from a per-shard check). */
@@ -146,7 +146,7 @@ export class ShardOwnershipError extends ShardlineError {
     super(
       'SHARD_OWNERSHIP_MISMATCH',
       `the shard map does not give the shards the buckets they own, so players would go missing:\n  - ${lines.join('\n  - ')}\n` +
-        `restore the map so that each shard has exactly the buckets it owns (${owned}) until bucket moves exist; nothing was written`,
+        `restore the map so that each shard has exactly the buckets it owns (${owned}), or move buckets with "shardline buckets move"; nothing was written`,
     );
     this.shardId = faults[0]?.shardId ?? '';
     this.faults = faults;
@@ -158,7 +158,7 @@ export class ShardOwnershipError extends ShardlineError {
       ...f.lost.map((l) => `the map takes away ${l.buckets}${l.givenTo === null ? '' : ` (giving them to ${showValue(l.givenTo)})`}`),
       ...f.gained.map((g) => `the map gives it ${g.buckets}, ${g.heldBy === null ? 'which it does not own' : `which shard ${showValue(g.heldBy)} owns`}`),
     ];
-    return `shard ${showValue(f.shardId)} owns buckets ${f.owned} (its identity stamp), the map gives it ${f.mapped}: ${parts.join('; ')}`;
+    return `shard ${showValue(f.shardId)} owns buckets ${f.owned} (its ownership record), the map gives it ${f.mapped}: ${parts.join('; ')}`;
   }
 }
 
@@ -462,93 +462,6 @@ export class RedisUnavailableError extends ShardlineError {
   }
 }
 
-/**
- * A shard refused a write, inside the database, to a bucket it does not own (its fence, migration
- * 0009): routing was stale, or the bucket moved since. `movedTo` names the shard it moved to, at
- * `epoch`, when this shard's ownership record knows. The library refreshes routing and retries once
- * on the owner; what reaches the caller after that retry failed again.
- */
-export class BucketMovedError extends ShardlineError {
-  readonly shardId: string;
-  readonly bucket: number;
-  readonly movedTo: string | null;
-  readonly epoch: number | null;
-  /** Player ids the refused operation was about, else empty. */
-  readonly playerIds: readonly string[];
-  constructor(shardId: string, bucket: number, movedTo: string | null, epoch: number | null, options: { cause?: unknown; playerIds?: readonly string[] } = {}) {
-    const where = movedTo === null ? 'it does not own it' : `it moved to shard ${showValue(movedTo)} at epoch ${epoch ?? '?'}`;
-    super('BUCKET_MOVED', `shard ${showValue(shardId)} refused a write to bucket ${bucket}: ${where} (refresh routing and retry on the owner)`, {
-      cause: options.cause,
-    });
-    this.shardId = shardId;
-    this.bucket = bucket;
-    this.movedTo = movedTo;
-    this.epoch = epoch;
-    this.playerIds = options.playerIds ?? [];
-  }
-}
-
-/**
- * A shard refused a write to a bucket in the middle of its cut-over to another shard (frozen for
- * a moment while the move verifies and commits). Retryable: the library backs off and retries for
- * up to about ten seconds before this reaches the caller.
- */
-export class BucketMovingError extends ShardlineError {
-  readonly shardId: string;
-  readonly bucket: number;
-  readonly transient = true;
-  readonly playerIds: readonly string[];
-  constructor(shardId: string, bucket: number, options: { cause?: unknown; playerIds?: readonly string[] } = {}) {
-    super('BUCKET_MOVING', `shard ${showValue(shardId)} refused a write to bucket ${bucket}: the bucket is being moved to another shard; retry shortly`, {
-      cause: options.cause,
-    });
-    this.shardId = shardId;
-    this.bucket = bucket;
-    this.playerIds = options.playerIds ?? [];
-  }
-}
-
-/**
- * The shard map claims buckets for a shard at an epoch above what the shards' ownership records
- * give those buckets: a map from a move that never committed, or edited by hand. Refused before any
- * query; write the current map with `shardline buckets move … --write-map FILE` or `shardline map write`.
- */
-export class MapAheadOfOwnershipError extends ShardlineError {
-  readonly mapEpoch: number;
-  /** Each claim refused: the buckets, whom the map gives them to, and who owns them at which epoch. */
-  readonly claims: readonly { readonly buckets: string; readonly mapShard: string; readonly owner: string; readonly liveEpoch: number }[];
-  constructor(
-    mapEpoch: number,
-    claims: readonly { readonly buckets: string; readonly mapShard: string; readonly owner: string; readonly liveEpoch: number }[],
-  ) {
-    const shown = claims.map(
-      (c) => `buckets ${c.buckets}: the map gives them to ${showValue(c.mapShard)}, shard ${showValue(c.owner)} owns them at epoch ${c.liveEpoch}`,
-    );
-    super(
-      'MAP_AHEAD_OF_OWNERSHIP',
-      `the shard map (epoch ${mapEpoch}) claims buckets above their live epoch: ${shown.join('; ')}; ` +
-        'write the current map with "shardline buckets move … --write-map FILE" or "shardline map write"; nothing was written',
-    );
-    this.mapEpoch = mapEpoch;
-    this.claims = claims;
-  }
-}
-
-/** `migrate` refused a shard with a bucket move in progress (incoming or frozen ranges): a schema change would break its copy. */
-export class ShardInMoveError extends ShardlineError {
-  readonly shardId: string;
-  readonly moves: readonly string[];
-  constructor(shardId: string, moves: readonly string[], ranges: string) {
-    super(
-      'SHARD_IN_MOVE',
-      `shard ${showValue(shardId)} is in a bucket move (${ranges}; move ${moves.map((m) => showValue(m)).join(', ')}): ` +
-        'finish it or abort it ("shardline buckets move --resume ID" / "--abort ID") before migrating; nothing was migrated',
-    );
-    this.shardId = shardId;
-    this.moves = moves;
-  }
-}
-
 // ---- bucket moves (src/reshard) ---------------------------------------------------------------
 
 /** A bucket move was refused before anything was created or changed: `reasons` lists every failed pre-check. */
@@ -634,6 +547,93 @@ export class MoveFailedError extends ShardlineError {
     super('MOVE_FAILED', `move ${moveId} (${state}): ${message}`, options);
     this.moveId = moveId;
     this.state = state;
+  }
+}
+
+/**
+ * A shard refused a write, inside the database, to a bucket it does not own (its fence, migration
+ * 0009): routing was stale, or the bucket moved since. `movedTo` names the shard it moved to, at
+ * `epoch`, when this shard's ownership record knows. The library refreshes routing and retries once
+ * on the owner; what reaches the caller after that retry failed again.
+ */
+export class BucketMovedError extends ShardlineError {
+  readonly shardId: string;
+  readonly bucket: number;
+  readonly movedTo: string | null;
+  readonly epoch: number | null;
+  /** Player ids the refused operation was about, else empty. */
+  readonly playerIds: readonly string[];
+  constructor(shardId: string, bucket: number, movedTo: string | null, epoch: number | null, options: { cause?: unknown; playerIds?: readonly string[] } = {}) {
+    const where = movedTo === null ? 'it does not own it' : `it moved to shard ${showValue(movedTo)} at epoch ${epoch ?? '?'}`;
+    super('BUCKET_MOVED', `shard ${showValue(shardId)} refused a write to bucket ${bucket}: ${where} (refresh routing and retry on the owner)`, {
+      cause: options.cause,
+    });
+    this.shardId = shardId;
+    this.bucket = bucket;
+    this.movedTo = movedTo;
+    this.epoch = epoch;
+    this.playerIds = options.playerIds ?? [];
+  }
+}
+
+/**
+ * A shard refused a write to a bucket in the middle of its cut-over to another shard (frozen for
+ * a moment while the move verifies and commits). Retryable: the library backs off and retries for
+ * up to about ten seconds before this reaches the caller.
+ */
+export class BucketMovingError extends ShardlineError {
+  readonly shardId: string;
+  readonly bucket: number;
+  readonly transient = true;
+  readonly playerIds: readonly string[];
+  constructor(shardId: string, bucket: number, options: { cause?: unknown; playerIds?: readonly string[] } = {}) {
+    super('BUCKET_MOVING', `shard ${showValue(shardId)} refused a write to bucket ${bucket}: the bucket is being moved to another shard; retry shortly`, {
+      cause: options.cause,
+    });
+    this.shardId = shardId;
+    this.bucket = bucket;
+    this.playerIds = options.playerIds ?? [];
+  }
+}
+
+/**
+ * The shard map claims buckets for a shard at an epoch above what the shards' ownership records
+ * give those buckets: a map from a move that never committed, or edited by hand. Refused before any
+ * query; write the current map with `shardline buckets move … --write-map FILE` or `shardline map write`.
+ */
+export class MapAheadOfOwnershipError extends ShardlineError {
+  readonly mapEpoch: number;
+  /** Each claim refused: the buckets, whom the map gives them to, and who owns them at which epoch. */
+  readonly claims: readonly { readonly buckets: string; readonly mapShard: string; readonly owner: string; readonly liveEpoch: number }[];
+  constructor(
+    mapEpoch: number,
+    claims: readonly { readonly buckets: string; readonly mapShard: string; readonly owner: string; readonly liveEpoch: number }[],
+  ) {
+    const shown = claims.map(
+      (c) => `buckets ${c.buckets}: the map gives them to ${showValue(c.mapShard)}, shard ${showValue(c.owner)} owns them at epoch ${c.liveEpoch}`,
+    );
+    super(
+      'MAP_AHEAD_OF_OWNERSHIP',
+      `the shard map (epoch ${mapEpoch}) claims buckets above their live epoch: ${shown.join('; ')}; ` +
+        'write the current map with "shardline buckets move … --write-map FILE" or "shardline map write"; nothing was written',
+    );
+    this.mapEpoch = mapEpoch;
+    this.claims = claims;
+  }
+}
+
+/** `migrate` refused a shard with a bucket move in progress (incoming or frozen ranges): a schema change would break its copy. */
+export class ShardInMoveError extends ShardlineError {
+  readonly shardId: string;
+  readonly moves: readonly string[];
+  constructor(shardId: string, moves: readonly string[], ranges: string) {
+    super(
+      'SHARD_IN_MOVE',
+      `shard ${showValue(shardId)} is in a bucket move (${ranges}; move ${moves.map((m) => showValue(m)).join(', ')}): ` +
+        'finish it or abort it ("shardline buckets move --resume ID" / "--abort ID") before migrating; nothing was migrated',
+    );
+    this.shardId = shardId;
+    this.moves = moves;
   }
 }
 
