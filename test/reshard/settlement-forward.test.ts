@@ -27,7 +27,7 @@ describe('a part pending on the old owner at cut-over', () => {
 
   beforeAll(async () => {
     s = await createForwardShards();
-    shards = new ShardSet(s.map, { poolMax: 4 });
+    shards = new ShardSet(s.map, { poolMax: 4, logger: silent });
   });
   afterEach(async () => {
     for (const o of open.splice(0).reverse()) await o.stop();
