@@ -92,6 +92,8 @@ export interface MoveReport {
   /** The longest freeze of the move so far, ms. */
   frozenMs: number;
   purged: boolean;
+  /** After an abort: ranges a freeze-mode move had committed before it, which stay moved (purge their source copy with `purgeMove`). */
+  kept?: [number, number][];
   plan?: MovePlan;
 }
 
@@ -609,9 +611,9 @@ function graceWait(ms: number, signal: AbortSignal | undefined): Promise<void> {
 }
 
 /** Deletes the source's copy, bucket by bucket, of the buckets it recorded as moved by this move. */
-async function purgeRun(run: MoveRun): Promise<void> {
+async function purgeRun(run: MoveRun, end: 'done' | 'aborted' = 'done'): Promise<void> {
   const [lo, hi] = run.row.range;
-  await run.note('purging');
+  if (end === 'done') await run.note('purging');
   const src = await run.shards.record(run.from);
   const moved = within(src.movedTo, lo, hi).filter((e) => e[2] === run.to);
   const tables = await run.movedTables();
@@ -626,7 +628,7 @@ async function purgeRun(run: MoveRun): Promise<void> {
     }
     run.progress({ state: 'purging', batch: [a, b] });
   }
-  await run.note('done', { finished: true });
+  await run.note(end, { finished: true });
 }
 
 // ---- public API ---------------------------------------------------------------------------------
@@ -803,7 +805,8 @@ export async function abortMove(map: ShardMap, id: string, options: MoveRunOptio
     );
     run.state = 'aborted';
     await run.note('aborted', { finished: true, batch: null });
-    return run.report(false);
+    const kept = subtractCovered(subtractCovered((await shards.record(row.to)).owned, lo, hi), lo, hi);
+    return { ...run.report(false), ...(kept.length ? { kept } : {}) };
   } finally {
     await shards.close();
   }
@@ -819,12 +822,14 @@ export async function purgeMove(map: ShardMap, id: string, options: MoveRunOptio
       case 'active':
         throw new MoveRefusedError(fmt(row.range), [`move ${id} has not reached its commit point (${row.state}): resume it first`]);
       case 'finished':
-        return run.report(row.state === 'done');
+        // An aborted freeze-mode move may have committed batches before the abort: their source copy goes too.
+        if (row.state === 'done') return run.report(true);
+        break;
       case 'committed':
         break;
     }
     await shards.lock(row.from);
-    await purgeRun(run);
+    await purgeRun(run, row.state === 'aborted' ? 'aborted' : 'done');
     return run.report(true);
   } finally {
     await shards.close();

@@ -125,7 +125,10 @@ function printReport(r: MoveReport, json: boolean): void {
       ` · ${r.rowsCopied} rows copied` +
       (freezes.length ? ` · frozen p50 ${p50} ms, max ${freezes.at(-1)} ms over ${freezes.length} batch${freezes.length === 1 ? '' : 'es'}` : '') +
       (r.state === 'moved' ? ` · source copy kept: "shardline buckets purge ${r.id}" when clients have the new routing` : '') +
-      (r.purged ? ' · source copy purged' : ''),
+      (r.purged ? ' · source copy purged' : '') +
+      (r.kept?.length
+        ? ` · ${r.kept.map(fmtRange).join(',')} had committed before the abort and stay on ${r.to}: "shardline buckets purge ${r.id}" removes their source copy`
+        : ''),
   );
 }
 
