@@ -328,3 +328,49 @@ function downLag(err: unknown): ReplicaLag {
   const message = err instanceof Error ? err.message : String(err);
   return { reachable: false, standby: false, lagMs: null, bytesBehind: null, paused: false, problem: `unreachable: ${message}` };
 }
+
+/** One replica's line in `shards check`. */
+export interface ReplicaReportRow extends ReplicaLag {
+  shardId: string;
+  replica: number;
+  target: string;
+  /** The shard id its identity stamp names (null: none, or unreachable). */
+  identity: string | null;
+}
+
+/**
+ * Every replica of `shards`, measured once now against its primary (`shards check`): reachable,
+ * stamped as its shard, a standby, and how far behind. Opens and closes its own connections.
+ */
+export async function replicaReport(shards: readonly ShardSpec[], options: ConnectionOptions = {}): Promise<ReplicaReportRow[]> {
+  const primaries = new Map<string, pg.Pool>();
+  const primaryOf = (shardId: string): pg.Pool => {
+    let p = primaries.get(shardId);
+    if (!p) {
+      const shard = shards.find((s) => s.id === shardId) as ShardSpec;
+      p = openPool(shard, { ...options, poolMax: 1 });
+      p.on('error', () => undefined);
+      primaries.set(shardId, p);
+    }
+    return p;
+  };
+  const reads = new ReplicaReads<unknown>({ ...options, poolMax: 1 }, primaryOf);
+  try {
+    const perShard = await Promise.all(
+      shards.filter((s) => (s.replicas?.length ?? 0) > 0).map(async (s) => (await reads.status(s)).map((r) => ({ shardId: s.id, ...r }))),
+    );
+    return perShard.flat();
+  } finally {
+    await reads.close();
+    await Promise.all([...primaries.values()].map((p) => p.end().catch(() => undefined)));
+  }
+}
+
+/** A replica's lag for a report: "12 ms", "0 ms", "unknown", with bytes behind and a paused replay. */
+export function describeLag(r: ReplicaLag): string {
+  if (!r.reachable || !r.standby) return '-';
+  const parts = [r.lagMs === null ? 'unknown' : `${Math.round(r.lagMs)} ms`];
+  if (r.bytesBehind !== null && r.bytesBehind > 0) parts.push(`${r.bytesBehind} bytes of WAL behind`);
+  if (r.paused) parts.push('replay paused');
+  return parts.join(', ');
+}

@@ -8,7 +8,9 @@ import { ShardMigrator } from '../../src/migrate/index.js';
 import type { PlayerId } from '../../src/routing/index.js';
 import { SettlementClient, SettlementWorker } from '../../src/settlement/index.js';
 import { validateShardMap, type ReplicaSpec, type ShardMap } from '../../src/shardmap/index.js';
+import { runCli } from '../support/cli.js';
 import { errorOf } from '../support/errors.js';
+import { writeMapFile } from '../support/maps.js';
 import { createPlayers } from '../support/players.js';
 import { sleep, waitFor } from '../support/wait.js';
 import { deleteKeys, redisOptions, silent, testPrefix } from '../settlement/helpers.js';
@@ -182,6 +184,17 @@ describe.skipIf(!available)('read replicas: a real streaming standby', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('shards check shows each replica: reachable, its identity, its lag; a wrong or down replica exits 1', async () => {
+    const good = await runCli(['shards', 'check', '--map', writeMapFile(mapJson({ a: [servers.standbyUrl('shard_a')] }))]);
+    expect(good.stderr).toBe('');
+    expect(good.code).toBe(0);
+    expect(good.stdout).toMatch(new RegExp(`a\\s+0\\s+127\\.0\\.0\\.1:${servers.standbyPort}/shard_a\\s+yes\\s+ok\\s+\\d+ ms`));
+    const wrong = await runCli(['shards', 'check', '--map', writeMapFile(mapJson({ b: [servers.standbyUrl('shard_a')] }))]);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stdout).toContain('WRONG: database is "a"');
+    expect(wrong.stderr).toContain('b replica 0: the database is shard "a"');
   });
 
   it('refuses a map that points a replica at a shard primary', () => {

@@ -3,6 +3,7 @@ import { schemaStatus } from '../../migrate/index.js';
 import { moveProblems } from './buckets.js';
 import { collect, formatTable, loadMap } from '../context.js';
 import { selectShards } from './migrate.js';
+import { describeLag, replicaReport } from '../../db/replicas.js';
 
 export function registerShards(program: Command): void {
   const shards = program.command('shards').description('inspect the shards of the map');
@@ -43,5 +44,25 @@ export function registerShards(program: Command): void {
         console.error(`bucket ownership faults: ${report.ownershipFaults.join(', ')}; the library, the worker and the settle commands refuse these shards`);
       if (report.unreachable.length || report.identityProblems.length || report.drift) process.exitCode = 1;
       if ((await moveProblems(map)) > 0) process.exitCode = 1;
+      // Replicas (map "replicas"): reachable, stamped as their shard, a standby, and their lag. Reads
+      // fall back to the primary when one is not usable, so this is where an operator sees it.
+      const replicas = await replicaReport(selectShards(map, flags.shard));
+      if (replicas.length > 0) {
+        console.log(
+          `\n${formatTable(
+            ['shard', 'replica', 'target', 'reachable', 'identity', 'lag'],
+            replicas.map((r) => [
+              r.shardId,
+              String(r.replica),
+              r.target,
+              r.reachable ? 'yes' : 'NO (see below)',
+              !r.reachable ? '-' : r.identity === r.shardId ? 'ok' : `WRONG: ${r.identity === null ? 'no stamp' : `database is "${r.identity}"`}`,
+              describeLag(r),
+            ]),
+          )}`,
+        );
+        for (const r of replicas) if (r.problem !== undefined) console.error(`${r.shardId} replica ${r.replica}: ${r.problem}`);
+        if (replicas.some((r) => r.problem !== undefined)) process.exitCode = 1;
+      }
     });
 }
