@@ -376,6 +376,17 @@ class MoveRun {
     this.rowsCopied += n;
   }
 
+  /** Logical mode: the range's claims not yet on the target (a row filter cannot compute their home bucket). */
+  async copyClaims(claims: readonly MovedTable[]): Promise<void> {
+    const [lo, hi] = this.row.range;
+    await this.shards.with(this.from, (src) =>
+      this.shards.tx(this.to, async (dst) => {
+        await dst.query(`SET LOCAL shardline.fence = 'off'`);
+        for (const t of claims) this.rowsCopied += await copyMissingRows(src, dst, t, lo, hi);
+      }),
+    );
+  }
+
   /** Exact comparison of the batch on both sides (both frozen): throws MoveVerifyError on any difference. */
   async verify(lo: number, hi: number): Promise<void> {
     const tables = await this.movedTables();
@@ -531,7 +542,7 @@ async function runLogical(run: MoveRun): Promise<void> {
     await ensureReplication(run.shards, run.row, tables);
     await waitSynced(run.shards, run.row, tables, (table, rows) => run.progress({ state: 'copying', table, rows }), run.opts.signal);
     // Back-fill claims before the fence, so the delta under it is small.
-    await run.shards.with(run.from, (s) => run.shards.tx(run.to, async (d) => void (await Promise.all(claims.map((t) => copyMissingRows(s, d, t, lo, hi))))));
+    await run.copyClaims(claims);
     const lag = await replicationLag(run.shards, run.row);
     await run.note('synced', { lagBytes: lag });
     const maxLag = run.options.maxLagBytes ?? DEFAULTS.maxLagBytes;
@@ -545,7 +556,7 @@ async function runLogical(run: MoveRun): Promise<void> {
     const fenceLsn = await run.shards.with(run.from, async (c) => (await c.query<{ l: string }>(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0]?.l ?? '0/0');
     await run.shards.with(run.from, (c) => patchMove(c, run.id, { artifacts: { fenceLsn } }));
     await waitPastLsn(run.shards, run.row, fenceLsn, maxFreeze > 0 ? maxFreeze : 60_000);
-    await run.shards.with(run.from, (s) => run.shards.tx(run.to, async (d) => void (await Promise.all(claims.map((t) => copyMissingRows(s, d, t, lo, hi))))));
+    await run.copyClaims(claims);
     await run.note('copied');
     await run.verify(lo, hi);
     await run.note('verified');

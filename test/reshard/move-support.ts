@@ -14,6 +14,8 @@ export interface MoveShards {
   map: ShardMap;
   mapJson: Record<string, unknown>;
   databases: string[];
+  /** Connection URL of each shard (owner role). */
+  urls: string[];
   admin(db: 0 | 1): pg.Client;
   query<T extends pg.QueryResultRow = pg.QueryResultRow>(db: 0 | 1, sql: string, params?: unknown[]): Promise<T[]>;
   cleanup(): Promise<void>;
@@ -57,6 +59,7 @@ export async function createMoveShards(): Promise<MoveShards> {
     map,
     mapJson,
     databases,
+    urls: databases.map((d) => urlFor(d)),
     admin,
     async query<T extends pg.QueryResultRow>(i: 0 | 1, sql: string, params: unknown[] = []) {
       const c = new pg.Client({ connectionString: urlFor(databases[i]!) });
@@ -77,7 +80,7 @@ export async function createMoveShards(): Promise<MoveShards> {
 /** Players with stats, ledger rows, identities and claims in buckets lo..hi (straight SQL, as the owner). */
 export async function seedBuckets(s: MoveShards, lo: number, hi: number, perBucket: number): Promise<bigint[]> {
   const ids: bigint[] = [];
-  const c = new pg.Client({ connectionString: urlFor(s.databases[0]!) });
+  const c = new pg.Client({ connectionString: s.urls[0]! });
   await c.connect();
   try {
     for (let b = lo; b <= hi; b++) for (let k = 0; k < perBucket; k++) ids.push((BigInt(1_000_000 + ids.length) << 22n) | (BigInt(b) << 10n) | BigInt(k));
