@@ -6,7 +6,11 @@ import type { PlayerId } from '../../src/routing/index.js';
 import { SettlementClient, SettlementMetrics, WorkerHealth, serveWorkerEndpoints } from '../../src/settlement/index.js';
 import { validateShardMap } from '../../src/shardmap/index.js';
 import { freePort } from '../../src/demo/free-port.js';
+import { startCli } from '../support/cli.js';
+import { writeMapFile } from '../support/maps.js';
 import { createPlayers } from '../support/players.js';
+import { waitFor } from '../support/wait.js';
+import { REDIS_URL } from '../support/env.js';
 import { createTestShards, type TestShards } from '../support/shards.js';
 import { deleteKeys, redisOptions, silent, testPrefix } from '../settlement/helpers.js';
 
@@ -139,5 +143,30 @@ describe('worker health endpoints and backlog gauges', () => {
       await health.close();
       await shards.close();
     }
+  });
+
+  it('the worker command serves them on --metrics-port, and stops cleanly on SIGTERM', async () => {
+    const map = writeMapFile({ ...t.mapJson, prefix });
+    const cli = startCli(['worker', '--map', map, '--metrics-port', '0', '--log-level', 'info'], { env: { REDIS_URL }, timeoutMs: 90_000 });
+    try {
+      const port = await waitFor(
+        'the worker to serve its port',
+        async () => {
+          const m = /"port":(\d+)[^\n]*health at \/healthz/.exec(cli.stdout());
+          return m ? Number(m[1]) : null;
+        },
+        60_000,
+      );
+      expect((await get(port, '/healthz')).status).toBe(200);
+      const ready = await get(port, '/readyz');
+      expect(ready.status).toBe(200);
+      expect((JSON.parse(ready.body) as { ready: boolean }).ready).toBe(true);
+      const metrics = await get(port, '/metrics');
+      expect(metrics.body).toContain('shardline_settlement_inbox_pending{shard=');
+      expect(metrics.body).toContain('shardline_settlement_queue_jobs{shard=');
+    } finally {
+      cli.child.kill('SIGTERM');
+    }
+    expect((await cli.done).code).toBe(0);
   });
 });
