@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { ConnectionOptions } from '../db/connection.js';
+import { ShardSet } from '../db/shard-set.js';
+import { forwardMovedParts } from '../settlement/forwarding.js';
+import type { RedisConnection } from '../settlement/types.js';
 import { MoveBudgetError, MoveFailedError, MoveNotFoundError, MoveRefusedError, MoveVerifyError, ValidationError } from '../errors/index.js';
 import type { Logger } from '../logging/logger.js';
 import { appliedMigrations } from '../migrate/schema-version.js';
@@ -41,8 +44,15 @@ export interface MoveRunOptions {
    * SHARDLINE_MOVE_PAUSE_AT makes it wait there to be killed). Not for production use.
    */
   onState?: (state: MoveState, moveId: string) => void | Promise<void>;
-  /** Called once after the commit point of the whole range, with the move (settlement's forward sweep, if any). */
+  /** Called once after the commit point of the whole range, with the move (after settlement's forward sweep). */
   afterCommit?: (move: MoveReport) => void | Promise<void>;
+  /**
+   * After the commit point, pending settlement parts on the source holding moved players are
+   * forwarded to the target at once (forwardMovedParts; the source's worker would forward them
+   * too). With a Redis `connection` the target's jobs are enqueued now, else its reconciler finds
+   * them. `false` skips the sweep.
+   */
+  settlement?: { connection?: RedisConnection; prefix?: string } | false;
 }
 
 export interface MoveOptions extends MoveRunOptions {
@@ -596,6 +606,7 @@ async function drive(run: MoveRun): Promise<MoveReport> {
       throw new MoveFailedError(run.id, run.state, (err as Error).message, { cause: err });
     }
     await run.note('moved', { error: null, finished: false, switched: true });
+    await forwardSweep(run);
     await run.opts.afterCommit?.(run.report(false));
   }
   if (run.state === 'moved' || run.state === 'purging') {
@@ -606,6 +617,28 @@ async function drive(run: MoveRun): Promise<MoveReport> {
     return run.report(true);
   }
   return run.report(run.state === 'done');
+}
+
+/** Settlement's forward sweep on the source; a failure is only logged (the source's worker forwards the same parts). */
+async function forwardSweep(run: MoveRun): Promise<void> {
+  const opt = run.opts.settlement;
+  if (opt === false) return;
+  const set = new ShardSet(run.shards.map, { poolMax: 2, ...run.opts.connection });
+  try {
+    const r = await forwardMovedParts(set, run.from, {
+      ...(opt?.connection ? { connection: opt.connection } : {}),
+      ...(opt?.prefix ? { prefix: opt.prefix } : {}),
+    });
+    if (r.forwarded.length || r.left.length)
+      run.progress({
+        state: run.state,
+        message: `forwarded ${r.forwarded.length} pending settlement parts to ${run.to}${r.left.length ? `, ${r.left.length} left to the worker` : ''}`,
+      });
+  } catch (err) {
+    run.opts.logger?.warn({ err, moveId: run.id }, "forward sweep after the move failed; the source shard's worker forwards its pending parts");
+  } finally {
+    await set.close();
+  }
 }
 
 function graceWait(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -17,6 +17,7 @@ import {
 } from '../../reshard/index.js';
 import { MoverShards } from '../../reshard/session.js';
 import type { ShardMap } from '../../shardmap/index.js';
+import { cliLogger } from '../cli-logger.js';
 import { env, formatTable, loadMap, positiveInt, resolveMapPath } from '../context.js';
 
 /** "1024-1535" or "7" → [lo, hi]. */
@@ -220,7 +221,8 @@ export function registerBuckets(program: Command): void {
     .action(async (rangeArg: string | undefined, flags: MoveFlags) => {
       const map = await loadMap(flags.map);
       const json = flags.json === true;
-      const run: MoveRunOptions = { onProgress: progressSink(json), onState: pauseHook() };
+      // The forward sweep runs without Redis: the target's reconciler enqueues what it forwarded.
+      const run: MoveRunOptions = { onProgress: progressSink(json), onState: pauseHook(), logger: cliLogger() };
       let report: MoveReport;
       if (flags.resume !== undefined || flags.abort !== undefined) {
         if (rangeArg !== undefined || flags.to !== undefined)
