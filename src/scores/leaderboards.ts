@@ -10,7 +10,8 @@ import { validateGameId, validateLimit, validateRegionName } from '../accounts/v
 import { kWayMerge } from './k-way-merge.js';
 import { BoardRegistry, type BoardDefinition, type BoardListing, type DefineBoardInput, type SeasonInfo } from './boards.js';
 import { ALL_TIME, NAME, calendarPeriodOf, validatePeriodLabel } from './periods.js';
-import { complement, inBuckets, ownedRanges } from './shard-scope.js';
+import { complement, ownedRanges } from './shard-scope.js';
+import { bucketFilter } from '../db/owned-filter.js';
 import type {
   AmongEntry,
   AroundOptions,
@@ -56,6 +57,7 @@ interface Target {
 interface OwnScore {
   score: bigint;
   region: string;
+  nickname: string;
 }
 
 /**
@@ -196,7 +198,7 @@ export class Leaderboards {
       compareEntries,
       below,
     );
-    const self = await this.entryOf(pid, t, own);
+    const self: Scored = { playerId: pid, nickname: own.nickname, region: own.region, score: own.score };
     return [...before, self, ...after].map((e, i) => ({ rank: rank - before.length + i, ...e }));
   }
 
@@ -293,7 +295,7 @@ export class Leaderboards {
       const r = await sql<{ player_id: PlayerId; score: bigint; nickname: string | null }>`
         SELECT x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id) AS nickname
         FROM leaderboard_scores x
-        WHERE ${this.key(t)} AND ${inBuckets('x.player_id', ownedRanges(this.shards, shardId))}
+        WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', ownedRanges(this.shards, shardId))}
         ORDER BY x.score DESC, x.player_id ASC LIMIT ${limit}`.execute(db);
       return r.rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname ?? '', region }));
     });
@@ -302,7 +304,7 @@ export class Leaderboards {
   /** The rows just ahead of `me` (nearest first) and just behind it, on one shard, in one statement. */
   private shardAround(shardId: string, t: Target, me: { score: bigint; playerId: PlayerId }, above: number, below: number) {
     const region = this.shards.router.shard(shardId).region;
-    const owned = inBuckets('x.player_id', ownedRanges(this.shards, shardId));
+    const owned = bucketFilter('x.player_id', ownedRanges(this.shards, shardId));
     const s = me.score.toString();
     return this.read(shardId, t, async (db) => {
       const r = await sql<{ side: 'a' | 'b'; player_id: PlayerId; score: bigint; nickname: string | null }>`
@@ -331,7 +333,7 @@ export class Leaderboards {
         const r = await sql<{ player_id: PlayerId; score: bigint; nickname: string }>`
           SELECT x.player_id, x.score, p.nickname FROM leaderboard_scores x JOIN players p ON p.player_id = x.player_id
           WHERE x.player_id = ANY(${ids.map(String)}::bigint[]) AND ${this.key(t)}
-            AND ${inBuckets('x.player_id', ownedRanges(this.shards, shardId))}`.execute(db);
+            AND ${bucketFilter('x.player_id', ownedRanges(this.shards, shardId))}`.execute(db);
         return r.rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname, region }));
       },
       ids,
@@ -345,8 +347,8 @@ export class Leaderboards {
       home.id,
       t,
       async (db) => {
-        const r = await sql<{ score: bigint | null; active: boolean | null }>`
-          SELECT x.score, x.active FROM players p
+        const r = await sql<{ score: bigint | null; active: boolean | null; nickname: string }>`
+          SELECT x.score, x.active, p.nickname FROM players p
           LEFT JOIN leaderboard_scores x ON x.player_id = p.player_id AND x.board_id = ${t.boardId} AND x.period = ${t.period ?? ''}
           WHERE p.player_id = ${pid}`.execute(db);
         return r.rows[0];
@@ -355,18 +357,7 @@ export class Leaderboards {
     );
     if (!row) throw new PlayerNotFoundError([String(pid)]);
     if (t.period === null || row.score === null || (t.hide && row.active !== true)) return null;
-    return { score: BigInt(row.score), region: home.region };
-  }
-
-  private async entryOf(pid: PlayerId, t: Target, own: OwnScore): Promise<Scored> {
-    const home = this.shards.router.shardFor(pid);
-    const nickname = await this.read(
-      home.id,
-      t,
-      async (db) => (await sql<{ nickname: string }>`SELECT nickname FROM players WHERE player_id = ${pid}`.execute(db)).rows[0]?.nickname ?? '',
-      [pid],
-    );
-    return { playerId: pid, nickname, region: own.region, score: own.score };
+    return { score: BigInt(row.score), region: home.region, nickname: row.nickname };
   }
 
   /**
@@ -391,7 +382,7 @@ export class Leaderboards {
           const notServed =
             foreign.length === 0
               ? sql`0`
-              : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${inBuckets('x.player_id', foreign)} AND x.score > ${hi})`;
+              : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', foreign)} AND x.score > ${hi})`;
           const r = await sql<{ ord: string; ahead: string }>`
             SELECT q.ord,
               coalesce((SELECT sum(n) FROM leaderboard_counts
@@ -400,7 +391,7 @@ export class Leaderboards {
                           WHERE board_id = ${t.boardId} AND period = ${t.period} AND range > ${range}${hideCount}), 0)
               - ${notServed}
               + (SELECT count(*) FROM leaderboard_scores x
-                 WHERE ${this.key(t)} AND ${inBuckets('x.player_id', owned)}
+                 WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', owned)}
                    AND x.score >= q.s AND x.score <= ${hi} AND (x.score > q.s OR x.player_id < q.pid)) AS ahead
             FROM unnest(${scores}::bigint[], ${ids}::bigint[]) WITH ORDINALITY AS q(s, pid, ord)`.execute(db);
           const out = players.map(() => 0);
