@@ -1,6 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type pg from 'pg';
-import { ShardIdentityError, ValidationError } from '../errors/index.js';
+import { SchemaVersionError, ShardIdentityError, ValidationError } from '../errors/index.js';
+import { assertSchemaCurrent } from '../migrate/schema-version.js';
 import { showValue } from '../errors/show-value.js';
 import type { ReplicaSpec, ShardSpec } from '../shardmap/index.js';
 import { openPool, type ConnectionOptions } from './connection.js';
@@ -77,6 +78,8 @@ export interface ReplicaLag {
   paused: boolean;
   /** Why it cannot serve reads, when it cannot. */
   problem?: string;
+  /** performance.now() at which `lagMs` held (it grows by 1 ms per ms from then). */
+  asOf?: number;
 }
 
 interface ReplicaRow {
@@ -116,13 +119,16 @@ export function lsnBytes(lsn: string): number {
  * come from two servers' clocks; a skew between them shows up in the first bound only.
  */
 export async function measureLag(replica: Queryable, primary: Queryable | undefined, goodEnoughMs = 0): Promise<ReplicaLag> {
+  const t0 = performance.now();
   const first = await replicaPosition(replica);
   const paused = first.paused === true;
   if (!first.standby)
     return { reachable: true, standby: false, lagMs: null, bytesBehind: null, paused, problem: 'not a standby (not in recovery): never read from' };
   const tsLag = first.ts_lag_ms === null ? null : Math.max(0, first.ts_lag_ms);
-  if (tsLag !== null && tsLag <= goodEnoughMs) return { reachable: true, standby: true, lagMs: tsLag, bytesBehind: null, paused };
-  if (!primary) return { reachable: true, standby: true, lagMs: tsLag, bytesBehind: null, paused };
+  if (tsLag !== null && tsLag <= goodEnoughMs) return { reachable: true, standby: true, lagMs: tsLag, bytesBehind: null, paused, asOf: t0 };
+  if (!primary) return { reachable: true, standby: true, lagMs: tsLag, bytesBehind: null, paused, asOf: t0 };
+  // Caught up with the position read next means caught up as of the moment it was asked for.
+  const t1 = performance.now();
   let primaryLsn: string | null;
   try {
     const p = await primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
@@ -130,7 +136,7 @@ export async function measureLag(replica: Queryable, primary: Queryable | undefi
   } catch {
     primaryLsn = null; // the primary is down: the timestamp bound is all there is
   }
-  if (primaryLsn === null || first.lsn === null) return { reachable: true, standby: true, lagMs: tsLag, bytesBehind: null, paused };
+  if (primaryLsn === null || first.lsn === null) return { reachable: true, standby: true, lagMs: tsLag, bytesBehind: null, paused, asOf: t0 };
   const target = lsnBytes(primaryLsn);
   let replayed = lsnBytes(first.lsn);
   if (replayed < target) {
@@ -139,7 +145,7 @@ export async function measureLag(replica: Queryable, primary: Queryable | undefi
     if (second.lsn !== null) replayed = lsnBytes(second.lsn);
   }
   const bytesBehind = Math.max(0, target - replayed);
-  return { reachable: true, standby: true, lagMs: bytesBehind === 0 ? 0 : tsLag, bytesBehind, paused };
+  return { reachable: true, standby: true, lagMs: bytesBehind === 0 ? 0 : tsLag, bytesBehind, paused, asOf: bytesBehind === 0 ? t1 : t0 };
 }
 
 /** A replica query failure that the primary can answer instead (an outage, a recovery conflict). */
@@ -150,7 +156,7 @@ export function isReplicaFallback(err: unknown): boolean {
 }
 
 interface Sample {
-  /** performance.now() when the measurement started: its bound holds from then, growing 1 ms per ms. */
+  /** performance.now() from which the measurement's bound holds, growing 1 ms per ms. */
   at: number;
   lag: ReplicaLag;
 }
@@ -160,6 +166,8 @@ interface ReplicaHandle<DB> {
   readonly pool: pg.Pool;
   readonly db: Kysely<DB>;
   verified?: Promise<void>;
+  /** Its schema was this code's once: a physical copy only moves forward with its primary. */
+  schemaCurrent?: boolean;
   sample?: Sample;
   measuring?: Promise<Sample>;
 }
@@ -174,6 +182,7 @@ export interface PickedReplica<DB> {
 
 export interface ReplicaReadsSetup extends ConnectionOptions, ReplicaReadOptions {
   verifyIdentity?: boolean;
+  verifySchema?: boolean;
 }
 
 /**
@@ -261,8 +270,20 @@ export class ReplicaReads<DB> {
     const at = performance.now();
     try {
       await this.verified(h);
+      // A replica that has not replayed the latest migration yet is not read from (nor refused):
+      // the primary answers until it has.
+      if (this.options.verifySchema !== false && h.schemaCurrent !== true) {
+        try {
+          await assertSchemaCurrent(h.pool, h.spec.id);
+          h.schemaCurrent = true;
+        } catch (err) {
+          if (!(err instanceof SchemaVersionError)) throw err;
+          h.sample = { at, lag: { reachable: true, standby: true, lagMs: null, bytesBehind: null, paused: false, problem: err.message } };
+          return h.sample;
+        }
+      }
       const lag = await measureLag(h.pool, this.primaryPool(h.spec.id), maxLagMs);
-      h.sample = { at, lag };
+      h.sample = { at: lag.asOf ?? at, lag };
     } catch (err) {
       if (err instanceof ShardIdentityError) {
         h.sample = undefined;

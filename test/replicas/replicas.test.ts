@@ -86,8 +86,8 @@ describe.skipIf(!available)('read replicas: a real streaming standby', () => {
     );
     expect(await onStandby(await shards.readDb('a'))).toBe(false);
     // An idle primary: the last replayed transaction grows old, yet the replica is not behind.
-    await sleep(300);
-    await waitFor('a replica read', async () => onStandby(await shards.readDb('a', { readFrom: 'replica', maxLagMs: 100 })));
+    await sleep(700);
+    await waitFor('a replica read', async () => onStandby(await shards.readDb('a', { readFrom: 'replica', maxLagMs: 500 })));
     expect(await onStandby(await shards.db('a'))).toBe(false);
     await shards.transaction(pid, async (trx) => expect(await onStandby(trx)).toBe(false));
     // A shard without replicas reads its primary.
