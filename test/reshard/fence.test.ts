@@ -293,6 +293,16 @@ describe.each(LAYOUTS)('the fence, inside the database (%s)', (layout) => {
     expect(mapped).toBeInstanceOf(BucketMovedError);
   });
 
+  it('only the owner role may change ownership or the fence; the application role reads the record', async () => {
+    const { rows } = await pool.query<Record<string, boolean>>(
+      `SELECT has_function_privilege('shardline_app', 'shardline_set_ownership(jsonb)', 'EXECUTE') AS set,
+              has_function_privilege('shardline_app', 'shardline_apply_fence()', 'EXECUTE') AS apply,
+              has_table_privilege('shardline_app', 'shardline_meta', 'SELECT') AS read,
+              has_table_privilege('shardline_app', 'shardline_meta', 'UPDATE') AS write`,
+    );
+    expect(rows[0]).toEqual({ set: false, apply: false, read: true, write: false });
+  });
+
   it('shardline_set_ownership refuses a malformed record and a range both owned and frozen', async () => {
     for (const bad of [
       { owned: [[0, 4096, 0]] },

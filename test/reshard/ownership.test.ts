@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +19,9 @@ import { ShardMigrator } from '../../src/migrate/index.js';
 import type { Router } from '../../src/routing/index.js';
 import { bucketOf } from '../../src/routing/player-id.js';
 import { RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
+import { runCli } from '../support/cli.js';
 import { errorOf } from '../support/errors.js';
+import { writeMapFile } from '../support/maps.js';
 import { LAYOUTS, createTestShards, dropDatabases, withAdmin, type TestShards } from '../support/shards.js';
 
 type Range = [number, number];
@@ -212,6 +216,20 @@ describe.each(LAYOUTS)('live routing over a bucket move (%s)', (layout) => {
     // A later epoch that agrees with the records is fine too.
     const later = tracked(set(validateShardMap({ ...json, epoch: 5 })));
     expect((await later.routerReady()).shardFor(inMoved[0]!).id).toBe('sz-9');
+  });
+
+  it('shardline map write writes the current map: the new owners at the live epoch, which then routes without a warning', async () => {
+    const file = writeMapFile(mapJson);
+    const out = path.join(path.dirname(file), 'current.json');
+    const r = await runCli(['map', 'write', out, '--map', file]);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const written = JSON.parse(readFileSync(out, 'utf8')) as typeof mapJson & { epoch: number };
+    expect(written.epoch).toBe(1);
+    expect(written.shards.find((s) => s.id === 'sz-9')?.buckets).toEqual([`${moved[0]}-${moved[1]}`]);
+    const warnings: string[] = [];
+    const current = tracked(set(validateShardMap(written), { logger: { warn: (_f: unknown, m?: string) => void warnings.push(String(m)) } }));
+    expect((await current.routerReady()).shardFor(inMoved[0]!).id).toBe('sz-9');
+    expect(warnings).toEqual([]);
   });
 
   it('a map giving the moved range back to the source at the live epoch is refused (ShardOwnershipError), above it MapAheadOfOwnershipError', async () => {
