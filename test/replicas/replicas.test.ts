@@ -94,6 +94,21 @@ describe.skipIf(!available)('read replicas: a real streaming standby', () => {
     expect(await onStandby(await shards.readDb('b', { readFrom: 'replica' }))).toBe(false);
     const p = await accounts.getPlayer(pid, { readFrom: 'replica', maxLagMs: 1000 });
     expect(p.id).toBe(pid);
+    // The ShardSet's defaults apply to every read that does not say.
+    const byDefault = new ShardSet(map, { poolMax: 2, readFrom: 'replica', maxLagMs: 5000 });
+    try {
+      await waitFor('a default replica read', async () => onStandby(await byDefault.readDb('a')));
+      expect(await onStandby(await byDefault.readDb('a', { readFrom: 'primary' }))).toBe(false);
+      await byDefault.transaction(pid, async (trx) => expect(await onStandby(trx)).toBe(false));
+    } finally {
+      await byDefault.close();
+    }
+  });
+
+  it('a server that is not in recovery (a primary, a promoted standby) is never read as a replica', async () => {
+    const lag = await measureLag(shards.pool('b'), shards.pool('a'));
+    expect(lag).toMatchObject({ reachable: true, standby: false, lagMs: null });
+    expect(lag.problem).toMatch(/not a standby/);
   });
 
   it('a read after a settlement respects maxLagMs: with replay paused, it reads the primary', async () => {
