@@ -26,8 +26,24 @@ export interface Forwarder {
   merge(targetShardId: string, rows: readonly ForwardRow[]): Promise<Set<string>>;
 }
 
+/**
+ * The merge waits for the target's inbox rows while this shard's stay locked: bounded, since two
+ * shards forwarding to each other at once would wait on each other across databases, where no
+ * deadlock detector sees it. A timeout defers the parts; they are tried again.
+ */
+const MERGE_LOCK_TIMEOUT = '5s';
+
 export function shardForwarder(shards: ShardSet, fromShardId: string): Forwarder {
-  return { fromShardId, merge: (target, rows) => shards.withShard(target, (db) => mergeForwarded(db, rows)) };
+  return {
+    fromShardId,
+    merge: (target, rows) =>
+      shards.withShard(target, (db) =>
+        db.transaction().execute(async (trx) => {
+          await sql`SELECT set_config('lock_timeout', ${MERGE_LOCK_TIMEOUT}, true)`.execute(trx);
+          return mergeForwarded(trx, rows);
+        }),
+      ),
+  };
 }
 
 export interface PlacementSplit {

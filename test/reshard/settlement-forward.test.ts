@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ShardSet } from '../../src/db/index.js';
 import type { PlayerId } from '../../src/routing/index.js';
-import { SettlementClient, SettlementWorker, type BatchCommitted, type SettlementInput } from '../../src/settlement/index.js';
+import { SettlementClient, SettlementWorker, type BatchCommitted, type SettlementInput, type SettlementWorkerOptions } from '../../src/settlement/index.js';
 import { forwardMovedParts } from '../../src/settlement/forwarding.js';
 import { applyParts } from '../../src/settlement/apply.js';
 import { mergeForwarded } from '../../src/settlement/inbox-store.js';
@@ -51,12 +51,17 @@ describe('a part pending on the old owner at cut-over', () => {
     };
   }
 
-  function clientAndWorker(): { client: SettlementClient; worker: SettlementWorker; events: BatchCommitted[]; prefix: string } {
+  function clientAndWorker(options: Partial<SettlementWorkerOptions> = {}): {
+    client: SettlementClient;
+    worker: SettlementWorker;
+    events: BatchCommitted[];
+    prefix: string;
+  } {
     const prefix = testPrefix();
     prefixes.push(prefix);
     const client = new SettlementClient({ shards, connection: redisOptions(), prefix, logger: silent });
     open.push({ stop: () => client.close() });
-    const worker = new SettlementWorker({ shards, connection: redisOptions(), prefix, logger: silent, concurrency: 8, batchSize: 4, lingerMs: 2 });
+    const worker = new SettlementWorker({ shards, connection: redisOptions(), prefix, logger: silent, concurrency: 8, batchSize: 4, lingerMs: 2, ...options });
     open.push({ stop: () => worker.stop(5000) });
     const events: BatchCommitted[] = [];
     worker.on('committed', (e) => events.push(e));
@@ -215,6 +220,23 @@ describe('a part pending on the old owner at cut-over', () => {
     for (const m of ms) expect((await client.waitFor(m.matchId, { timeoutMs: 20_000 })).state).toBe('applied');
     const ledger = await ledgerOf(ms.map((m) => m.matchId));
     expect(ledger.map((l) => `${l.player_id}@${l.shard}`).sort()).toEqual([`${a[0]}@sz-2`, `${b[0]}@sz-1`, `${a[1]}@sz-2`, `${a[2]}@sz-2`].sort());
+  });
+
+  it('a forwarded part whose job was never enqueued is re-driven by the new shard’s reconciler', async () => {
+    const gameId = uniqueName('g');
+    const range: [number, number] = [1600, 1700];
+    const a = [playerInBucket(1650, 95_000 + n++), playerInBucket(1651, 95_000 + n++)];
+    await addPlayers(a);
+    const { client, worker } = clientAndWorker({ reconcileAfterMs: 0, reconcileIntervalMs: 200 });
+    const m = match(a, gameId);
+    await client.submitSettlement(m);
+    await simulateMove(s, range, { epoch: 5 });
+    // Swept without Redis: the part is pending on sz-2 and no queue holds a job for it there.
+    const swept = await forwardMovedParts(shards, 'sz-1');
+    expect(swept.forwarded).toEqual([{ matchId: m.matchId, to: ['sz-2'] }]);
+    await worker.start();
+    expect((await client.waitFor(m.matchId, { timeoutMs: 20_000 })).state).toBe('applied');
+    expect((await ledgerOf([m.matchId])).map((l) => l.shard)).toEqual(['sz-2', 'sz-2']);
   });
 
   it('a part with a player in a frozen range waits, and applies once the range is owned again', async () => {
