@@ -19,7 +19,7 @@ export interface ReadOptions {
    * With `readFrom: 'replica'`: the most the answer may lag behind the primary, in ms. A replica
    * is used only while its measured replay lag (plus the age of that measurement) is within it;
    * otherwise, or when it is down, the read goes to the primary. Default: the ShardSet's
-   * `maxLagMs`, else 1000.
+   * `maxLagMs`, else 1000. (0 is accepted and means, in effect, the primary: no measurement is instant.)
    */
   maxLagMs?: number;
 }
