@@ -1,6 +1,12 @@
 import type { RedisClient } from '../redis/connection.js';
 import type { RoomChange } from './types.js';
 
+/**
+ * A change as the iterator result every watch hands out: made once by the feed and shared by all
+ * its watches (frozen), so a delivery to the ten-thousandth watch allocates nothing but its promise.
+ */
+export type ChangeStep = Readonly<IteratorYieldResult<RoomChange>>;
+
 export interface ZoneFeedSource {
   readonly zone: string;
   readonly changesKey: string;
@@ -31,10 +37,11 @@ export class ZoneFeed {
   private isClosed = false;
   private running = false;
   /** Contiguous versions: window[i] has version windowStart + i. */
-  private window: RoomChange[] = [];
+  private window: ChangeStep[] = [];
   private windowStart = 0;
   /** The version the feed has read up to; undefined until its first watch asks for changes. */
   private head: number | undefined;
+  private cached: { window: ChangeStep[]; start: number; end: number; changes: ChangeStep[] } | undefined;
   private arrival: { promise: Promise<unknown>; resolve: (error?: unknown) => void } = deferred();
 
   constructor(source: ZoneFeedSource) {
@@ -73,24 +80,54 @@ export class ZoneFeed {
   /**
    * The changes right after `version` (at most `max`), waiting for the next one when there is none
    * yet. `'behind'`: the window no longer reaches back to `version`, read the log. `[]`: the feed
-   * closed, or `stop` resolved. Rejects with the feed's read error (the feed restarts on the next call).
+   * closed, or the watch stopped waiting. Rejects with the feed's read error (the feed restarts on
+   * the next call). `wait` turns the feed's next arrival into the watch's own wait (one that its
+   * close also ends): nothing is left attached to a promise that never settles, so thousands of
+   * watches waiting round after round leave no garbage behind.
    */
-  async changesAfter(version: number, max: number, stop: Promise<unknown>): Promise<RoomChange[] | 'behind'> {
+  async changesAfter(version: number, max: number, wait: (arrival: Promise<unknown>) => Promise<unknown>): Promise<ChangeStep[] | 'behind'> {
     for (;;) {
       if (this.isClosed) return [];
-      if (this.head === undefined) {
-        this.head = version;
-        this.windowStart = version + 1;
-      }
-      if (version < this.windowStart - 1) return 'behind';
-      const i = version + 1 - this.windowStart;
-      if (i < this.window.length) return this.window.slice(i, i + max);
-      this.run();
+      const got = this.peek(version, max);
+      if (got !== undefined) return got;
       const waited = this.arrival.promise;
-      const error = await Promise.race([waited, stop]);
+      const error = await wait(waited);
       if (error instanceof Error) throw error;
       if (waited === this.arrival.promise) return []; // stop won, or the feed closed
     }
+  }
+
+  /**
+   * Without waiting: the changes right after `version` (at most `max`), `'behind'` (read the log),
+   * `[]` once closed, or undefined when there is none yet; then the feed is reading, and `arrival`
+   * settles when it has more (with its read error, if that is what ended the wait).
+   */
+  peek(version: number, max: number): ChangeStep[] | 'behind' | undefined {
+    if (this.isClosed) return [];
+    if (this.head === undefined) {
+      this.head = version;
+      this.windowStart = version + 1;
+    }
+    if (version < this.windowStart - 1) return 'behind';
+    const i = version + 1 - this.windowStart;
+    if (i < this.window.length) return this.slice(i, max);
+    this.run();
+    return undefined;
+  }
+
+  /** Settles on the feed's next batch, its close, or its read error (the value). */
+  get next(): Promise<unknown> {
+    return this.arrival.promise;
+  }
+
+  /** The same array for every watch at one position (they only read it), so a wake copies once, not once per watch. */
+  private slice(i: number, max: number): ChangeStep[] {
+    const c = this.cached;
+    const end = Math.min(i + max, this.window.length);
+    if (c && c.window === this.window && c.start === i && c.end === end) return c.changes;
+    const changes = this.window.slice(i, end);
+    this.cached = { window: this.window, start: i, end, changes };
+    return changes;
   }
 
   private run(): void {
@@ -130,7 +167,7 @@ export class ZoneFeed {
       this.window = [];
       this.windowStart = change.version;
     }
-    this.window.push(change);
+    this.window.push(Object.freeze({ done: false, value: change }));
     this.head = change.version;
     if (this.window.length >= 2 * KEEP) {
       const drop = this.window.length - KEEP;

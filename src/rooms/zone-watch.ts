@@ -1,8 +1,12 @@
 import { ValidationError } from '../errors/index.js';
 import { validatePositiveInt } from './keys.js';
 import type { RedisClient } from '../redis/connection.js';
-import { toChange, type ZoneFeed } from './zone-feed.js';
-import type { RoomChange, ZoneEvent, ZoneSnapshot } from './types.js';
+import { toChange, type ChangeStep, type ZoneFeed } from './zone-feed.js';
+import type { ZoneEvent, ZoneSnapshot } from './types.js';
+
+/** An event as next() hands it out (the feed's changes come shared, already in this form). */
+type Step = Readonly<IteratorYieldResult<ZoneEvent>>;
+const step = (value: ZoneEvent): Step => ({ done: false, value });
 
 export interface WatchOptions {
   /**
@@ -61,23 +65,31 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   readonly zone: string;
   private readonly source: ZoneWatchSource;
   private readonly batchSize: number;
-  private queue: ZoneEvent[] = [];
+  private queue: readonly Step[] = [];
   /** Next event of `queue` to hand out (an index, so a batch is not shifted one by one). */
   private taken = 0;
-  private readonly closing: Promise<unknown>;
-  private stop: () => void = () => undefined;
+  /** The answer of a lean wait in progress (waitThenNext). */
+  private waiting:
+    { resolve: (r: IteratorResult<ZoneEvent, undefined> | Promise<IteratorResult<ZoneEvent, undefined>>) => void; reject: (e: unknown) => void } | undefined;
+  /** Ends the slow path's wait for the feed (set while one runs): close() calls it. */
+  private wake: ((value?: unknown) => void) | undefined;
+  private readonly waitArrival = (arrival: Promise<unknown>): Promise<unknown> =>
+    new Promise<unknown>((resolve) => {
+      this.wake = resolve;
+      arrival.then(resolve, resolve);
+    });
   private last: number | undefined;
   private started = false;
   private closed = false;
   private readonly fromVersion: number | undefined;
-  private chain: Promise<unknown> = Promise.resolve();
+  /** The pull in progress, if any: next() calls queue behind it. */
+  private pending: Promise<unknown> | undefined;
 
   constructor(source: ZoneWatchSource, options: WatchOptions = {}) {
     this.zone = source.zone;
     this.source = source;
     this.batchSize = checkWatchOptions(options).batchSize;
     this.fromVersion = options.fromVersion;
-    this.closing = new Promise<unknown>((resolve) => (this.stop = () => resolve(undefined)));
   }
 
   /** The version of the last event handed out (undefined before the first). */
@@ -90,10 +102,85 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   }
 
   next(): Promise<IteratorResult<ZoneEvent, undefined>> {
-    // Calls are served one after another, so two overlapping next() never read the log twice.
-    const result = this.chain.then(() => this.pull());
-    this.chain = result.catch(() => undefined);
+    // The common case at scale (thousands of watches, each handed the feed's batch): answered from
+    // the queue or the feed's window with no promise chain, or by one lean wait for the next batch.
+    if (this.pending === undefined && !this.closed) {
+      const now = this.takeNow();
+      if (now === 'wait') return this.waitThenNext();
+      if (now !== 'slow') return Promise.resolve(now);
+    }
+    // Otherwise calls are served one after another, so two overlapping next() never read the log twice.
+    const result = (this.pending ?? Promise.resolve()).then(() => this.pull());
+    const settled: Promise<unknown> = result.then(
+      () => this.release(settled),
+      () => this.release(settled),
+    );
+    this.pending = settled;
     return result;
+  }
+
+  /**
+   * What next() can answer at once: an event (from the queue, or the feed's window when the watch
+   * is caught up with its batch), `'wait'` (the feed has nothing newer yet), or `'slow'` (a start,
+   * a snapshot, a read of the log: the async path).
+   */
+  private takeNow(): IteratorResult<ZoneEvent, undefined> | 'wait' | 'slow' {
+    const queued = this.queue[this.taken];
+    if (queued !== undefined) {
+      this.taken++;
+      return queued;
+    }
+    if (!this.started || this.last === undefined) return 'slow';
+    const got = this.source.feed.peek(this.last, this.batchSize);
+    if (got === undefined) return 'wait';
+    const first = got === 'behind' ? undefined : got[0];
+    if (got === 'behind' || first === undefined || first.value.version !== this.last + 1) return 'slow';
+    this.queue = got;
+    this.taken = 1;
+    this.last = (got[got.length - 1] as ChangeStep).value.version;
+    return first;
+  }
+
+  /**
+   * Waits for the feed's next batch with as little as it takes: one promise (the answer) and one
+   * callback (made once per watch) on the feed's arrival per batch, which is what thousands of
+   * watches of a busy zone do all the time.
+   */
+  private waitThenNext(): Promise<IteratorResult<ZoneEvent, undefined>> {
+    const answer = new Promise<IteratorResult<ZoneEvent, undefined>>((resolve, reject) => {
+      this.waiting = { resolve, reject };
+    });
+    this.source.feed.next.then(this.onArrival, this.onArrival);
+    this.pending = answer;
+    return answer;
+  }
+
+  /** The feed's arrival (or the watch's close) during waitThenNext. */
+  private readonly onArrival = (error: unknown): void => {
+    const waiting = this.waiting;
+    if (!waiting) return;
+    if (this.closed) {
+      this.waiting = undefined;
+      return waiting.resolve({ done: true, value: undefined });
+    }
+    if (error instanceof Error) {
+      this.waiting = undefined;
+      this.pending = undefined;
+      this.close();
+      return waiting.reject(error);
+    }
+    const now = this.takeNow();
+    if (now === 'wait') {
+      this.source.feed.next.then(this.onArrival, this.onArrival);
+      return undefined;
+    }
+    this.waiting = undefined;
+    this.pending = undefined;
+    waiting.resolve(now === 'slow' ? this.next() : now);
+  };
+
+  private release(settled: Promise<unknown>): void {
+    if (this.pending === settled) this.pending = undefined;
   }
 
   async return(): Promise<IteratorResult<ZoneEvent, undefined>> {
@@ -106,17 +193,18 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
     this.closed = true;
     this.queue = [];
     this.taken = 0;
-    this.stop();
+    this.wake?.();
+    this.onArrival(undefined);
     this.source.onClose();
   }
 
   private async pull(): Promise<IteratorResult<ZoneEvent, undefined>> {
     for (;;) {
       if (this.closed) return { done: true, value: undefined };
-      const event = this.queue[this.taken];
-      if (event) {
+      const queued = this.queue[this.taken];
+      if (queued) {
         this.taken++;
-        return { done: false, value: event };
+        return queued;
       }
       try {
         await this.fill();
@@ -139,8 +227,12 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       // No resume point, or one from the future (the zone was reset): start from a snapshot.
       return this.resync();
     }
+    if (this.source.feed.closed) {
+      this.close(); // the service closed under the watch
+      return;
+    }
     if (this.last === undefined) return this.resync();
-    const got = await this.source.feed.changesAfter(this.last, this.batchSize, this.closing);
+    const got = await this.source.feed.changesAfter(this.last, this.batchSize, this.waitArrival);
     if (this.closed) return;
     if (got === 'behind') return this.catchUp(this.last);
     return this.take(got);
@@ -150,9 +242,9 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   private async catchUp(last: number): Promise<void> {
     const entries = await this.source.reader.xrange(this.source.changesKey, `${last + 1}-0`, '+', 'COUNT', this.batchSize);
     if (this.closed) return;
-    const changes = entries.map(([id, fields]) => toChange(this.zone, id, fields));
+    const changes = entries.map(([id, fields]) => step(toChange(this.zone, id, fields)) as ChangeStep);
     // Nothing after `last`, or a first entry past it: trimmed away before we read it.
-    if (changes[0]?.version !== last + 1) return this.resync();
+    if (changes[0]?.value.version !== last + 1) return this.resync();
     return this.take(changes);
   }
 
@@ -160,22 +252,23 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
    * Queues the changes after `last` (the log and the feed's window are contiguous, so only the
    * first can be past `last + 1`: a gap there means entries were trimmed, and the watch resyncs).
    */
-  private take(changes: readonly RoomChange[]): Promise<void> | undefined {
+  private take(changes: readonly ChangeStep[]): Promise<void> | undefined {
     const last = this.last ?? 0;
-    const fresh = changes.filter((c) => c.version > last);
+    // The feed hands every watch at one position the same array: taken as it is, never copied or changed.
+    const fresh = changes[0] !== undefined && changes[0].value.version > last ? changes : changes.filter((c) => c.value.version > last);
     const first = fresh[0];
     if (!first) return undefined;
-    if (first.version !== last + 1) return this.resync();
+    if (first.value.version !== last + 1) return this.resync();
     this.queue = fresh;
     this.taken = 0;
-    this.last = (fresh[fresh.length - 1] as RoomChange).version;
+    this.last = (fresh[fresh.length - 1] as ChangeStep).value.version;
     return undefined;
   }
 
   private async resync(): Promise<void> {
     const snap = await this.source.snapshot();
     if (this.closed) return;
-    this.queue = [snap];
+    this.queue = [step(snap)];
     this.taken = 0;
     this.last = snap.version;
   }
