@@ -3,7 +3,8 @@ import { BUCKET_COUNT } from '../shardmap/schema.js';
 import type { ShardSpec } from '../shardmap/index.js';
 
 /**
- * A shard owns the buckets of its identity stamp; the map only says where to look. These pure
+ * A shard owns the buckets of its ownership record (at first, its identity stamp's); the map only
+ * says where to look (src/db/live-routing.ts combines them). These pure
  * functions compare the two as sets of buckets (a stamp written as "0-10,20-30" and a map that
  * writes ["20-30", "0-10"] agree), so a map edit that would hide a shard's players is found
  * before a query runs, whatever the spelling.

@@ -9,8 +9,8 @@ import { formatBuckets, parseBuckets, showBuckets, type StampKnowledge } from '.
 
 /**
  * What a shard knows about itself, stamped by `shardline migrate` when it is first set up. Its
- * `buckets` are the buckets it owns: never changed by a later migrate, and a map that disagrees
- * with them is refused (until bucket moves exist, a map edit cannot move a player).
+ * `buckets` are the buckets it was set up with, from which its ownership record starts (migration
+ * 0009); after a bucket move they are history, and the record says what it owns.
  */
 export interface ShardIdentity {
   shardId: string;

@@ -92,6 +92,9 @@ export class ShardSet<App extends AppTables = NoAppTables> {
   private refreshRunning: Promise<unknown> = Promise.resolve();
   private refreshTimer?: ReturnType<typeof setInterval>;
   private warnedOverrides = '';
+  private warnedRefresh = '';
+  /** The last record read from each shard: a shard that cannot be read for a moment keeps what it said. */
+  private readonly lastRecords = new Map<string, OwnershipRecord>();
   private readonly handles = new Map<string, ShardHandle<ShardTables<App>>>();
   private closed = false;
   private mapOwnership?: Promise<void>;
@@ -216,8 +219,8 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     const records = new Map<string, OwnershipRecord>();
     await Promise.all(
       this.fileMap.shards.map(async (shard) => {
-        const meta = await this.readMeta(shard).catch(() => null);
-        const record = meta?.identity?.shardId === shard.id ? meta.record : null;
+        const meta = await this.readMeta(shard).catch(() => undefined);
+        const record = meta === undefined ? this.lastRecords.get(shard.id) : meta.identity?.shardId === shard.id ? meta.record : null;
         if (record) records.set(shard.id, record);
       }),
     );
@@ -226,6 +229,8 @@ export class ShardSet<App extends AppTables = NoAppTables> {
 
   private applyRouting(records: ReadonlyMap<string, OwnershipRecord>): boolean {
     const live = combineRouting(this.fileMap, records);
+    this.lastRecords.clear();
+    for (const [id, r] of records) this.lastRecords.set(id, r);
     const text = live.overrides.length === 0 ? '' : overrideWarning(this.fileMap.epoch ?? 0, live.overrides);
     if (text !== '' && text !== this.warnedOverrides) this.warn(text, { overrides: live.overrides });
     this.warnedOverrides = text;
@@ -265,7 +270,17 @@ export class ShardSet<App extends AppTables = NoAppTables> {
     const every = this.options.routingRefreshMs ?? 5000;
     if (every === 0 || this.refreshTimer || this.closed) return;
     this.refreshTimer = setInterval(() => {
-      this.refreshRouting().catch((err: unknown) => this.warn(`live routing: refresh failed, keeping the current routing: ${(err as Error).message}`, {}));
+      this.refreshRouting().then(
+        () => {
+          this.warnedRefresh = '';
+        },
+        (err: unknown) => {
+          // Once per distinct failure, not every period: the current routing stays in force.
+          const text = `live routing: refresh failed, keeping the current routing: ${(err as Error).message}`;
+          if (text !== this.warnedRefresh) this.warn(text, {});
+          this.warnedRefresh = text;
+        },
+      );
     }, every);
     this.refreshTimer.unref();
   }
@@ -375,6 +390,11 @@ export class ShardSet<App extends AppTables = NoAppTables> {
    * call may succeed: a serialization failure, a deadlock, a timeout) and `sqlState`; the app's
    * own errors come out as thrown. A connection lost while committing leaves the outcome unknown,
    * as with any database: a transaction retried on `transient` must be safe to run twice.
+   *
+   * Routing is live: when the shard refuses the write because the player's bucket moved
+   * (BucketMovedError, its fence), routing is read again and `fn` runs once more, on the new owner;
+   * a bucket frozen in its cut-over (BucketMovingError) is retried with backoff for up to
+   * `freezeWaitMs`. The refused attempt was rolled back, so `fn` may run more than once.
    */
   async transaction<T>(playerId: PlayerId | string, fn: (trx: Transaction<ShardTables<App>>) => Promise<T>, options?: TransactionOptions): Promise<T> {
     const pid = parsePlayerId(playerId);
