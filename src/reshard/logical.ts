@@ -2,6 +2,7 @@ import pg from 'pg';
 import { connectionUrlOf } from '../shardmap/connection-url.js';
 import type { MoverShards } from './session.js';
 import { patchMove, type MoveRow } from './store.js';
+import { deleteRange } from './copy.js';
 import { inRange, type MovedTable } from './tables.js';
 
 /**
@@ -80,6 +81,17 @@ export async function ensureReplication(shards: MoverShards, row: MoveRow, table
   const source = shards.shard(row.from);
   await shards.with(row.to, async (c) => {
     if ((await c.query(`SELECT 1 FROM pg_subscription WHERE subname = $1`, [sub])).rowCount === 0) {
+      // No subscription: whatever the target holds in the range is left from an earlier one (its
+      // artifacts dropped after a failed cut-over), and the initial copy would collide with it.
+      await c.query('BEGIN');
+      try {
+        await c.query(`SET LOCAL shardline.fence = 'off'`);
+        await deleteRange(c, tables, lo, hi);
+        await c.query('COMMIT');
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
       // The target's server connects to the source with the map's connection (its password, if any, stays in pg_subscription).
       await c.query(
         `CREATE SUBSCRIPTION ${pg.escapeIdentifier(sub)} CONNECTION ${pg.escapeLiteral(connectionUrlOf(source))} PUBLICATION ${pg.escapeIdentifier(pub)}
@@ -122,6 +134,16 @@ export async function waitSynced(
     }
     await sleep(100);
   }
+}
+
+/** True when the move's subscription (target) and slot (source) both still exist. */
+export async function replicationPresent(shards: MoverShards, row: MoveRow): Promise<boolean> {
+  const { slot, sub } = names(row);
+  const [a, b] = await Promise.all([
+    shards.with(row.to, (c) => c.query(`SELECT 1 FROM pg_subscription WHERE subname = $1`, [sub])),
+    shards.with(row.from, (c) => c.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot])),
+  ]);
+  return (a.rowCount ?? 0) > 0 && (b.rowCount ?? 0) > 0;
 }
 
 /** Bytes of WAL the slot has not confirmed yet (null when the slot is gone). */

@@ -8,7 +8,7 @@ import type { Logger } from '../logging/logger.js';
 import { appliedMigrations } from '../migrate/schema-version.js';
 import type { ShardMap } from '../shardmap/index.js';
 import { copyMissingRows, copyTable, deleteRange } from './copy.js';
-import { dropArtifacts, ensureReplication, logicalPrechecks, replicationLag, waitPastLsn, waitSynced } from './logical.js';
+import { dropArtifacts, ensureReplication, logicalPrechecks, replicationLag, replicationPresent, waitPastLsn, waitSynced } from './logical.js';
 import { add, changeOwnership, covers, maxEpoch, overlaps, readOwnership, subtract, within, type OwnershipRecord } from './ownership-record.js';
 import { MoverShards } from './session.js';
 import { abortKind, phaseOf, type MoveState } from './states.js';
@@ -563,9 +563,17 @@ async function runLogical(run: MoveRun): Promise<void> {
   const t0 = performance.now();
   const maxFreeze = run.options.maxFreezeMs ?? 0;
   try {
-    const fenceLsn = await run.shards.with(run.from, async (c) => (await c.query<{ l: string }>(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0]?.l ?? '0/0');
-    await run.shards.with(run.from, (c) => patchMove(c, run.id, { artifacts: { fenceLsn } }));
-    await waitPastLsn(run.shards, run.row, fenceLsn, maxFreeze > 0 ? maxFreeze : 60_000);
+    // The WAL position now is at or past the fence's (nothing writes the frozen range since): once the
+    // slot confirms it, every write the fence let through is on the target. A resume after the
+    // artifacts were dropped has nothing to wait for: the source is frozen, and verify decides.
+    if (await replicationPresent(run.shards, run.row)) {
+      const fenceLsn = await run.shards.with(
+        run.from,
+        async (c) => (await c.query<{ l: string }>(`SELECT pg_current_wal_lsn()::text AS l`)).rows[0]?.l ?? '0/0',
+      );
+      await run.shards.with(run.from, (c) => patchMove(c, run.id, { artifacts: { fenceLsn } }));
+      await waitPastLsn(run.shards, run.row, fenceLsn, maxFreeze > 0 ? maxFreeze : 60_000);
+    }
     await run.copyClaims(claims);
     await run.note('copied');
     await run.verify(lo, hi);

@@ -10,7 +10,13 @@ import type { MoveShards } from './move-support.js';
  * seeding helpers apply; `servers` are stopped by destroy() in cleanup().
  */
 export async function createLogicalShards(): Promise<MoveShards & { servers: EmbeddedPg[] }> {
-  const config = { wal_level: 'logical', max_replication_slots: 10, max_wal_senders: 10, max_logical_replication_workers: 6 };
+  const config = {
+    wal_level: 'logical',
+    max_replication_slots: 10,
+    max_wal_senders: 10,
+    max_logical_replication_workers: 6,
+    wal_retrieve_retry_interval: '200ms',
+  };
   const servers = await Promise.all([startEmbeddedPg({ name: 'mv-src', config }), startEmbeddedPg({ name: 'mv-dst', config })]);
   for (const srv of servers) await srv.admin((c) => c.query(`CREATE DATABASE shard`));
   const urls = servers.map((srv) => srv.urlFor('shard'));
