@@ -28,7 +28,7 @@ process.stdout.write('ready\n');
 async function storm(): Promise<void> {
   const n = Number(count);
   const rate = Number(perSecond);
-  const out: [string, number, number, number][] = new Array(n);
+  const out = new Array<[string, number, number, number]>(n);
   let next = 0;
   const t0 = now();
   await Promise.all(
