@@ -8,6 +8,9 @@ export { SettlementMetrics, serveMetrics } from './metrics.js';
 export { WorkerHealth, serveWorkerEndpoints, type Readiness, type ReadinessProblem, type WorkerHealthOptions } from './health.js';
 export type { JobPolicy } from './queues.js';
 export type { ReconcileOptions } from './reconciler.js';
+// The forward sweep of a bucket move (docs/settlement.md, "Moves"); the mover calls it after its commit point.
+export { forwardMovedParts } from './forwarding.js';
+export type { ForwardSweepOptions, ForwardSweepReport } from './forwarding.js';
 // Which queue and job hold a match part (for operators' queue tools). Redis inspection and match
 // normalization are internals: tests import them from their own modules.
 export { DEFAULT_PREFIX as DEFAULT_SETTLEMENT_PREFIX, homeShardOf, jobIdFor, queueNameFor } from './keys.js';
