@@ -1,5 +1,7 @@
 export { RoomService } from './room-service.js';
-export type { RoomServiceOptions } from './room-service.js';
+export type { ListRoomsOptions, RoomServiceOptions } from './room-service.js';
+// The connection forms every Redis-taking class accepts: one Redis, a Cluster, or options for either.
+export type { RedisClient, RedisClusterConnection, RedisConnection } from '../redis/connection.js';
 export { ZoneWatch } from './zone-watch.js';
 export type { WatchOptions } from './zone-watch.js';
 export { ZoneSweeper } from './zone-sweeper.js';
