@@ -14,6 +14,10 @@ export class SettlementMetrics {
   readonly retried: Counter<'shard'>;
   /** Parts that failed for good (dead letters). */
   readonly failed: Counter<'shard'>;
+  /** Parts whose results of moved players went to the players' new shards (label: the shard they left). */
+  readonly forwarded: Counter<'shard'>;
+  /** Parts put back for later: a player's bucket in its cut-over, or the new shard did not answer. */
+  readonly deferred: Counter<'shard'>;
   readonly batchSize: Histogram<'shard'>;
   /** Submit (inbox row written) to applied (commit), in seconds. */
   readonly lag: Histogram<'shard'>;
@@ -39,6 +43,18 @@ export class SettlementMetrics {
       registers,
     });
     this.failed = new Counter({ name: 'shardline_settlement_failed_total', help: 'Parts failed permanently (dead letters)', labelNames, registers });
+    this.forwarded = new Counter({
+      name: 'shardline_settlement_forwarded_total',
+      help: "Parts whose moved players' results were forwarded to their new shard",
+      labelNames,
+      registers,
+    });
+    this.deferred = new Counter({
+      name: 'shardline_settlement_deferred_total',
+      help: 'Parts put back for later (a bucket in its cut-over, or the new shard unreachable)',
+      labelNames,
+      registers,
+    });
     this.batchSize = new Histogram({
       name: 'shardline_settlement_batch_size',
       help: 'Parts applied per transaction',

@@ -324,7 +324,10 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     for (const r of out.values()) {
       switch (r.kind) {
         case 'applied':
-          if (r.forwardedTo) event.forwarded.push({ matchId: r.matchId, to: r.forwardedTo });
+          if (r.forwardedTo) {
+            event.forwarded.push({ matchId: r.matchId, to: r.forwardedTo });
+            this.metrics.forwarded.inc(label);
+          }
           event.applied.push(r.matchId);
           this.metrics.partsApplied.inc(label);
           this.metrics.resultsApplied.inc(label, r.inserted);
@@ -340,9 +343,11 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
           break;
         case 'forwarded':
           event.forwarded.push({ matchId: r.matchId, to: r.forwardedTo });
+          this.metrics.forwarded.inc(label);
           break;
         case 'deferred':
           event.deferred.push({ matchId: r.matchId, reason: r.reason });
+          this.metrics.deferred.inc(label);
           break;
         default: {
           const unhandled: never = r;
