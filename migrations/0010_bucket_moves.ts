@@ -13,6 +13,14 @@ import type { Knex } from 'knex';
  * yet committed on the target (freeze mode commits batch by batch); `batch_lo`/`batch_hi` the
  * batch in flight.
  *
+ * A move reads and deletes a shard's rows bucket by bucket (copy, verify and purge of each batch),
+ * so each moved table gets an index on its bucket: an expression index on the player id's bucket
+ * bits for the player tables (identities are keyed by bucket already), and on the home bucket of
+ * a claim's match id through `shardline_home_bucket(text)`. That function is declared IMMUTABLE
+ * although convert_to is only STABLE: the conversion from the database's own encoding to UTF-8 is
+ * fixed for the life of the database, which is all an index needs. Without these, every batch
+ * would scan every table whole.
+ *
  * The application role may read the rows (routing diagnostics) and write none: the default
  * privileges of 0003 would give it DML, so they are taken back here, as 0003 did for
  * shardline_meta. The role name is read as in 0003. No `?` appears in this SQL: knex.raw would
@@ -52,6 +60,15 @@ export async function up(knex: Knex): Promise<void> {
       CONSTRAINT shardline_moves_id_check CHECK (id ~ '^[a-z0-9]{1,40}$')
     )`);
   await knex.raw(`
+    CREATE FUNCTION shardline_home_bucket(match_id text) RETURNS integer
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+      SELECT ((get_byte(sha256(convert_to(match_id, 'UTF8')), 2) & 15) << 8) | get_byte(sha256(convert_to(match_id, 'UTF8')), 3)
+    $$`);
+  for (const t of ['players', 'player_stats', 'settlement_ledger', 'player_identities']) {
+    await knex.raw(`CREATE INDEX ${t}_bucket ON ${t} ((((player_id >> 10) & 4095)::int))`);
+  }
+  await knex.raw(`CREATE INDEX settlement_inbox_claims_home_bucket ON settlement_inbox_claims (shardline_home_bucket(match_id))`);
+  await knex.raw(`
     DO $$
     DECLARE
       app text := ${APP_ROLE};
@@ -65,4 +82,7 @@ export async function up(knex: Knex): Promise<void> {
 
 export async function down(knex: Knex): Promise<void> {
   await knex.raw(`DROP TABLE shardline_moves`);
+  await knex.raw(`DROP INDEX settlement_inbox_claims_home_bucket`);
+  for (const t of ['players', 'player_stats', 'settlement_ledger', 'player_identities']) await knex.raw(`DROP INDEX ${t}_bucket`);
+  await knex.raw(`DROP FUNCTION shardline_home_bucket(text)`);
 }

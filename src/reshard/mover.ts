@@ -101,6 +101,8 @@ export interface MoveReport {
   freezes: number[];
   /** The longest freeze of the move so far, ms. */
   frozenMs: number;
+  /** Time this run spent copying rows (freeze mode's COPY of each batch), ms. */
+  copyMs: number;
   purged: boolean;
   /** After an abort: ranges a freeze-mode move had committed before it, which stay moved (purge their source copy with `purgeMove`). */
   kept?: [number, number][];
@@ -247,6 +249,7 @@ async function countRange(shards: MoverShards, id: string, t: MovedTable, lo: nu
 /** One move being driven: its row, its shards' connections, and what this run measured. */
 class MoveRun {
   readonly freezes: number[] = [];
+  copyMs = 0;
   private tables?: MovedTable[];
   rowsCopied: number;
   frozenMs: number;
@@ -312,6 +315,7 @@ class MoveRun {
       rowsCopied: this.rowsCopied,
       freezes: this.freezes,
       frozenMs: this.frozenMs,
+      copyMs: Math.round(this.copyMs),
       purged,
     };
   }
@@ -372,6 +376,7 @@ class MoveRun {
   async copyBatch(lo: number, hi: number): Promise<void> {
     const tables = await this.movedTables();
     let n = 0;
+    const t0 = performance.now();
     await this.shards.with(this.from, (src) =>
       this.shards.tx(this.to, async (dst) => {
         await dst.query(`SET LOCAL shardline.fence = 'off'`);
@@ -384,6 +389,7 @@ class MoveRun {
       }),
     );
     this.rowsCopied += n;
+    this.copyMs += performance.now() - t0;
   }
 
   /** Logical mode: the range's claims not yet on the target (a row filter cannot compute their home bucket). */
@@ -792,6 +798,7 @@ function emptyReport(p: MovePlan): MoveReport {
     rowsCopied: 0,
     freezes: [],
     frozenMs: 0,
+    copyMs: 0,
     purged: false,
   };
 }

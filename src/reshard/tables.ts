@@ -20,8 +20,6 @@ export interface MovedTable {
   readonly replicated: boolean;
 }
 
-const HOME = (col: string) => `(((get_byte(sha256(convert_to(${col}, 'UTF8')), 2) & 15) << 8) | get_byte(sha256(convert_to(${col}, 'UTF8')), 3))`;
-
 /** The bucket of a row of a table keyed `key`, in SQL (contract A's expressions). */
 export function bucketExpr(key: BucketKey): string {
   switch (key) {
@@ -30,7 +28,8 @@ export function bucketExpr(key: BucketKey): string {
     case 'bucket':
       return 'bucket';
     case 'home':
-      return HOME('match_id');
+      // Contract A's home-bucket expression, through the function of migration 0010 that its index is on.
+      return 'shardline_home_bucket(match_id)';
   }
 }
 
