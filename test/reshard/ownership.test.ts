@@ -18,6 +18,7 @@ import { bucketFilter } from '../../src/db/owned-filter.js';
 import { ShardMigrator } from '../../src/migrate/index.js';
 import type { Router } from '../../src/routing/index.js';
 import { bucketOf } from '../../src/routing/player-id.js';
+import { bucketOfKey } from '../../src/routing/key-bucket.js';
 import { RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
 import { runCli } from '../support/cli.js';
 import { errorOf } from '../support/errors.js';
@@ -98,6 +99,7 @@ describe.each(LAYOUTS)('live routing over a bucket move (%s)', (layout) => {
   let base: ShardSet;
   let stale: ShardSet;
   let stale2: ShardSet;
+  let stale3: ShardSet;
   let changes: Router[];
   const players: PlayerId[] = [];
   let inMoved: PlayerId[];
@@ -129,6 +131,8 @@ describe.each(LAYOUTS)('live routing over a bucket move (%s)', (layout) => {
     inMoved = players.filter((p) => bucketOf(p) >= moved[0] && bucketOf(p) <= moved[1]);
     stale = tracked(set(map));
     stale2 = tracked(set(map));
+    stale3 = tracked(set(map));
+    await stale3.routerReady();
     await stale.routerReady(); // routing read before the move, never again by timer
     await stale2.routerReady();
     changes = [];
@@ -165,6 +169,25 @@ describe.each(LAYOUTS)('live routing over a bucket move (%s)', (layout) => {
     expect(updated.nickname).toBe('via-accounts');
     expect(await nick('sz-9', q)).toBe('via-accounts');
     expect(await nick(source, q)).toBe('before');
+  });
+
+  it('an identity registration on a stale client lands its directory row on the new owner of its bucket', async () => {
+    let subject = '';
+    for (let i = 0; ; i++) {
+      const b = bucketOfKey(`device:stale-${i}`);
+      if (b >= moved[0] && b <= moved[1]) {
+        subject = `stale-${i}`;
+        break;
+      }
+    }
+    const p = await new Accounts(stale3).createPlayer({ region: map.shards[0]!.region, nickname: 'ident', identity: { provider: 'device', subject } });
+    const where = async (shard: string) =>
+      (await base.pool(shard).query<{ n: number }>(`SELECT count(*)::int AS n FROM identities WHERE provider = 'device' AND subject = $1`, [subject])).rows[0]
+        ?.n;
+    expect(await where('sz-9')).toBe(1);
+    expect(await where(source)).toBe(0);
+    // A client reading routing now finds it (a client that never refreshes reads the old owner until it does).
+    expect(await new Accounts(tracked(set(map))).playerIdByIdentity({ provider: 'device', subject })).toBe(p.id);
   });
 
   it('reads count every player once while the source still holds its copy', async () => {
