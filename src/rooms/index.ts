@@ -9,7 +9,7 @@ export type { SweeperOptions } from './zone-sweeper.js';
 export { Table, buildMatchResult, endGame } from './table.js';
 export type { EndGameInput, SettlementSubmitter, TableOptions, TablePlayerResult, TableSettlement } from './table.js';
 export { joinRoomView } from './room-view.js';
-export type { PlayerDirectory, RoomView, RoomViewMember } from './room-view.js';
+export type { DirectoryReadOptions, PlayerDirectory, RoomView, RoomViewMember } from './room-view.js';
 // The Lua scripts and the Redis key layout are internals (tests and benches import them from
 // their own modules): they may change between versions.
 export { DEFAULT_CAPACITY as DEFAULT_ROOM_CAPACITY, MAX_CAPACITY as MAX_ROOM_CAPACITY } from './keys.js';

@@ -17,7 +17,7 @@ import {
   zoneKeys,
 } from './keys.js';
 import { checkRoom, toMembers, toSeat, toSnapshot } from './replies.js';
-import { joinRoomView, readPlayers, type PlayerDirectory, type RoomView } from './room-view.js';
+import { joinRoomView, readPlayers, type DirectoryReadOptions, type PlayerDirectory, type RoomView } from './room-view.js';
 import type { PlayerIdInput, RoomDefinition, RoomInfo, Seat, ZoneSnapshot } from './types.js';
 import { ZoneSweeper, type SweeperOptions } from './zone-sweeper.js';
 import { ZoneFeed } from './zone-feed.js';
@@ -414,11 +414,15 @@ export class RoomService {
    * scatter-gather (one query per shard touched). With `partial` (the default) a shard that is down
    * lists its players under `unavailable` instead of failing the view.
    */
-  async roomView(roomId: string, options: { gameId: string; partial?: boolean }): Promise<RoomView> {
+  async roomView(roomId: string, options: { gameId: string; partial?: boolean } & DirectoryReadOptions): Promise<RoomView> {
     if (!this.directory) throw new ValidationError('directory', 'RoomService was built without a player directory');
     const zone = await this.zoneOf(roomId);
     const seated = await this.members(roomId);
-    const answer = await readPlayers(this.directory, seated, { gameId: options.gameId, partial: options.partial ?? true });
+    const read = {
+      ...(options.readFrom === undefined ? {} : { readFrom: options.readFrom }),
+      ...(options.maxLagMs === undefined ? {} : { maxLagMs: options.maxLagMs }),
+    };
+    const answer = await readPlayers(this.directory, seated, { gameId: options.gameId, partial: options.partial ?? true, ...read });
     return joinRoomView({ zone, roomId, gameId: options.gameId }, seated, answer);
   }
 

@@ -8,12 +8,21 @@ import type { PlayerId } from '../routing/index.js';
 export interface PlayerDirectory {
   getPlayers(
     ids: readonly PlayerId[],
-    opts: { gameId?: string; partial?: boolean },
+    opts: { gameId?: string; partial?: boolean } & DirectoryReadOptions,
   ): Promise<{
     players: { id: PlayerId; nickname: string; stats?: { score: bigint } }[];
     missing: PlayerId[];
     unavailable: { shardId: string; playerIds: PlayerId[] }[];
   }>;
+}
+
+/**
+ * Where the directory's reads go (`Accounts#getPlayers` takes them): a shard's replica may answer
+ * while its lag is within `maxLagMs` (docs/shard-map.md). Absent, the ShardSet's defaults apply.
+ */
+export interface DirectoryReadOptions {
+  readFrom?: 'primary' | 'replica';
+  maxLagMs?: number;
 }
 
 export interface RoomViewMember {
@@ -44,7 +53,11 @@ const ROOM_VIEW_BATCH = 500;
  * Reads the seated players through the directory: one call per ROOM_VIEW_BATCH ids (one call for
  * any room of default size), calls in parallel, answers merged.
  */
-export async function readPlayers(directory: PlayerDirectory, ids: readonly PlayerId[], opts: { gameId: string; partial: boolean }): Promise<DirectoryAnswer> {
+export async function readPlayers(
+  directory: PlayerDirectory,
+  ids: readonly PlayerId[],
+  opts: { gameId: string; partial: boolean } & DirectoryReadOptions,
+): Promise<DirectoryAnswer> {
   const parts: Promise<DirectoryAnswer>[] = [];
   for (let i = 0; i < ids.length; i += ROOM_VIEW_BATCH) parts.push(directory.getPlayers(ids.slice(i, i + ROOM_VIEW_BATCH), opts));
   const answers = await Promise.all(parts);

@@ -6,6 +6,7 @@ import { measureLag } from '../../src/db/replicas.js';
 import { ShardIdentityError } from '../../src/errors/index.js';
 import { ShardMigrator } from '../../src/migrate/index.js';
 import type { PlayerId } from '../../src/routing/index.js';
+import { RoomService } from '../../src/rooms/index.js';
 import { SettlementClient, SettlementWorker } from '../../src/settlement/index.js';
 import { validateShardMap, type ReplicaSpec, type ShardMap } from '../../src/shardmap/index.js';
 import { runCli } from '../support/cli.js';
@@ -147,6 +148,18 @@ describe.skipIf(!available)('read replicas: a real streaming standby', () => {
       expect(await onStandby(await shards.readDb('a', { readFrom: 'replica', maxLagMs: 3_600_000 }))).toBe(true);
       const stale = await accounts.getStats(p1, 'g', { readFrom: 'replica', maxLagMs: 3_600_000 });
       expect(stale.score).toBe(0n);
+      // The room view's directory reads follow the same rule.
+      const rooms = new RoomService({ connection: redisOptions(), router: shards.router, directory: accounts, prefix });
+      try {
+        await rooms.defineRooms('r1', [{ roomId: `hall-${prefix}` }]);
+        await rooms.enter(`hall-${prefix}`, p1);
+        const fresh = await rooms.roomView(`hall-${prefix}`, { gameId: 'g', readFrom: 'replica', maxLagMs: 200 });
+        expect(fresh.members.map((m) => m.score)).toEqual([7n]);
+        const old = await rooms.roomView(`hall-${prefix}`, { gameId: 'g', readFrom: 'replica', maxLagMs: 3_600_000 });
+        expect(old.members.map((m) => m.score)).toEqual([0n]);
+      } finally {
+        await rooms.close();
+      }
 
       await servers.sql('standby', 'SELECT pg_wal_replay_resume()');
       await waitFor('the replica to serve the settled result', async () => {
@@ -163,6 +176,7 @@ describe.skipIf(!available)('read replicas: a real streaming standby', () => {
       await worker.stop(5000);
       await client.close();
       await deleteKeys(prefix);
+      await deleteKeys(`{${prefix}`); // the rooms' keys: {<prefix>:zone:<zone>}:...
     }
   });
 
