@@ -7,3 +7,5 @@ export * from './accounts/index.js';
 export * from './scores/index.js';
 export * from './rooms/index.js';
 export * from './settlement/index.js';
+export { abortMove, listMoves, moveBuckets, purgeMove, resumeMove, verifyBuckets, MOVE_STATES } from './reshard/index.js';
+export type { MoveMode, MoveOptions, MovePlan, MoveProgress, MoveReport, MoveRunOptions, MoveState, MoveSummary, VerifyReport } from './reshard/index.js';
