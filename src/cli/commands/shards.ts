@@ -9,7 +9,7 @@ export function registerShards(program: Command): void {
   const shards = program.command('shards').description('inspect the shards of the map');
   shards
     .command('check')
-    .description('reachability, identity and schema version per shard; exits 1 on any problem')
+    .description('reachability, identity and schema version per shard, and reachability, identity and lag per replica; exits 1 on any problem')
     .option('--map <file>', 'shard map file')
     .option('--shard <id>', 'only this shard (repeatable)', collect)
     .action(async (flags: { map?: string; shard?: string[] }) => {
