@@ -510,9 +510,10 @@ async function runFreeze(run: MoveRun): Promise<void> {
       const t0 = performance.now();
       try {
         await run.copyBatch(a, b);
-        await run.note('copied', {}, undefined);
+        // Inside the freeze, the target's row only: one round trip less per step (the source's says fenced).
+        await run.note('copied', {}, 'source');
         await run.verify(a, b);
-        await run.note('verified');
+        await run.note('verified', {}, 'source');
         const frozen = since(t0);
         if (maxFreeze > 0 && frozen > maxFreeze)
           throw new MoveBudgetError(run.id, 'freeze', `batch ${fmt([a, b])} was frozen ${frozen} ms, over --max-freeze ${maxFreeze} ms`);

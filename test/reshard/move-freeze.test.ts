@@ -131,6 +131,15 @@ describe('freeze-mode bucket moves on the shared server', () => {
     expect((await resumeMove(s.map, id)).state).toBe('aborted');
   });
 
+  it('the application role reads the move rows and writes none', async () => {
+    const c = s.admin(0);
+    await c.connect();
+    await c.query(`SET ROLE shardline_app`);
+    expect(((await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM shardline_moves`)).rows[0]?.n ?? 0) > 0).toBe(true);
+    expect(await errorOf(c.query(`UPDATE shardline_moves SET state = 'done'`))).toMatchObject({ code: '42501' });
+    expect(await errorOf(c.query(`SELECT shardline_set_ownership('{}'::jsonb)`))).toMatchObject({ code: '42501' });
+  });
+
   it('purges the source after the grace period', async () => {
     const report = await moveBuckets({ map: s.map, range: [128, 131], to: 'sz-2', graceMs: 10 });
     expect(report).toMatchObject({ state: 'done', purged: true });

@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { listMoves, moveBuckets, verifyBuckets } from '../../src/reshard/index.js';
+import { runCli } from '../support/cli.js';
+import { writeMapFile } from '../support/maps.js';
 import { seedBuckets } from './move-support.js';
 import { createLogicalShards } from './move-support-logical.js';
 
@@ -65,5 +67,21 @@ describe('logical-mode bucket moves between two servers with wal_level=logical',
     const [m] = await listMoves(s.map);
     expect(m).toMatchObject({ mode: 'logical', state: 'moved', artifacts: { publication: `shardline_mv_${report.id}`, slot: `shardline_mv_${report.id}` } });
     expect(report.freezes).toHaveLength(1);
+  });
+
+  it('shards check exits 1 on a shardline_mv_ slot and publication no move owns, naming the WAL the slot holds', async () => {
+    const mapFile = writeMapFile(s.mapJson);
+    expect((await runCli(['shards', 'check', '--map', mapFile])).stderr).not.toMatch(/belongs to no active move/);
+    await s.query(0, `SELECT pg_create_logical_replication_slot('shardline_mv_orphan', 'pgoutput')`);
+    await s.query(0, `CREATE PUBLICATION shardline_mv_orphan FOR TABLE players`);
+    try {
+      const check = await runCli(['shards', 'check', '--map', mapFile]);
+      expect(check.code).toBe(1);
+      expect(check.stderr).toMatch(/sz-1: replication slot shardline_mv_orphan belongs to no active move, holding back [\d.]+ MB of WAL/);
+      expect(check.stderr).toMatch(/sz-1: replication publication shardline_mv_orphan belongs to no active move/);
+    } finally {
+      await s.query(0, `SELECT pg_drop_replication_slot('shardline_mv_orphan')`);
+      await s.query(0, `DROP PUBLICATION shardline_mv_orphan`);
+    }
   });
 });
