@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { abortMove, listMoves, moveBuckets, resumeMove, verifyBuckets } from '../../src/reshard/index.js';
-import { MoveRefusedError, MoveVerifyError } from '../../src/errors/index.js';
+import { MoveBudgetError, MoveRefusedError, MoveVerifyError } from '../../src/errors/index.js';
 import { errorOf } from '../support/errors.js';
 import { createMoveShards, seedBuckets, type MoveShards } from './move-support.js';
 
@@ -129,6 +129,32 @@ describe('freeze-mode bucket moves on the shared server', () => {
     expect(dst!.value.incoming).toEqual([]);
     // A resume of an aborted move does nothing.
     expect((await resumeMove(s.map, id)).state).toBe('aborted');
+  });
+
+  it('a batch frozen longer than maxFreezeMs is undone: the source serves it again, the move stays abortable', async () => {
+    let id = '';
+    const err = await errorOf(
+      moveBuckets({
+        map: s.map,
+        range: [116, 119],
+        to: 'sz-2',
+        purge: 'never',
+        maxFreezeMs: 1,
+        onState: async (st, moveId) => {
+          id = moveId;
+          if (st === 'copied') await new Promise((r) => setTimeout(r, 20));
+        },
+      }),
+    );
+    expect(err).toBeInstanceOf(MoveBudgetError);
+    const [src] = await s.query<{ value: { owned: [number, number, number][]; frozen: unknown[] } }>(
+      0,
+      `SELECT value FROM shardline_meta WHERE key = 'ownership'`,
+    );
+    expect(src!.value.frozen).toEqual([]);
+    expect(src!.value.owned.some(([a, b]) => a <= 116 && b >= 119)).toBe(true);
+    expect((await s.query(1, COUNTS, [116, 119]))[0]).toMatchObject({ players: 0, stats: 0, ledger: 0 });
+    expect((await abortMove(s.map, id)).state).toBe('aborted');
   });
 
   it('the application role reads the move rows and writes none', async () => {
