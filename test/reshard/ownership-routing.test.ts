@@ -87,6 +87,24 @@ describe('combineRouting', () => {
     expect(owner(combineRouting(map, new Map([['b', rec({ owned: [[2048, 4095, 0]] })]])).map, 5)).toBe('a');
   });
 
+  it('a map giving a shard buckets nobody owns (their shard left the map) is refused, naming them', () => {
+    const removed = new Map([
+      ['a', rec({ owned: [[100, 2047, 0]] })],
+      ['b', rec({ owned: [[2048, 4095, 0]] })],
+      ['c', rec({})],
+    ]);
+    let err: unknown;
+    try {
+      combineRouting(map, removed);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ShardOwnershipError);
+    expect((err as ShardOwnershipError).faults).toEqual([
+      { shardId: 'a', owned: '100-2047', mapped: '0-2047', gained: [{ buckets: '0-99', heldBy: null }], lost: [] },
+    ]);
+  });
+
   it('parseOwnershipRecord refuses what is not a record', () => {
     expect(parseOwnershipRecord({ version: 2, owned: [[0, 10, 0]] })).toMatchObject({ version: 2, owned: [[0, 10, 0]], movedTo: [] });
     for (const bad of [
