@@ -155,7 +155,9 @@ export function combineRouting(map: ShardMap, records: ReadonlyMap<string, Owner
     const r = records.get(s.id);
     if (!r) continue;
     const mine = new Uint8Array(BUCKET_COUNT);
-    for (let b = 0; b < BUCKET_COUNT; b++) if (liveOwner[b] === s.id || frozenBy[b] === s.index) mine[b] = 1;
+    // A frozen bucket is its freezer's only while no record claims it: once the target's commit is
+    // read (even beside a source record read mid-cut-over), the target's claim stands.
+    for (let b = 0; b < BUCKET_COUNT; b++) if (liveOwner[b] === s.id || (frozenBy[b] === s.index && liveEpoch[b] === NONE)) mine[b] = 1;
     knowledge.set(s.id, { kind: 'stamped', buckets: rangesOf(mine, 1) });
   }
   const faults: ShardOwnershipFault[] = ownershipFaults(effective, knowledge);

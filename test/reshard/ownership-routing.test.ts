@@ -64,6 +64,28 @@ describe('combineRouting', () => {
     expect(live.frozen.get('a')).toEqual([[1024, 2047]]);
   });
 
+  it('records read across a cut-over (the source mid-freeze, the target after its commit) route to the target, no fault', () => {
+    const live = combineRouting(
+      map,
+      new Map([
+        ['a', rec({ owned: [[0, 1023, 0]], frozen: [[1024, 2047, 'm1']] })],
+        ['b', rec({ owned: [[2048, 4095, 0]] })],
+        ['c', rec({ owned: [[1024, 2047, 1]] })],
+      ]),
+    );
+    expect(owner(live.map, 1500)).toBe('c');
+    expect(live.overrides).toEqual([{ buckets: '1024-2047', mapShard: 'a', owner: 'c', epoch: 1 }]);
+    // And the source read before its freeze: its owned@0 loses to the target's epoch 1 as well.
+    const before = combineRouting(
+      map,
+      new Map([
+        ['a', rec({ owned: [[0, 2047, 0]] })],
+        ['c', rec({ owned: [[1024, 2047, 1]] })],
+      ]),
+    );
+    expect(owner(before.map, 1500)).toBe('c');
+  });
+
   it('a map edit at the live epoch that hides an owner is ShardOwnershipError; above it MapAheadOfOwnershipError', () => {
     const edited = mapOf({ a: ['0-1023'], b: ['2048-4095'], c: ['1024-2047'] });
     let err: unknown;
