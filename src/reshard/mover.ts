@@ -733,6 +733,17 @@ async function loadMove(shards: MoverShards, id: string): Promise<MoveRow> {
 export async function moveBuckets(options: MoveOptions): Promise<MoveReport> {
   const shards = new MoverShards(options.map, options.connection);
   try {
+    // Re-running a move resumes it: the same range to the same shard, still before its end.
+    const [lo, hi] = checkRange(options.range);
+    if (!options.dryRun && options.map.shards.some((x) => x.id === options.to)) {
+      const again = (await shards.with(options.to, (c) => readMoves(c))).find(
+        (m) => m.range[0] === lo && m.range[1] === hi && m.to === options.to && phaseOf(m.state) !== 'finished' && m.state !== 'aborting',
+      );
+      if (again) {
+        await shards.close();
+        return await resumeMove(options.map, again.id, options);
+      }
+    }
     const records = await shards.records();
     const first = await plan(shards, options, records);
     if (options.dryRun) {

@@ -24,7 +24,7 @@ const owns = (r: Rec, b: number) => r.owned.some(([lo, hi]) => lo <= b && b <= h
  * move resumed or, separately, aborted: both converge to one owner per bucket with exactly the
  * rows the source had, nothing frozen or incoming left, and `shards check` clean.
  */
-describe('a killed freeze-mode mover converges on --resume and on --abort', () => {
+describe('a killed freeze-mode mover converges on --resume and on --abort', { timeout: 240_000 }, () => {
   let s: MoveShards;
   let mapFile: string;
   const expected = new Map<number, unknown>();

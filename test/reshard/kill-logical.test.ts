@@ -25,7 +25,7 @@ const owns = (r: Rec, lo: number, hi: number) => r.owned.some(([a, b]) => a <= l
  * aborted: both converge (one owner, the source's rows exactly), and no replication slot (the
  * move's or an initial-sync one), publication or subscription is left on either server.
  */
-describe('a killed logical-mode mover converges on --resume and on --abort, leaving no replication artifact', () => {
+describe('a killed logical-mode mover converges on --resume and on --abort, leaving no replication artifact', { timeout: 240_000 }, () => {
   let s: Awaited<ReturnType<typeof createLogicalShards>>;
   let mapFile: string;
   const STATES = ['planned', 'copying', 'synced', 'fenced', 'copied', 'verified', 'cleaned', 'switched', 'copying:2', 'moved'] as const;

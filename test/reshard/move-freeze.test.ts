@@ -12,7 +12,7 @@ const COUNTS = `SELECT (SELECT count(*) FROM players WHERE ((player_id >> 10) & 
                        (SELECT count(*) FROM settlement_inbox_claims
                          WHERE (((get_byte(sha256(convert_to(match_id, 'UTF8')), 2) & 15) << 8) | get_byte(sha256(convert_to(match_id, 'UTF8')), 3)) BETWEEN $1 AND $2)::int AS claims`;
 
-describe('freeze-mode bucket moves on the shared server', () => {
+describe('freeze-mode bucket moves on the shared server', { timeout: 240_000 }, () => {
   let s: MoveShards;
   beforeAll(async () => {
     s = await createMoveShards();

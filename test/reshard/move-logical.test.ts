@@ -8,7 +8,7 @@ import { createLogicalShards } from './move-support-logical.js';
 
 type Shards = Awaited<ReturnType<typeof createLogicalShards>>;
 
-describe('logical-mode bucket moves between two servers with wal_level=logical', () => {
+describe('logical-mode bucket moves between two servers with wal_level=logical', { timeout: 240_000 }, () => {
   let s: Shards;
   beforeAll(async () => {
     s = await createLogicalShards();
