@@ -26,8 +26,11 @@ export type PartOutcome =
   | { kind: 'applied'; matchId: string; results: number; inserted: number; lagMs: number; forwardedTo?: string[] }
   /** Already applied (a retried or duplicated job): nothing changed. */
   | { kind: 'duplicate'; matchId: string }
-  /** Can never apply as it stands; `recorded` when the inbox row now says failed with the reason. */
-  | { kind: 'failed'; matchId: string; reason: string; recorded: boolean }
+  /**
+   * Can never apply as it stands; `recorded` when the inbox row now says failed with the reason.
+   * `forwardedTo`: results of moved players went there first (they apply there all the same).
+   */
+  | { kind: 'failed'; matchId: string; reason: string; recorded: boolean; forwardedTo?: string[] }
   /** Every result went to the shards its players moved to; the part here is done (state forwarded). */
   | { kind: 'forwarded'; matchId: string; forwardedTo: string[] }
   /** Not now: a player's bucket is in its cut-over, or the shard to forward to did not answer. Nothing changed. */
@@ -204,7 +207,10 @@ export async function applyParts(
         ...(to ? { forwardedTo: to } : {}),
       });
     }
-    for (const f of failed) out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true });
+    for (const f of failed) {
+      const to = forwardedTo.get(f.matchId);
+      out.set(f.matchId, { kind: 'failed', matchId: f.matchId, reason: f.reason, recorded: true, ...(to ? { forwardedTo: to } : {}) });
+    }
     return out;
   });
 }

@@ -306,7 +306,7 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     const queues = this.queues;
     if (!queues) return;
     const jobs = [...out.values()].flatMap((r) =>
-      (r.kind === 'applied' || r.kind === 'forwarded') && r.forwardedTo ? r.forwardedTo.map((to) => ({ to, matchId: r.matchId })) : [],
+      (r.kind === 'applied' || r.kind === 'forwarded' || r.kind === 'failed') && r.forwardedTo ? r.forwardedTo.map((to) => ({ to, matchId: r.matchId })) : [],
     );
     if (jobs.length === 0) return;
     const added = await Promise.allSettled(jobs.map((j) => queues.enqueueForwarded(j.to, j.matchId, shardId)));
