@@ -2,10 +2,12 @@
  * The zone feed at the design's scale: W watchers of one zone in this process while another
  * process seats players with autoEnter. For every change: the time from its write (the storm's
  * send of the autoEnter that made it) to its delivery to every watcher; p50/p99/max over the
- * changes, and the Redis connections the watchers hold. Baseline, same run and same storm: one
- * watcher alone (the lag of the feed itself, without the fan-out).
+ * changes, and the Redis connections the watchers hold. Twice: watchers that iterate the watch
+ * event by event (`for await (const e of watch)`), and watchers that take it a batch at a time
+ * (`watch.batches()`). Baseline, same run and same storm: one watcher alone (the lag of the feed
+ * itself, without the fan-out).
  *
- *   npx tsx bench/zone-feed.bench.ts [--watchers 10000] [--entries 5000] [--rate 1000] [--concurrency 16]
+ *   npx tsx bench/zone-feed.bench.ts [--watchers 10000] [--entries 5000] [--rate 500] [--concurrency 16]
  *   (or SHARDLINE_BENCH_WATCHERS / _ENTRIES / _RATE / _CONCURRENCY; SHARDLINE_BENCH_REDIS_URL)
  *
  * Keys live under a unique prefix and are deleted at the end; nothing else in Redis is touched.
@@ -14,7 +16,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { RoomService, type ZoneWatch } from '../src/index.js';
+import { RoomService, type ZoneEvent, type ZoneWatch } from '../src/index.js';
 import { printResults } from './report.js';
 import type { BenchResult } from './types.js';
 
@@ -94,6 +96,7 @@ async function runOnce(
   prefix: string,
   zone: string,
   watchers: number,
+  mode: 'events' | 'batches',
   entries: number,
   rate: number,
   concurrency: number,
@@ -115,20 +118,30 @@ async function runOnce(
     const keyOf: string[] = new Array<string>(entries + 1);
     const ws: ZoneWatch[] = Array.from({ length: watchers }, () => service.watch(zone, { sweepMs: false }));
     let snapshots = 0;
+    /** One delivery to watcher k; true once it has the storm's last change. */
+    const deliver = (k: number, e: ZoneEvent, t: number): boolean => {
+      if (e.type === 'snapshot') {
+        snapshots++;
+        return false;
+      }
+      const i = e.version - base;
+      if (i < 1 || i > entries) return false;
+      if (k === 0) keyOf[i] = `${e.roomId}:${e.count}`;
+      if (delivered[i] === 0) firstAt[i] = t;
+      delivered[i]!++;
+      if (t > lastAt[i]!) lastAt[i] = t;
+      return i === entries;
+    };
     const consumers = ws.map(async (w, k) => {
-      for await (const e of w) {
-        if (e.type === 'snapshot') {
-          snapshots++;
-          continue;
-        }
-        const t = now();
-        const i = e.version - base;
-        if (i < 1 || i > entries) continue;
-        if (k === 0) keyOf[i] = `${e.roomId}:${e.count}`;
-        if (delivered[i] === 0) firstAt[i] = t;
-        delivered[i]!++;
-        if (t > lastAt[i]!) lastAt[i] = t;
-        if (i === entries) break;
+      if (mode === 'events') {
+        for await (const e of w) if (deliver(k, e, now())) break;
+        return;
+      }
+      for await (const batch of w.batches()) {
+        const t = now(); // the whole batch is in the watcher's hands at once
+        let last = false;
+        for (const e of batch) last = deliver(k, e, t) || last;
+        if (last) break;
       }
     });
     while (snapshots < watchers) await new Promise((r) => setTimeout(r, 20));
@@ -172,18 +185,23 @@ async function deleteKeys(client: Redis, prefix: string): Promise<void> {
 export async function run(): Promise<BenchResult[]> {
   const watchers = option('watchers', 10_000);
   const entries = option('entries', 5000);
-  const rate = option('rate', 1000);
+  const rate = option('rate', 500);
   const concurrency = option('concurrency', 16);
   const prefix = `slbench-feed-${process.pid}`;
   const admin = new Redis(REDIS_URL);
   try {
-    const alone = await runOnce(admin, prefix, 'feed-one', 1, entries, rate, concurrency, 10_000_000);
-    const many = await runOnce(admin, prefix, 'feed-many', watchers, entries, rate, concurrency, 20_000_000);
-    const p99 = percentile(many.lags, 99);
-    const p99Alone = percentile(alone.lags, 99);
-    return [
-      {
-        name: `rooms: zone feed, ${watchers} watchers of one zone, autoEnter storm (${entries} at ${rate || 'max'}/s), lag write -> every watcher`,
+    const alone = await runOnce(admin, prefix, 'feed-one', 1, 'events', entries, rate, concurrency, 10_000_000);
+    const results: BenchResult[] = [];
+    const modes = [
+      ['batches', 'watch.batches()', 20_000_000],
+      ['events', 'for await per event', 30_000_000],
+    ] as const;
+    for (const [mode, label, firstPlayer] of modes) {
+      const many = await runOnce(admin, prefix, `feed-${mode}`, watchers, mode, entries, rate, concurrency, firstPlayer);
+      const p99 = percentile(many.lags, 99);
+      const p99Alone = percentile(alone.lags, 99);
+      results.push({
+        name: `rooms: zone feed, ${watchers} watchers of one zone (${label}), autoEnter storm ${entries} at ${rate || 'max'}/s, lag write -> every watcher`,
         unit: 'ms p99',
         value: round(p99),
         baselineName: '1 watcher, same storm',
@@ -199,8 +217,9 @@ export async function run(): Promise<BenchResult[]> {
           stormPerSecond: Math.round(many.entries / many.stormSeconds),
           aloneP50Ms: round(percentile(alone.lags, 50)),
         },
-      },
-    ];
+      });
+    }
+    return results;
   } finally {
     await deleteKeys(admin, prefix);
     admin.disconnect();

@@ -41,7 +41,7 @@ export class ZoneFeed {
   private windowStart = 0;
   /** The version the feed has read up to; undefined until its first watch asks for changes. */
   private head: number | undefined;
-  private cached: { window: ChangeStep[]; start: number; end: number; changes: ChangeStep[] } | undefined;
+  private cached: { window: ChangeStep[]; start: number; end: number; changes: ChangeStep[]; events?: RoomChange[] } | undefined;
   private arrival: { promise: Promise<unknown>; resolve: (error?: unknown) => void } = deferred();
 
   constructor(source: ZoneFeedSource) {
@@ -113,6 +113,15 @@ export class ZoneFeed {
     if (i < this.window.length) return this.slice(i, max);
     this.run();
     return undefined;
+  }
+
+  /** peek, as the changes themselves: one array shared by every watch at that position. */
+  peekEvents(version: number, max: number): RoomChange[] | 'behind' | undefined {
+    const got = this.peek(version, max);
+    if (got === undefined || got === 'behind') return got;
+    const c = this.cached;
+    if (c && c.changes === got) return (c.events ??= got.map((step) => step.value));
+    return got.map((step) => step.value);
   }
 
   /** Settles on the feed's next batch, its close, or its read error (the value). */

@@ -2,7 +2,7 @@ import { ValidationError } from '../errors/index.js';
 import { validatePositiveInt } from './keys.js';
 import type { RedisClient } from '../redis/connection.js';
 import { toChange, type ChangeStep, type ZoneFeed } from './zone-feed.js';
-import type { ZoneEvent, ZoneSnapshot } from './types.js';
+import type { RoomChange, ZoneEvent, ZoneSnapshot } from './types.js';
 
 /** An event as next() hands it out (the feed's changes come shared, already in this form). */
 type Step = Readonly<IteratorYieldResult<ZoneEvent>>;
@@ -69,8 +69,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   /** Next event of `queue` to hand out (an index, so a batch is not shifted one by one). */
   private taken = 0;
   /** The answer of a lean wait in progress (waitThenNext). */
-  private waiting:
-    { resolve: (r: IteratorResult<ZoneEvent, undefined> | Promise<IteratorResult<ZoneEvent, undefined>>) => void; reject: (e: unknown) => void } | undefined;
+  private waiting: { resolve: (r: unknown) => void; reject: (e: unknown) => void; batch: boolean } | undefined;
   /** Ends the slow path's wait for the feed (set while one runs): close() calls it. */
   private wake: ((value?: unknown) => void) | undefined;
   private readonly waitArrival = (arrival: Promise<unknown>): Promise<unknown> =>
@@ -106,7 +105,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
     // the queue or the feed's window with no promise chain, or by one lean wait for the next batch.
     if (this.pending === undefined && !this.closed) {
       const now = this.takeNow();
-      if (now === 'wait') return this.waitThenNext();
+      if (now === 'wait') return this.waitThenNext(false);
       if (now !== 'slow') return Promise.resolve(now);
     }
     // Otherwise calls are served one after another, so two overlapping next() never read the log twice.
@@ -146,13 +145,61 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
    * callback (made once per watch) on the feed's arrival per batch, which is what thousands of
    * watches of a busy zone do all the time.
    */
-  private waitThenNext(): Promise<IteratorResult<ZoneEvent, undefined>> {
-    const answer = new Promise<IteratorResult<ZoneEvent, undefined>>((resolve, reject) => {
-      this.waiting = { resolve, reject };
+  private waitThenNext<T>(batch: boolean): Promise<T> {
+    const answer = new Promise<T>((resolve, reject) => {
+      this.waiting = { resolve: resolve as (r: unknown) => void, reject, batch };
     });
     this.source.feed.next.then(this.onArrival, this.onArrival);
     this.pending = answer;
     return answer;
+  }
+
+  /**
+   * The same watch a batch at a time: each step yields every event available at once (at most
+   * `batchSize`), in order, a snapshot first as ever. For consumers of busy zones: the cost is one
+   * wake per batch, not one per event, so thousands of watchers keep up with any rate of changes
+   * (the batches grow instead of the lag). The arrays are shared between watches: read them, do
+   * not change them. Use either this or the watch's own iteration, not both.
+   */
+  batches(): AsyncIterableIterator<readonly ZoneEvent[]> {
+    const iterator: AsyncIterableIterator<readonly ZoneEvent[]> = {
+      [Symbol.asyncIterator]: () => iterator,
+      next: () => this.nextBatch(),
+      return: () => {
+        this.close();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+    };
+    return iterator;
+  }
+
+  private nextBatch(): Promise<IteratorResult<readonly ZoneEvent[], undefined>> {
+    if (this.pending === undefined && !this.closed) {
+      const now = this.takeBatchNow();
+      if (now === 'wait') return this.waitThenNext(true);
+      if (now !== 'slow') return Promise.resolve({ done: false, value: now });
+    }
+    // A start, a snapshot or a read of the log: one event the slow way, with whatever came with it.
+    return this.next().then((r): IteratorResult<readonly ZoneEvent[], undefined> => (r.done ? r : { done: false, value: [r.value, ...this.drain()] }));
+  }
+
+  /** takeNow for a batch: what is queued, else the feed's batch after `last` (shared as it is). */
+  private takeBatchNow(): readonly ZoneEvent[] | 'wait' | 'slow' {
+    if (this.taken < this.queue.length) return this.drain();
+    if (!this.started || this.last === undefined) return 'slow';
+    const got = this.source.feed.peekEvents(this.last, this.batchSize);
+    if (got === undefined) return 'wait';
+    const first = got === 'behind' ? undefined : got[0];
+    if (got === 'behind' || first === undefined || first.version !== this.last + 1) return 'slow';
+    this.last = (got[got.length - 1] as RoomChange).version;
+    return got;
+  }
+
+  /** The queued events not handed out yet, now handed out. */
+  private drain(): ZoneEvent[] {
+    const out = this.queue.slice(this.taken).map((s) => s.value);
+    this.taken = this.queue.length;
+    return out;
   }
 
   /** The feed's arrival (or the watch's close) during waitThenNext. */
@@ -169,14 +216,15 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       this.close();
       return waiting.reject(error);
     }
-    const now = this.takeNow();
+    const now = waiting.batch ? this.takeBatchNow() : this.takeNow();
     if (now === 'wait') {
       this.source.feed.next.then(this.onArrival, this.onArrival);
       return undefined;
     }
     this.waiting = undefined;
     this.pending = undefined;
-    waiting.resolve(now === 'slow' ? this.next() : now);
+    if (now === 'slow') waiting.resolve(waiting.batch ? this.nextBatch() : this.next());
+    else waiting.resolve(waiting.batch ? { done: false, value: now } : now);
   };
 
   private release(settled: Promise<unknown>): void {

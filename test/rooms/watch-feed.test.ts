@@ -61,6 +61,36 @@ describe('the shared zone feed', () => {
     await waitFor('the feed connection to close', async () => (await connectionsNamed(name)) === 0);
   }, 60_000);
 
+  it('batches(): 1,000 watchers take the changes a batch at a time, every one in order, a snapshot first', async () => {
+    const zone = 'feed-batches';
+    await f.service.createRoom(zone, 'fbt', { capacity: 1000 });
+    const watchers = Array.from({ length: 1000 }, () => f.service.watch(zone, { sweepMs: false }));
+    const seen: number[][] = watchers.map(() => []);
+    let target = Infinity;
+    let snapshots = 0;
+    const consumers = watchers.map(async (w, i) => {
+      for await (const batch of w.batches()) {
+        for (const e of batch) {
+          if (e.type === 'snapshot') snapshots++;
+          seen[i]!.push(e.version);
+        }
+        if ((seen[i]!.at(-1) ?? -1) >= target) break;
+      }
+    });
+    await waitFor('every snapshot', async () => snapshots === 1000);
+    const [writer] = f.more(1);
+    const players = playerIds(200, 6_000_000);
+    await Promise.all(players.map((p) => writer!.enter('fbt', p)));
+    target = (await f.service.listRooms(zone)).version + 1;
+    await writer!.leave('fbt', players[0]!);
+    await Promise.all(consumers);
+    for (const versions of seen) {
+      expect(versions.length).toBeGreaterThanOrEqual(202);
+      versions.forEach((v, k) => k > 0 && expect(v).toBe(versions[k - 1]! + 1));
+      expect(versions.at(-1)).toBe(target);
+    }
+  }, 60_000);
+
   it('a watcher far behind the others reads the log itself, then joins the shared window', async () => {
     const zone = 'feed-behind';
     await f.service.createRoom(zone, 'fb', { capacity: 1000 });
