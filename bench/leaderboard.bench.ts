@@ -61,6 +61,7 @@ async function seedRows(db: pg.ClientBase, s: ShardSpec, count: number, baseMs: 
  * from their own definitions: one sort instead of a million random index insertions.
  */
 async function seed(db: pg.ClientBase, shards: readonly ShardSpec[], count: number, baseMs: number, boards: boolean): Promise<void> {
+  await db.query('SET statement_timeout = 0'); // a million rows on a loaded machine outlast the pool's default
   const idx = await db.query<{ name: string; def: string }>(
     `SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
      FROM pg_index i WHERE i.indrelid IN ('players'::regclass, 'player_stats'::regclass, 'leaderboard_scores'::regclass)

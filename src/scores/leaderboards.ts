@@ -185,8 +185,8 @@ export class Leaderboards {
     if (own === null) return null;
     const me = { score: own.score, playerId: pid };
     const shardIds = scope.map((s) => s.id);
-    const [ahead, lists] = await Promise.all([this.aheadOf(scope, t, [me]), settleAll(shardIds, (shardId) => this.shardAround(shardId, t, me, above, below))]);
-    const rank = (ahead[0] ?? 0) + 1;
+    const lists = await settleAll(shardIds, (shardId) => this.shardAround(shardId, t, me, above, below));
+    const rank = lists.reduce((sum, l) => sum + l.ahead, 0) + 1;
     const reverse = (a: Scored, b: Scored) => compareEntries(b, a);
     const before = kWayMerge(
       lists.map((l) => l.above),
@@ -307,8 +307,10 @@ export class Leaderboards {
     const owned = bucketFilter('x.player_id', ownedRanges(this.shards, shardId));
     const s = me.score.toString();
     return this.read(shardId, t, async (db) => {
-      const r = await sql<{ side: 'a' | 'b'; player_id: PlayerId; score: bigint; nickname: string | null }>`
-        (SELECT 'a' AS side, x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id) AS nickname
+      const r = await sql<{ side: 'r' | 'a' | 'b'; player_id: PlayerId; score: bigint; nickname: string | null }>`
+        (SELECT 'r' AS side, NULL::bigint AS player_id, c.ahead::bigint AS score, NULL AS nickname FROM (${this.aheadSql(shardId, t, [me])}) c)
+        UNION ALL
+        (SELECT 'a', x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id)
          FROM leaderboard_scores x
          WHERE ${this.key(t)} AND ${owned} AND x.score >= ${s}::bigint AND (x.score > ${s}::bigint OR x.player_id < ${me.playerId})
          ORDER BY x.score ASC, x.player_id DESC LIMIT ${above})
@@ -319,7 +321,7 @@ export class Leaderboards {
          ORDER BY x.score DESC, x.player_id ASC LIMIT ${below})`.execute(db);
       const of = (side: 'a' | 'b') =>
         r.rows.filter((x) => x.side === side).map((x) => ({ playerId: x.player_id, score: BigInt(x.score), nickname: x.nickname ?? '', region }));
-      return { above: of('a'), below: of('b') };
+      return { ahead: Number(r.rows.find((x) => x.side === 'r')?.score ?? 0), above: of('a'), below: of('b') };
     });
   }
 
@@ -368,38 +370,46 @@ export class Leaderboards {
    */
   private async aheadOf(scope: readonly ShardSpec[], t: Target, players: readonly { score: bigint; playerId: PlayerId }[]): Promise<number[]> {
     if (t.period === null || players.length === 0) return players.map(() => 0);
-    const scores = players.map((p) => p.score.toString());
-    const ids = players.map((p) => String(p.playerId));
     const perShard = await settleAll(
       scope.map((s) => s.id),
       (shardId) =>
         this.read(shardId, t, async (db) => {
-          const owned = ownedRanges(this.shards, shardId);
-          const foreign = complement(owned);
-          const hideCount = t.hide ? sql` AND active` : sql``;
-          const range = sql`shardline_score_range(q.s)`;
-          const hi = sql`shardline_score_range_hi(shardline_score_range(q.s))`;
-          const notServed =
-            foreign.length === 0
-              ? sql`0`
-              : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', foreign)} AND x.score > ${hi})`;
-          const r = await sql<{ ord: string; ahead: string }>`
-            SELECT q.ord,
-              coalesce((SELECT sum(n) FROM leaderboard_counts
-                        WHERE board_id = ${t.boardId} AND period = ${t.period} AND range > ${range}${hideCount}), 0)
-              + coalesce((SELECT sum(n) FROM leaderboard_count_deltas
-                          WHERE board_id = ${t.boardId} AND period = ${t.period} AND range > ${range}${hideCount}), 0)
-              - ${notServed}
-              + (SELECT count(*) FROM leaderboard_scores x
-                 WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', owned)}
-                   AND x.score >= q.s AND x.score <= ${hi} AND (x.score > q.s OR x.player_id < q.pid)) AS ahead
-            FROM unnest(${scores}::bigint[], ${ids}::bigint[]) WITH ORDINALITY AS q(s, pid, ord)`.execute(db);
+          const r = await this.aheadSql(shardId, t, players).execute(db);
           const out = players.map(() => 0);
           for (const row of r.rows) out[Number(row.ord) - 1] = Number(row.ahead);
           return out;
         }),
     );
     return players.map((_, i) => perShard.reduce((sum, list) => sum + (list[i] ?? 0), 0));
+  }
+
+  /**
+   * One shard's count of the rows ahead of each (score, player), as (ord, ahead) rows: the counts
+   * of every higher score range (and their pending deltas), minus the rows of those ranges in
+   * buckets the shard does not serve (only during a bucket move are there any), plus the owned
+   * rows ahead inside the player's own range.
+   */
+  private aheadSql(shardId: string, t: Target, players: readonly { score: bigint; playerId: PlayerId }[]): RawBuilder<{ ord: string; ahead: string }> {
+    const owned = ownedRanges(this.shards, shardId);
+    const foreign = complement(owned);
+    const hideCount = t.hide ? sql` AND active` : sql``;
+    const range = sql`shardline_score_range(q.s)`;
+    const hi = sql`shardline_score_range_hi(shardline_score_range(q.s))`;
+    const notServed =
+      foreign.length === 0
+        ? sql`0`
+        : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', foreign)} AND x.score > ${hi})`;
+    return sql<{ ord: string; ahead: string }>`
+      SELECT q.ord,
+        coalesce((SELECT sum(n) FROM leaderboard_counts
+                  WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > ${range}${hideCount}), 0)
+        + coalesce((SELECT sum(n) FROM leaderboard_count_deltas
+                    WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > ${range}${hideCount}), 0)
+        - ${notServed}
+        + (SELECT count(*) FROM leaderboard_scores x
+           WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', owned)}
+             AND x.score >= q.s AND x.score <= ${hi} AND (x.score > q.s OR x.player_id < q.pid)) AS ahead
+      FROM unnest(${players.map((p) => p.score.toString())}::bigint[], ${players.map((p) => String(p.playerId))}::bigint[]) WITH ORDINALITY AS q(s, pid, ord)`;
   }
 
   private rankResult(pid: PlayerId, t: Target, score: bigint, rank: number, region: string | null): PlayerRank {
