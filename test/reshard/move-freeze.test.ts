@@ -17,6 +17,12 @@ describe('freeze-mode bucket moves on the shared server', { timeout: 240_000 }, 
   beforeAll(async () => {
     s = await createMoveShards();
     await seedBuckets(s, 100, 131, 5);
+    // An app player table (primary key starting with player_id): the move carries it too.
+    for (const i of [0, 1] as const) {
+      await s.query(i, `CREATE TABLE game_wallets (player_id bigint, currency text, coins bigint NOT NULL, PRIMARY KEY (player_id, currency))`);
+      await s.query(i, `SELECT shardline_apply_fence()`);
+    }
+    await s.query(0, `INSERT INTO game_wallets SELECT player_id, c, 100 FROM players, (VALUES ('gold'), ('gems')) v(c)`);
   });
   afterAll(async () => {
     await s?.cleanup();
@@ -31,6 +37,9 @@ describe('freeze-mode bucket moves on the shared server', { timeout: 240_000 }, 
     expect(states.filter((x) => x === 'switched')).toHaveLength(4);
     expect((await s.query(1, COUNTS, [100, 115]))[0]).toEqual(before);
     expect(before).toMatchObject({ players: 80, stats: 160, ledger: 240, pids: 80 });
+    const wallets = `SELECT count(*)::int AS n, sum(coins)::int AS coins FROM game_wallets WHERE ((player_id >> 10) & 4095) BETWEEN 100 AND 115`;
+    expect(await s.query(1, wallets)).toEqual(await s.query(0, wallets));
+    expect(await s.query(1, wallets)).toEqual([{ n: 160, coins: 16000 }]);
     const [src] = await s.query<{ value: { owned: unknown[]; frozen: unknown[]; movedTo: unknown[] } }>(
       0,
       `SELECT value FROM shardline_meta WHERE key = 'ownership'`,
@@ -171,5 +180,8 @@ describe('freeze-mode bucket moves on the shared server', { timeout: 240_000 }, 
     expect(report).toMatchObject({ state: 'done', purged: true });
     expect((await s.query(0, COUNTS, [128, 131]))[0]).toMatchObject({ players: 0, stats: 0, ledger: 0, pids: 0, identities: 0, claims: 0 });
     expect((await s.query(1, COUNTS, [128, 131]))[0]).toMatchObject({ players: 20, stats: 40, ledger: 60, pids: 20 });
+    const wallets = `SELECT count(*)::int AS n FROM game_wallets WHERE ((player_id >> 10) & 4095) BETWEEN 128 AND 131`;
+    expect(await s.query(0, wallets)).toEqual([{ n: 0 }]);
+    expect(await s.query(1, wallets)).toEqual([{ n: 40 }]);
   });
 });
