@@ -4,7 +4,7 @@
  * `COPY … TO STDOUT | COPY … FROM STDIN` of the same rows in the same run, and the rate of writes
  * to the buckets that stay beside their rate without a move.
  *
- *   npx tsx bench/reshard.bench.ts [--players 800000] [--batch 32] [--writers 4]
+ *   npx tsx bench/reshard.bench.ts [--players 800000] [--batch 4] [--writers 4]
  *   (or SHARDLINE_BENCH_MOVE_PLAYERS / SHARDLINE_BENCH_MOVE_BATCH / SHARDLINE_BENCH_MOVE_WRITERS)
  *
  * The source shard owns every bucket and holds `players` players with 2 stats rows and 3 ledger
@@ -28,6 +28,9 @@ async function seed(url: string, players: number): Promise<void> {
   await c.connect();
   try {
     const base = Date.now() - 1_704_067_200_000 - 86_400_000;
+    // The bucket indexes of migration 0010 are built once after the load, not row by row.
+    const tables = ['players', 'player_stats', 'settlement_ledger', 'player_identities'];
+    for (const t of tables) await c.query(`DROP INDEX ${t}_bucket`);
     // g -> bucket g % 4096, so every bucket holds players/4096 of them.
     const step = 100_000;
     for (let from = 0; from < players; from += step) {
@@ -49,6 +52,7 @@ async function seed(url: string, players: number): Promise<void> {
         [base, from, to],
       );
     }
+    for (const t of tables) await c.query(`CREATE INDEX ${t}_bucket ON ${t} ((((player_id >> 10) & 4095)::int))`);
     await c.query('ANALYZE');
   } finally {
     await c.end();
@@ -147,7 +151,7 @@ function startWriters(urls: Record<string, string>, ids: readonly string[], clie
 
 export async function run(): Promise<BenchResult[]> {
   const players = option('players', 'SHARDLINE_BENCH_MOVE_PLAYERS', 800_000);
-  const batch = option('batch', 'SHARDLINE_BENCH_MOVE_BATCH', 32);
+  const batch = option('batch', 'SHARDLINE_BENCH_MOVE_BATCH', 4);
   const writers = option('writers', 'SHARDLINE_BENCH_MOVE_WRITERS', 4);
   const base = `slbench_mv_${process.pid}_${Date.now().toString(36)}`;
   const created: string[] = [];
