@@ -173,11 +173,31 @@ export function describeMoveUnderLoad(title: string, o: MoveLoadOptions): void {
       }
     }
 
+    /**
+     * What an app does with an error marked transient (a deadlock, a timeout): the same call again,
+     * which is safe here (createPlayer carries a requestId, updateProfile sets a value). Counted.
+     */
+    const transientRetries: string[] = [];
+    async function retryTransient<T>(fn: () => Promise<T>): Promise<T> {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await fn();
+        } catch (err) {
+          if ((err as { transient?: unknown }).transient !== true || attempt >= 5) throw err;
+          transientRetries.push((err as Error).message);
+          await sleep(50 * attempt);
+        }
+      }
+    }
+
     async function newPlayerLoop(): Promise<void> {
       while (running) {
         const subject = uniqueName('steam');
         try {
-          const p = await accounts.createPlayer({ region: 'shenzhen', nickname: `n${++seq}`, identity: { provider: 'steam', subject }, requestId: subject });
+          const nick = `n${++seq}`;
+          const p = await retryTransient(() =>
+            accounts.createPlayer({ region: 'shenzhen', nickname: nick, identity: { provider: 'steam', subject }, requestId: subject }),
+          );
           pool.push(p.id);
           nickname.set(String(p.id), p.nickname);
           identities.set(subject, p.id);
@@ -193,7 +213,7 @@ export function describeMoveUnderLoad(title: string, o: MoveLoadOptions): void {
         const id = pick();
         const name = `u${++seq}`;
         try {
-          await accounts.updateProfile(String(id), { nickname: name });
+          await retryTransient(() => accounts.updateProfile(String(id), { nickname: name }));
           nickname.set(String(id), name);
         } catch (err) {
           errors.push(`updateProfile ${id}: ${(err as Error).message}`);
@@ -423,6 +443,8 @@ export function describeMoveUnderLoad(title: string, o: MoveLoadOptions): void {
           await finalCheck();
         }
         expect(accepted.length).toBeGreaterThan(100);
+        if (transientRetries.length > 0)
+          console.log(`transient errors retried by the load: ${transientRetries.length} (${[...new Set(transientRetries)].join('; ')})`);
       },
       o.timeoutMs,
     );
