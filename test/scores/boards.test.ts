@@ -358,6 +358,21 @@ describe.each(LAYOUTS)('leaderboard boards (%s)', (layout) => {
     }
   });
 
+  it('the counts the triggers kept are what shardline_rebuild_leaderboards() recomputes from the rows', async () => {
+    const counts = `SELECT board_id, period, range::text, active, sum(n)::text AS n
+      FROM (SELECT * FROM leaderboard_counts UNION ALL SELECT * FROM leaderboard_count_deltas) c
+      GROUP BY 1, 2, 3, 4 HAVING sum(n) <> 0 ORDER BY 1, 2, 3, 4`;
+    for (const s of t.shardSet.shards) {
+      const pool = t.shardSet.pool(s.id);
+      const kept = (await pool.query(counts)).rows;
+      const rows = (await pool.query(`SELECT count(*)::int AS n FROM leaderboard_scores`)).rows[0].n as number;
+      await pool.query(`SELECT shardline_rebuild_leaderboards()`);
+      expect((await pool.query(counts)).rows, s.id).toEqual(kept);
+      expect((await pool.query(`SELECT count(*)::int AS n FROM leaderboard_scores`)).rows[0].n).toBe(rows);
+      expect(kept.length).toBeGreaterThan(0);
+    }
+  });
+
   it('around at the top and the bottom of a board', async () => {
     const all = await boards.topScores('duel:total', { limit: 1000 });
     const top = await boards.around(all[0]!.playerId, 'duel:total', { above: 5, below: 2 });
