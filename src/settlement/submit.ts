@@ -2,7 +2,7 @@ import type { Logger } from '../logging/logger.js';
 import { BucketMovedError, BucketMovingError, SettlementConflictError, ShardUnavailableError, ValidationError } from '../errors/index.js';
 import type { ShardSet } from '../db/shard-set.js';
 import { bucketOf, type Router } from '../routing/index.js';
-import type { SubmitBatches } from './inbox-batch.js';
+import type { SubmitSteps } from './inbox-batch.js';
 import type { LedgerRow, MatchOnShard, PartRow } from './inbox-store.js';
 import { homeShardOf } from './keys.js';
 import { partState, summarize } from './status.js';
@@ -12,7 +12,7 @@ import { toStored, type NormalizedMatch, type NormalizedResult } from './validat
 export interface SubmitContext {
   shards: ShardSet;
   /** Concurrent submissions share each shard's statements and commits (group commit). */
-  batches: SubmitBatches;
+  batches: SubmitSteps;
   logger: Logger;
   enqueueTimeoutMs: number;
   /** The routing this submission keeps throughout (read once at its start). */
@@ -164,8 +164,15 @@ export async function submitFollowingMoves(
   let refreshed = false;
   let pause = 25;
   for (;;) {
-    const router = ctx.shards.router;
-    const match = normalize(router);
+    // Input is checked before any shard is asked; then routed once the first-use checks have read the
+    // ownership records (a new process routes live at once). If they cannot run, the reads below say why.
+    let router = ctx.shards.router;
+    let match = normalize(router);
+    const ready = await ctx.shards.routerReady().catch(() => router);
+    if (ready !== router) {
+      router = ready;
+      match = normalize(router);
+    }
     try {
       return await submitMatch({ ...ctx, router }, match);
     } catch (err) {

@@ -32,7 +32,7 @@ describe('stale game servers and workers across a bucket move', () => {
   async function staleClient(): Promise<SettlementClient> {
     const set = new ShardSet(s.map, { poolMax: 3, routingRefreshMs: 0, logger: silent });
     sets.push(set);
-    await set.refreshRouting();
+    await set.routerReady(); // the first-use checks read routing now, before the move: never again by timer
     const c = new SettlementClient({ shards: set, connection: redisOptions(), prefix, logger: silent });
     clients.push(c);
     return c;
