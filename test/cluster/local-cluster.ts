@@ -179,6 +179,10 @@ export async function startLocalCluster(): Promise<LocalCluster> {
       });
     },
     async waitHealthy() {
+      const state = async () => {
+        const from = alive()[0];
+        return from === undefined ? 'no live node' : await info(from, 'CLUSTER NODES').catch((e: unknown) => String(e));
+      };
       await waitFor(
         'the cluster to be healthy',
         async () => {
@@ -195,9 +199,12 @@ export async function startLocalCluster(): Promise<LocalCluster> {
           }
           return true;
         },
-        30_000,
+        // A loaded machine (CI shares it) can take a while to elect a replica.
+        90_000,
         200,
-      );
+      ).catch(async (err: unknown) => {
+        throw new Error(`${String(err)}; cluster nodes now:\n${await state()}`);
+      });
     },
     stop,
   };

@@ -158,5 +158,5 @@ describe('settlement on a real Redis Cluster (three masters, one replica each)',
     expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats(accepted));
     // Submits record the parts in the shard inboxes before enqueueing: Redis down only delays them.
     expect(refused).toBe(0);
-  }, 150_000);
+  }, 240_000);
 });
