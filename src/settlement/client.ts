@@ -61,6 +61,12 @@ export interface WaitForOptions {
   intervalMs?: number;
 }
 
+/** One match's answer in submitSettlements, at its input's index. */
+export type SubmitSettlementResult = { ok: true; status: SettlementStatus } | { ok: false; error: Error };
+
+/** Most matches one submitSettlements call takes. */
+export const MAX_SUBMIT_MATCHES = 1000;
+
 const INT4_MIN = -(2 ** 31);
 const INT4_MAX = 2 ** 31 - 1;
 
@@ -102,6 +108,26 @@ export class SettlementClient {
     // Each try routes by the routing current at its start: a refusal for a moved bucket refreshes it.
     return submitFollowingMoves({ shards: this.shards, batches: this.batches, logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs }, (router) =>
       normalizeMatch(input, router, this.limits, this.games),
+    );
+  }
+
+  /**
+   * Several matches at once (a game server ending many tables): each is validated, recorded and
+   * answered on its own, exactly as submitSettlement would (a bad one is refused without refusing
+   * the rest), while the batch shares each step's statement on each shard. Resolves to an array
+   * aligned with `matches`: `{ ok: true, status }`, or `{ ok: false, error }` with the error
+   * submitSettlement would have thrown. Only a `matches` that is not an array of at most
+   * MAX_SUBMIT_MATCHES throws.
+   */
+  async submitSettlements(matches: readonly SettlementInput[]): Promise<SubmitSettlementResult[]> {
+    if (!Array.isArray(matches)) throw new ValidationError('matches', 'must be an array of matches');
+    if (matches.length > MAX_SUBMIT_MATCHES) throw new ValidationError('matches', `must hold at most ${MAX_SUBMIT_MATCHES} matches`);
+    const ctx = { shards: this.shards, batches: this.batches.together(), logger: this.logger, enqueueTimeoutMs: this.enqueueTimeoutMs };
+    const settled = await Promise.allSettled(
+      matches.map((input: SettlementInput) => submitFollowingMoves(ctx, (router) => normalizeMatch(input, router, this.limits, this.games))),
+    );
+    return settled.map((r) =>
+      r.status === 'fulfilled' ? { ok: true, status: r.value } : { ok: false, error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) },
     );
   }
 

@@ -51,6 +51,16 @@ export class GroupCommit<I, O> {
     });
   }
 
+  /**
+   * Hands several items over at once: they queue together before a unit starts, so they share one
+   * (up to maxBatch, keys apart) where submitting them one by one would run the first alone.
+   */
+  submitAll(items: readonly I[]): Promise<O>[] {
+    const out = items.map((item) => new Promise<O>((resolve, reject) => this.waiting.push({ item, resolve, reject })));
+    this.pump();
+    return out;
+  }
+
   /** Runs what waits now without lingering, and resolves once nothing waits or is in flight. */
   async drain(): Promise<void> {
     this.draining = true;

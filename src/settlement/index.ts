@@ -1,5 +1,6 @@
 export { SettlementClient } from './client.js';
-export type { SettlementClientOptions, WaitForOptions } from './client.js';
+export { MAX_SUBMIT_MATCHES } from './client.js';
+export type { SettlementClientOptions, SubmitSettlementResult, WaitForOptions } from './client.js';
 export { SettlementWorker } from './worker.js';
 export { loadEffectsModule } from './effects.js';
 export type { AppliedResult, EffectsFor, SettlementEffect, SettlementEffects } from './effects.js';
