@@ -19,6 +19,8 @@ export interface ZoneFeedSource {
 
 /** Changes one XREAD takes at most. */
 const READ_BATCH = 1000;
+/** How long failed reads are retried before the waiting watches get the error. */
+const RETRY_FOR_MS = 10_000;
 /** Changes kept in memory for watches a little behind the feed; older ones are read from the log. */
 const KEEP = 10_000;
 
@@ -34,6 +36,8 @@ export class ZoneFeed {
   private readonly source: ZoneFeedSource;
   private client: RedisClient | undefined;
   private watchers = 0;
+  /** Moves on when the log went back under the feed (see checkLogAfterFailure): watches of an older epoch resync. */
+  epoch = 0;
   private isClosed = false;
   private running = false;
   /** Contiguous versions: window[i] has version windowStart + i. */
@@ -86,8 +90,9 @@ export class ZoneFeed {
    * watches waiting round after round leave no garbage behind.
    */
   async changesAfter(version: number, max: number, wait: (arrival: Promise<unknown>) => Promise<unknown>): Promise<ChangeStep[] | 'behind'> {
+    const epoch = this.epoch;
     for (;;) {
-      if (this.isClosed) return [];
+      if (this.isClosed || this.epoch !== epoch) return []; // a new epoch: the watch resyncs
       const got = this.peek(version, max);
       if (got !== undefined) return got;
       const waited = this.arrival.promise;
@@ -147,24 +152,55 @@ export class ZoneFeed {
   }
 
   private async loop(): Promise<void> {
-    try {
-      while (!this.isClosed && this.client) {
-        const reply = await this.client.xread('COUNT', READ_BATCH, 'BLOCK', this.source.blockMs, 'STREAMS', this.source.changesKey, `${this.head ?? 0}-0`);
-        if (this.isClosed) return;
-        const entries = reply?.[0]?.[1] ?? [];
-        if (entries.length === 0) continue;
-        for (const [id, fields] of entries) this.add(toChange(this.zone, id, fields));
-        this.wake();
+    let failingSince: number | undefined;
+    let retries = 0;
+    while (!this.isClosed && this.client) {
+      let reply: Awaited<ReturnType<RedisClient['xread']>>;
+      try {
+        reply = await this.client.xread('COUNT', READ_BATCH, 'BLOCK', this.source.blockMs, 'STREAMS', this.source.changesKey, `${this.head ?? 0}-0`);
+      } catch (err) {
+        if (this.isClosed) break;
+        // A dropped connection or a cluster failover: read again for a while (the watches just
+        // wait), then give every waiting watch the error (they close, as a lone reader would);
+        // the next watch that waits starts the feed again, from where it stopped.
+        failingSince ??= Date.now();
+        if (Date.now() - failingSince > RETRY_FOR_MS) {
+          this.running = false;
+          this.wake(err instanceof Error ? err : new Error(String(err)));
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** retries++, 1000)));
+        continue;
       }
-    } catch (err) {
-      this.running = false;
-      if (this.isClosed) return;
-      // Every waiting watch gets the error (and closes, as a lone reader would); the next watch
-      // that waits starts the feed again, from where it stopped.
-      this.wake(err instanceof Error ? err : new Error(String(err)));
-      return;
+      if (failingSince !== undefined) {
+        failingSince = undefined;
+        retries = 0;
+        await this.checkLogAfterFailure().catch(() => undefined);
+      }
+      if (this.isClosed) break;
+      const entries = reply?.[0]?.[1] ?? [];
+      if (entries.length === 0) continue;
+      for (const [id, fields] of entries) this.add(toChange(this.zone, id, fields));
+      this.wake();
     }
     this.running = false;
+  }
+
+  /**
+   * After reads failed (a failover, a restart), the log may end before the feed's head: writes the
+   * old primary acknowledged never reached the new one, and the versions after it will be reused
+   * by other changes. Then every watch starts over from a snapshot (`epoch` moves on).
+   */
+  private async checkLogAfterFailure(): Promise<void> {
+    if (!this.client || this.head === undefined) return;
+    const [last] = await this.client.xrevrange(this.source.changesKey, '+', '-', 'COUNT', 1);
+    const version = last ? Number(last[0].slice(0, last[0].indexOf('-'))) : 0;
+    if (version >= this.head) return;
+    this.epoch++;
+    this.window = [];
+    this.head = version;
+    this.windowStart = version + 1;
+    this.wake();
   }
 
   private add(change: RoomChange): void {

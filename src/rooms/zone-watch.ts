@@ -78,6 +78,8 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       arrival.then(resolve, resolve);
     });
   private last: number | undefined;
+  /** The feed's epoch `last` belongs to. */
+  private epoch = 0;
   private started = false;
   private closed = false;
   private readonly fromVersion: number | undefined;
@@ -129,7 +131,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       this.taken++;
       return queued;
     }
-    if (!this.started || this.last === undefined) return 'slow';
+    if (!this.started || this.last === undefined || this.epoch !== this.source.feed.epoch) return 'slow';
     const got = this.source.feed.peek(this.last, this.batchSize);
     if (got === undefined) return 'wait';
     const first = got === 'behind' ? undefined : got[0];
@@ -186,7 +188,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   /** takeNow for a batch: what is queued, else the feed's batch after `last` (shared as it is). */
   private takeBatchNow(): readonly ZoneEvent[] | 'wait' | 'slow' {
     if (this.taken < this.queue.length) return this.drain();
-    if (!this.started || this.last === undefined) return 'slow';
+    if (!this.started || this.last === undefined || this.epoch !== this.source.feed.epoch) return 'slow';
     const got = this.source.feed.peekEvents(this.last, this.batchSize);
     if (got === undefined) return 'wait';
     const first = got === 'behind' ? undefined : got[0];
@@ -268,8 +270,10 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   private async fill(): Promise<void> {
     if (!this.started) {
       this.started = true;
+      const epoch = this.source.feed.epoch;
       if (this.fromVersion !== undefined && this.fromVersion <= (await this.source.currentVersion())) {
         this.last = this.fromVersion;
+        this.epoch = epoch;
         return;
       }
       // No resume point, or one from the future (the zone was reset): start from a snapshot.
@@ -279,7 +283,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
       this.close(); // the service closed under the watch
       return;
     }
-    if (this.last === undefined) return this.resync();
+    if (this.last === undefined || this.epoch !== this.source.feed.epoch) return this.resync();
     const got = await this.source.feed.changesAfter(this.last, this.batchSize, this.waitArrival);
     if (this.closed) return;
     if (got === 'behind') return this.catchUp(this.last);
@@ -314,10 +318,12 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
   }
 
   private async resync(): Promise<void> {
+    const epoch = this.source.feed.epoch;
     const snap = await this.source.snapshot();
     if (this.closed) return;
     this.queue = [step(snap)];
     this.taken = 0;
     this.last = snap.version;
+    this.epoch = epoch;
   }
 }
