@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SettlementConflictError, ValidationError } from '../../src/errors/index.js';
 import type { PlayerId } from '../../src/routing/index.js';
-import { SettlementClient, MAX_SUBMIT_MATCHES, type SettlementInput, type SubmitSettlementResult } from '../../src/settlement/index.js';
+import { SettlementClient, SettlementWorker, MAX_SUBMIT_MATCHES, type SettlementInput, type SubmitSettlementResult } from '../../src/settlement/index.js';
 import { LAYOUTS, createTestShards, type TestShards } from '../support/shards.js';
-import { countRows, createPlayers, deleteKeys, interleave, makeMatch, redisOptions, silent, testPrefix } from './helpers.js';
+import { countRows, createPlayers, deleteKeys, expectedStats, interleave, makeMatch, redisOptions, silent, statsOf, testPrefix, waitFor } from './helpers.js';
 
 function okStatus(r: SubmitSettlementResult | undefined) {
   if (!r?.ok) throw new Error(`expected ok, got ${r ? r.error.message : 'nothing'}`);
@@ -110,6 +110,32 @@ describe.each(LAYOUTS)('submitSettlements (%s)', (layout) => {
     expect(await countRows(t.shardSet)).toEqual(before);
     // One at a time agrees with the batch.
     expect(await client.submitSettlement(matches[0]!)).toMatchObject({ duplicate: true, contentHash: okStatus(first[0]).contentHash });
+  });
+
+  it('applies every match of a batch exactly once: the worker settles them as it does matches submitted one by one', async () => {
+    const gameId = `batch-${layout}`;
+    const matches = Array.from({ length: 16 }, (_, i) => makeMatch(players.slice(i % 9, (i % 9) + 3), { gameId }));
+    const bad = makeMatch(players.slice(0, 2), { gameId, results: [] });
+    const results = await client.submitSettlements([...matches.slice(0, 8), bad, ...matches.slice(8)]);
+    expect(results.filter((r) => r.ok)).toHaveLength(16);
+    expect(errorOf(results[8])).toBeInstanceOf(ValidationError);
+    // Submitted again while applying: nothing is counted twice.
+    const w = new SettlementWorker({ shards: t.shardSet, connection: redisOptions(), prefix, logger: silent, concurrency: 16, batchSize: 8, lingerMs: 5 });
+    try {
+      await w.start();
+      expect((await client.submitSettlements(matches)).every((r) => r.ok && r.status.duplicate)).toBe(true);
+      await waitFor(
+        'every match applied',
+        async () => {
+          const states = await Promise.all(matches.map((m) => client.settlementStatus(m.matchId)));
+          return states.every((st) => st?.state === 'applied') || undefined;
+        },
+        30_000,
+      );
+    } finally {
+      await w.stop(5000);
+    }
+    expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats(matches));
   });
 
   it('throws only for a batch that is not an array of at most MAX_SUBMIT_MATCHES', async () => {
