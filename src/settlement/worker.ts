@@ -39,6 +39,8 @@ export interface SettlementWorkerEvents {
 
 /** About how long a part waits when a player's bucket is in its cut-over (jittered between half and 1.5 times). */
 const DEFER_MS = 500;
+/** How long a job keeps being deferred without spending tries. */
+const DEFER_FOR_MS = 10 * 60_000;
 
 interface ShardRunner {
   worker: Worker<SettlementJobData>;
@@ -255,6 +257,9 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
       case 'forwarded':
         return { forwardedTo: r.forwardedTo };
       case 'deferred':
+        // A part deferred for long (a new shard this worker cannot reach, a move left frozen) goes
+        // back to spending tries with backoff, then to the reconciler, instead of polling forever.
+        if (Date.now() - job.timestamp > DEFER_FOR_MS) throw new Error(`deferred for over ${DEFER_FOR_MS / 60_000} min: ${r.reason}`);
         // Back in the queue without spending a try: a cut-over lasts about a second per batch of buckets.
         await job.moveToDelayed(Date.now() + DEFER_MS / 2 + Math.floor(Math.random() * DEFER_MS), token);
         throw new DelayedError(r.reason);
