@@ -179,9 +179,10 @@ async function plan(shards: MoverShards, opts: MoveOptions, records: Map<string,
   empty.from = from.id;
   if (from.id === to.id) reasons.push(`shard ${to.id} already owns ${lo}-${hi}`);
   if (from.region !== to.region) reasons.push(`shard ${from.id} is in region ${from.region}, ${to.id} in ${to.region}: moves stay inside a region`);
-  const fromEpoch = Math.min(...within((records.get(from.id) as OwnershipRecord).owned, lo, hi).map((e) => e[2]));
+  // Bucket by bucket: a range moved in batches is owned in several entries, each at its own epoch.
+  const fromOwned = within((records.get(from.id) as OwnershipRecord).owned, lo, hi);
   for (const [id, r] of records) {
-    const newer = within(r.movedTo, lo, hi).filter((e) => e[3] > fromEpoch);
+    const newer = within(r.movedTo, lo, hi).filter((e) => within(fromOwned, e[0], e[1]).some((o) => e[3] > o[2]));
     if (id !== from.id && newer.length)
       reasons.push(`shard ${id} records ${newer.map((e) => fmt([e[0], e[1]])).join(',')} as moved at a newer epoch than ${from.id} owns them`);
   }

@@ -184,4 +184,11 @@ describe('freeze-mode bucket moves on the shared server', { timeout: 240_000 }, 
     expect(await s.query(0, wallets)).toEqual([{ n: 0 }]);
     expect(await s.query(1, wallets)).toEqual([{ n: 40 }]);
   });
+
+  it('moves a range moved in batches back to its first shard once that copy is purged', async () => {
+    const back = await moveBuckets({ map: s.map, range: [128, 131], to: 'sz-1', batchBuckets: 2, graceMs: 0 });
+    expect(back).toMatchObject({ state: 'done', from: 'sz-2', to: 'sz-1' });
+    expect((await s.query(0, COUNTS, [128, 131]))[0]).toMatchObject({ players: 20, stats: 40, ledger: 60, pids: 20 });
+    expect((await s.query(1, COUNTS, [128, 131]))[0]).toMatchObject({ players: 0, stats: 0, ledger: 0, pids: 0 });
+  });
 });
