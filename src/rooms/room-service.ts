@@ -1,7 +1,7 @@
 import { UnknownRoomError, UnknownZoneError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
 import { parsePlayerId, type PlayerId, type Router } from '../routing/index.js';
-import { duplicateConnection, isClusterConnection, resolveConnection, type RedisClient, type RedisConnection } from '../redis/connection.js';
+import { clusterSpecOf, duplicateConnection, isClusterConnection, resolveConnection, type RedisClient, type RedisConnection } from '../redis/connection.js';
 import { DEFAULT_KEY_PREFIX, validateKeyPrefix } from '../redis/prefix.js';
 import { defineZoneScripts, type ZoneScripts } from './zone-scripts.js';
 import {
@@ -297,7 +297,15 @@ export class RoomService {
     let resolved: { client: RedisClient; owned: boolean } | undefined;
     if (this.replicaConnection !== undefined) resolved = resolveConnection(this.replicaConnection);
     else if (isClusterConnection(this.connection))
-      resolved = { client: duplicateConnection(this.connection, `${this.prefix}:replica-reads`, { scaleReads: 'slave' }), owned: true };
+      // The slot map is refreshed now and then, so a replica that joins (or finishes its first sync)
+      // after this client read the map is used too; ioredis alone reads it only at start and on MOVED.
+      resolved = {
+        client: duplicateConnection(this.connection, `${this.prefix}:replica-reads`, {
+          scaleReads: 'slave',
+          slotsRefreshInterval: clusterSpecOf(this.connection).options.slotsRefreshInterval ?? 5000,
+        }),
+        owned: true,
+      };
     if (!resolved) return undefined;
     this.replica = { ...resolved, scripts: defineZoneScripts(resolved.client) };
     return this.replica;

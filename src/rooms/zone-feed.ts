@@ -46,6 +46,7 @@ export class ZoneFeed {
   /** The version the feed has read up to; undefined until its first watch asks for changes. */
   private head: number | undefined;
   private cached: { window: ChangeStep[]; start: number; end: number; changes: ChangeStep[]; events?: RoomChange[] } | undefined;
+  private waiters: ((error?: unknown) => void)[] = [];
   private arrival: { promise: Promise<unknown>; resolve: (error?: unknown) => void } = deferred();
 
   constructor(source: ZoneFeedSource) {
@@ -77,7 +78,7 @@ export class ZoneFeed {
     this.window = [];
     this.client?.disconnect();
     this.client = undefined;
-    this.arrival.resolve();
+    this.wake();
     this.source.onClose();
   }
 
@@ -132,6 +133,14 @@ export class ZoneFeed {
   /** Settles on the feed's next batch, its close, or its read error (the value). */
   get next(): Promise<unknown> {
     return this.arrival.promise;
+  }
+
+  /**
+   * Calls `callback` once, on the feed's next batch, its close, or its read error (the argument):
+   * `next` without a promise per waiting watch, for the thousands of them a busy zone wakes.
+   */
+  onNext(callback: (error?: unknown) => void): void {
+    this.waiters.push(callback);
   }
 
   /** The same array for every watch at one position (they only read it), so a wake copies once, not once per watch. */
@@ -225,6 +234,9 @@ export class ZoneFeed {
     const woken = this.arrival;
     this.arrival = deferred();
     woken.resolve(error);
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const callback of waiters) callback(error);
   }
 }
 

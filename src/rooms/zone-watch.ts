@@ -151,7 +151,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
     const answer = new Promise<T>((resolve, reject) => {
       this.waiting = { resolve: resolve as (r: unknown) => void, reject, batch };
     });
-    this.source.feed.next.then(this.onArrival, this.onArrival);
+    this.source.feed.onNext(this.onArrival);
     this.pending = answer;
     return answer;
   }
@@ -220,7 +220,7 @@ export class ZoneWatch implements AsyncIterableIterator<ZoneEvent> {
     }
     const now = waiting.batch ? this.takeBatchNow() : this.takeNow();
     if (now === 'wait') {
-      this.source.feed.next.then(this.onArrival, this.onArrival);
+      this.source.feed.onNext(this.onArrival);
       return undefined;
     }
     this.waiting = undefined;

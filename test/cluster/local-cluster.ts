@@ -189,6 +189,9 @@ export async function startLocalCluster(): Promise<LocalCluster> {
           for (const p of alive()) {
             const state = await info(p, 'CLUSTER INFO').catch(() => '');
             if (!/cluster_state:ok/.test(state) || !/cluster_slots_ok:16384/.test(state)) return false;
+            // Replicas synced and listed, so a client that reads the slot map now sees them.
+            const role = await info(p, 'INFO replication').catch(() => '');
+            if (/role:slave/.test(role) && !/master_link_status:up/.test(role)) return false;
             const nodes = await info(p, 'CLUSTER NODES').catch(() => '');
             for (const k of killed) {
               const line = nodes.split('\n').find((l) => l.includes(`:${k}@`));
