@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { inRange, type MovedTable } from './tables.js';
+import { rowsIn, type MovedTable } from './tables.js';
 
 const { from: copyFrom, to: copyTo } = copyStreams;
 
@@ -13,7 +13,7 @@ const { from: copyFrom, to: copyTo } = copyStreams;
  */
 export async function copyTable(source: pg.ClientBase, target: pg.ClientBase, t: MovedTable, lo: number, hi: number): Promise<number> {
   const cols = t.columns.join(', ');
-  const out = source.query(copyTo(`COPY (SELECT ${cols} FROM ${t.sql} WHERE ${inRange(t.key, lo, hi)}) TO STDOUT (FORMAT binary)`));
+  const out = source.query(copyTo(`COPY (SELECT ${cols} FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}) TO STDOUT (FORMAT binary)`));
   const into = target.query(copyFrom(`COPY ${t.sql} (${cols}) FROM STDIN (FORMAT binary)`));
   await pipeline(out, into);
   return into.rowCount;
@@ -22,7 +22,7 @@ export async function copyTable(source: pg.ClientBase, target: pg.ClientBase, t:
 /** Deletes the rows of buckets lo..hi from every table, children first (the caller's transaction has the fence off). */
 export async function deleteRange(db: Pick<pg.ClientBase, 'query'>, tables: readonly MovedTable[], lo: number, hi: number): Promise<number> {
   let n = 0;
-  for (const t of [...tables].reverse()) n += (await db.query(`DELETE FROM ${t.sql} WHERE ${inRange(t.key, lo, hi)}`)).rowCount ?? 0;
+  for (const t of [...tables].reverse()) n += (await db.query(`DELETE FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}`)).rowCount ?? 0;
   return n;
 }
 
@@ -35,7 +35,7 @@ export async function copyMissingRows(source: pg.ClientBase, target: pg.ClientBa
   const cols = t.columns.join(', ');
   await target.query(`CREATE TEMP TABLE IF NOT EXISTS shardline_mv_claims (LIKE ${t.sql} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`);
   await target.query(`TRUNCATE shardline_mv_claims`);
-  const out = source.query(copyTo(`COPY (SELECT ${cols} FROM ${t.sql} WHERE ${inRange(t.key, lo, hi)}) TO STDOUT (FORMAT binary)`));
+  const out = source.query(copyTo(`COPY (SELECT ${cols} FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}) TO STDOUT (FORMAT binary)`));
   const into = target.query(copyFrom(`COPY shardline_mv_claims (${cols}) FROM STDIN (FORMAT binary)`));
   await pipeline(out, into);
   const r = await target.query(`INSERT INTO ${t.sql} (${cols}) SELECT ${cols} FROM shardline_mv_claims ON CONFLICT DO NOTHING`);

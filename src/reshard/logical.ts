@@ -3,7 +3,7 @@ import { connectionUrlOf } from '../shardmap/connection-url.js';
 import type { MoverShards } from './session.js';
 import { patchMove, type MoveRow } from './store.js';
 import { deleteRange } from './copy.js';
-import { inRange, type MovedTable } from './tables.js';
+import { rowsIn, type MovedTable } from './tables.js';
 
 /**
  * Logical mode's replication artifacts: a publication with the bucket row filter and a slot on the
@@ -70,7 +70,7 @@ export async function ensureReplication(shards: MoverShards, row: MoveRow, table
     if ((await c.query(`SELECT 1 FROM pg_publication WHERE pubname = $1`, [pub])).rowCount === 0) {
       const list = tables
         .filter((t) => t.replicated)
-        .map((t) => `TABLE ${t.sql} WHERE (${inRange(t.key, lo, hi)})`)
+        .map((t) => `TABLE ${t.sql} WHERE (${rowsIn(t, lo, hi)})`)
         .join(', ');
       await c.query(`CREATE PUBLICATION ${pg.escapeIdentifier(pub)} FOR ${list}`);
     }
@@ -127,7 +127,7 @@ export async function waitSynced(
       for (const t of tables.filter((x) => x.replicated)) {
         const [lo, hi] = row.range;
         const n = await shards.with(row.to, async (c) =>
-          Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${t.sql} WHERE ${inRange(t.key, lo, hi)}`)).rows[0]?.n),
+          Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}`)).rows[0]?.n),
         );
         onTable(t.name, n);
       }

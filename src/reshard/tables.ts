@@ -18,6 +18,12 @@ export interface MovedTable {
   readonly columns: readonly string[];
   /** False for claims: the mover copies them itself in logical mode. */
   readonly replicated: boolean;
+  /**
+   * Rows of the range the move leaves to the target's own triggers, as a SQL condition on the rows it
+   * does carry: the plain game's board rows (`period = ''`) are written on the target by the
+   * player_stats triggers of migration 0012 when the stats arrive, so copying them too would collide.
+   */
+  readonly filter?: string;
 }
 
 /** The bucket of a row of a table keyed `key`, in SQL (contract A's expressions). */
@@ -39,12 +45,26 @@ export function inRange(key: BucketKey, lo: number, hi: number): string {
   return `${bucketExpr(key)} BETWEEN ${lo} AND ${hi}`;
 }
 
-/** shardline's own moved tables, parents first (players before the tables whose foreign keys point at it). */
-const OWN_TABLES: readonly { name: string; key: BucketKey; replicated: boolean }[] = [
+/** The rows of table `t` a move of lo..hi carries: its bucket range and the table's own filter. */
+export function rowsIn(t: Pick<MovedTable, 'key' | 'filter'>, lo: number, hi: number): string {
+  const range = inRange(t.key, lo, hi);
+  return t.filter === undefined ? range : `${range} AND (${t.filter})`;
+}
+
+/**
+ * shardline's own moved tables, parents first (players before the tables whose foreign keys point at
+ * it). The leaderboards' player rows (migration 0012) come after player_stats, whose triggers have
+ * then written the plain boards' rows on the target; their counts follow by the statement triggers of
+ * leaderboard_scores, which fire for COPY (freeze mode) but not in a subscription's apply worker, so
+ * logical mode rebuilds them on the target before the commit point.
+ */
+const OWN_TABLES: readonly { name: string; key: BucketKey; replicated: boolean; filter?: string }[] = [
   { name: 'players', key: 'player', replicated: true },
   { name: 'player_stats', key: 'player', replicated: true },
   { name: 'settlement_ledger', key: 'player', replicated: true },
   { name: 'player_identities', key: 'player', replicated: true },
+  { name: 'leaderboard_scores', key: 'player', replicated: true, filter: `period <> ''` },
+  { name: 'leaderboard_late_results', key: 'player', replicated: true },
   { name: 'identities', key: 'bucket', replicated: true },
   { name: 'settlement_inbox_claims', key: 'home', replicated: false },
 ];
@@ -74,7 +94,14 @@ export async function movedTables(db: Queryable): Promise<MovedTable[]> {
   const out: MovedTable[] = [];
   for (const t of OWN_TABLES) {
     const sql = pg.escapeIdentifier(t.name);
-    out.push({ sql, name: t.name, key: t.key, replicated: t.replicated, columns: await columnsOf(db, sql) });
+    out.push({
+      sql,
+      name: t.name,
+      key: t.key,
+      replicated: t.replicated,
+      columns: await columnsOf(db, sql),
+      ...(t.filter === undefined ? {} : { filter: t.filter }),
+    });
   }
   const app = (await readAppTables(db)).filter(
     (t) => t.comment !== 'shardline:local' && t.primaryKey?.columns[0] === 'player_id' && t.columns.find((c) => c.name === 'player_id')?.type === 'bigint',

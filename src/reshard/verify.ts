@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { MoveMismatch } from '../errors/index.js';
-import { bucketExpr, inRange, type MovedTable } from './tables.js';
+import { bucketExpr, rowsIn, type MovedTable } from './tables.js';
 
 /** Per bucket: row count and the sum of the rows' 64-bit text hashes, as decimal text (exact). */
 export type BucketSums = Map<number, { count: string; sum: string }>;
@@ -26,7 +26,7 @@ export async function checksums(client: pg.ClientBase, tables: readonly MovedTab
     for (const t of tables) {
       const r = await client.query<{ b: number; n: string; s: string }>(
         `SELECT ${bucketExpr(t.key)} AS b, count(*)::text AS n, coalesce(sum(hashtextextended(ROW(${t.columns.join(', ')})::text, 0)), 0)::text AS s
-           FROM ${t.sql} WHERE ${inRange(t.key, lo, hi)} GROUP BY 1`,
+           FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)} GROUP BY 1`,
       );
       out.set(t.name, new Map(r.rows.map((row) => [Number(row.b), { count: row.n, sum: row.s }])));
     }
