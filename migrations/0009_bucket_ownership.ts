@@ -45,8 +45,10 @@ const PLAYER_BUCKET = `((ROW.player_id >> 10) & 4095)::int`;
 const HOME_BUCKET = `(((get_byte(sha256(convert_to(ROW.match_id, 'UTF8')), 2) & 15) << 8) | get_byte(sha256(convert_to(ROW.match_id, 'UTF8')), 3))`;
 
 export async function up(knex: Knex): Promise<void> {
-  // The fenced tables in the writers' lock order (ledger → stats → players → identities → claims,
-  // then the app's player tables by name), with how each finds its bucket.
+  // The fenced tables in the writers' lock order (ledger → stats → player_identities → players →
+  // identities → claims, then the app's player tables by name), with how each finds its bucket.
+  // player_identities before players: creating a player with a login is one statement that inserts
+  // its player_identities row first, and a fence taking players first deadlocked with it under load.
   await knex.raw(`
     CREATE FUNCTION shardline_fenced_tables() RETURNS TABLE (rel regclass, kind text)
     LANGUAGE sql STABLE AS $$
@@ -56,7 +58,7 @@ export async function up(knex: Knex): Promise<void> {
                     WHEN n.nspname = current_schema() AND c.relname = 'settlement_inbox_claims' THEN 'home'
                     ELSE 'player' END AS kind,
                CASE WHEN n.nspname <> current_schema() THEN 100
-                    ELSE coalesce(array_position(ARRAY['settlement_ledger', 'player_stats', 'players', 'player_identities', 'identities',
+                    ELSE coalesce(array_position(ARRAY['settlement_ledger', 'player_stats', 'player_identities', 'players', 'identities',
                                                        'settlement_inbox_claims']::name[], c.relname), 100) END AS ord,
                n.nspname, c.relname
           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
