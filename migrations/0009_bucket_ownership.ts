@@ -79,6 +79,7 @@ export async function up(knex: Knex): Promise<void> {
   // Raised by the fence triggers: SQLSTATE 23514 with a constraint name the library maps
   // (src/db/pg-errors.ts), a DETAIL that is JSON, and the message naming the bucket.
   // TG_ARGV: kind, frozen ranges (int4multirange text), movedTo (jsonb text).
+  // sql-text: the module's own bucket expressions, rewritten for the row variable; no input reaches it
   await knex.raw(`
     CREATE FUNCTION shardline_refuse_moved() RETURNS trigger
     LANGUAGE plpgsql AS $$
@@ -111,6 +112,7 @@ export async function up(knex: Knex): Promise<void> {
     END $$`);
 
   // Re-creates the fence from the stored record, after locking every fenced table in order.
+  // sql-text: the module's own bucket expressions, rewritten for the row variable; no input reaches it
   await knex.raw(`
     CREATE FUNCTION shardline_apply_fence() RETURNS void
     LANGUAGE plpgsql AS $$

@@ -17,6 +17,7 @@ export function bucketFilter(column: string, ranges: readonly (readonly [number,
   if (merged.length === 1 && merged[0]?.[0] === 0 && merged[0][1] === BUCKET_COUNT - 1) return sql<boolean>`true`;
   if (merged.length === 0) return sql<boolean>`false`;
   const bucket = sql`((${sql.ref(column)} >> 10) & 4095)`;
+  // sql-text: bucket bounds are integers merged and range-checked by merge(); literals so the planner sees them
   const parts = merged.map(([lo, hi]) => (lo === hi ? sql`${bucket} = ${sql.lit(lo)}` : sql`${bucket} BETWEEN ${sql.lit(lo)} AND ${sql.lit(hi)}`));
   return sql<boolean>`(${sql.join(parts, sql` OR `)})`;
 }

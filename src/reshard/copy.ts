@@ -13,7 +13,9 @@ const { from: copyFrom, to: copyTo } = copyStreams;
  */
 export async function copyTable(source: pg.ClientBase, target: pg.ClientBase, t: MovedTable, lo: number, hi: number): Promise<number> {
   const cols = t.columns.join(', ');
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   const out = source.query(copyTo(`COPY (SELECT ${cols} FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}) TO STDOUT (FORMAT binary)`));
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   const into = target.query(copyFrom(`COPY ${t.sql} (${cols}) FROM STDIN (FORMAT binary)`));
   await pipeline(out, into);
   return into.rowCount;
@@ -22,6 +24,7 @@ export async function copyTable(source: pg.ClientBase, target: pg.ClientBase, t:
 /** Deletes the rows of buckets lo..hi from every table, children first (the caller's transaction has the fence off). */
 export async function deleteRange(db: Pick<pg.ClientBase, 'query'>, tables: readonly MovedTable[], lo: number, hi: number): Promise<number> {
   let n = 0;
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   for (const t of [...tables].reverse()) n += (await db.query(`DELETE FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}`)).rowCount ?? 0;
   return n;
 }
@@ -33,11 +36,15 @@ export async function deleteRange(db: Pick<pg.ClientBase, 'query'>, tables: read
  */
 export async function copyMissingRows(source: pg.ClientBase, target: pg.ClientBase, t: MovedTable, lo: number, hi: number): Promise<number> {
   const cols = t.columns.join(', ');
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   await target.query(`CREATE TEMP TABLE IF NOT EXISTS shardline_mv_claims (LIKE ${t.sql} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`);
   await target.query(`TRUNCATE shardline_mv_claims`);
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   const out = source.query(copyTo(`COPY (SELECT ${cols} FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}) TO STDOUT (FORMAT binary)`));
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   const into = target.query(copyFrom(`COPY shardline_mv_claims (${cols}) FROM STDIN (FORMAT binary)`));
   await pipeline(out, into);
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   const r = await target.query(`INSERT INTO ${t.sql} (${cols}) SELECT ${cols} FROM shardline_mv_claims ON CONFLICT DO NOTHING`);
   return r.rowCount ?? 0;
 }

@@ -72,6 +72,7 @@ export async function ensureReplication(shards: MoverShards, row: MoveRow, table
         .filter((t) => t.replicated)
         .map((t) => `TABLE ${t.sql} WHERE (${rowsIn(t, lo, hi)})`)
         .join(', ');
+      // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
       await c.query(`CREATE PUBLICATION ${pg.escapeIdentifier(pub)} FOR ${list}`);
     }
     if ((await c.query(`SELECT 1 FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rowCount === 0) {
@@ -127,6 +128,7 @@ export async function waitSynced(
       for (const t of tables.filter((x) => x.replicated)) {
         const [lo, hi] = row.range;
         const n = await shards.with(row.to, async (c) =>
+          // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
           Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}`)).rows[0]?.n),
         );
         onTable(t.name, n);
@@ -186,10 +188,9 @@ export async function dropArtifacts(shards: MoverShards, row: MoveRow): Promise<
     const found = (await c.query<{ oid: string }>(`SELECT oid::text AS oid FROM pg_subscription WHERE subname = $1`, [sub])).rows[0];
     if (!found) return;
     oid = found.oid;
-    const s = pg.escapeIdentifier(sub);
-    await c.query(`ALTER SUBSCRIPTION ${s} DISABLE`);
-    await c.query(`ALTER SUBSCRIPTION ${s} SET (slot_name = NONE)`);
-    await c.query(`DROP SUBSCRIPTION ${s}`);
+    await c.query(`ALTER SUBSCRIPTION ${pg.escapeIdentifier(sub)} DISABLE`);
+    await c.query(`ALTER SUBSCRIPTION ${pg.escapeIdentifier(sub)} SET (slot_name = NONE)`);
+    await c.query(`DROP SUBSCRIPTION ${pg.escapeIdentifier(sub)}`);
   });
   await shards.with(row.from, async (c) => {
     const slots = [slot, ...(oid ? [`pg_${oid}_sync_%`] : [])];

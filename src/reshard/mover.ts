@@ -240,6 +240,7 @@ async function plan(shards: MoverShards, opts: MoveOptions, records: Map<string,
 }
 
 async function countRange(shards: MoverShards, id: string, t: MovedTable, lo: number, hi: number): Promise<number> {
+  // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
   return shards.with(id, async (c) => Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)}`)).rows[0]?.n));
 }
 

@@ -92,9 +92,12 @@ function normalize(value: unknown): OwnershipRecord {
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
+const READ = `SELECT value FROM shardline_meta WHERE key = 'ownership'`;
+const READ_FOR_UPDATE = `${READ} FOR UPDATE`;
+
 /** The record as stored (an empty one when the shard has none yet). `forUpdate` inside a transaction locks its row. */
 export async function readOwnership(db: Queryable, forUpdate = false): Promise<OwnershipRecord> {
-  const r = await db.query<{ value: unknown }>(`SELECT value FROM shardline_meta WHERE key = 'ownership'${forUpdate ? ' FOR UPDATE' : ''}`);
+  const r = forUpdate ? await db.query<{ value: unknown }>(READ_FOR_UPDATE) : await db.query<{ value: unknown }>(READ);
   return normalize(r.rows[0]?.value);
 }
 

@@ -68,7 +68,7 @@ export class MoverShards {
         return await this.with(id, async (c) => {
           await c.query('BEGIN');
           try {
-            await c.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.floor(options.lockTimeoutMs ?? 1000))}`);
+            await c.query(`SELECT set_config('lock_timeout', $1, true)`, [`${Math.max(1, Math.floor(options.lockTimeoutMs ?? 1000))}ms`]);
             const out = await fn(c);
             await c.query('COMMIT');
             return out;
@@ -111,7 +111,7 @@ export class MoverShards {
     } catch (err) {
       throw toShardError(err, shard.id, targetOf(shard));
     }
-    const r = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${MOVER_LOCK[0]}, ${MOVER_LOCK[1]}) AS ok`);
+    const r = await client.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock($1, $2) AS ok`, [...MOVER_LOCK]);
     if (r.rows[0]?.ok !== true) {
       client.release();
       throw new MoveBusyError(id, null, 'another shardline mover is connected to it right now; wait for it, or stop it first');
@@ -121,7 +121,7 @@ export class MoverShards {
 
   async close(): Promise<void> {
     for (const c of this.locks.splice(0)) {
-      await c.query(`SELECT pg_advisory_unlock(${MOVER_LOCK[0]}, ${MOVER_LOCK[1]})`).catch(() => undefined);
+      await c.query(`SELECT pg_advisory_unlock($1, $2)`, [...MOVER_LOCK]).catch(() => undefined);
       c.release();
     }
     const pools = [...this.pools.values()];

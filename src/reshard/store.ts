@@ -177,5 +177,6 @@ export async function patchMove(db: Queryable, id: string, p: MovePatch): Promis
   if (p.error !== undefined) set('error', p.error);
   if (p.switched) sets.push('switched_at = coalesce(switched_at, now())');
   if (p.finished) sets.push('finished_at = coalesce(finished_at, now())');
+  // sql-text: column assignments from the fixed names above; every value is a parameter
   await db.query(`UPDATE shardline_moves SET ${sets.join(', ')} WHERE id = $1`, values);
 }

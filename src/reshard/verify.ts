@@ -22,8 +22,10 @@ export async function checksums(client: pg.ClientBase, tables: readonly MovedTab
   const out = new Map<string, BucketSums>();
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
+    // sql-text: CANONICAL is the fixed list of SET statements above
     for (const s of CANONICAL) await client.query(s);
     for (const t of tables) {
+      // sql-text: table and column names escaped by movedTables(), bucket bounds checked integers (inRange); COPY and DDL take no parameters
       const r = await client.query<{ b: number; n: string; s: string }>(
         `SELECT ${bucketExpr(t.key)} AS b, count(*)::text AS n, coalesce(sum(hashtextextended(ROW(${t.columns.join(', ')})::text, 0)), 0)::text AS s
            FROM ${t.sql} WHERE ${rowsIn(t, lo, hi)} GROUP BY 1`,
