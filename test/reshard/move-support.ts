@@ -4,7 +4,7 @@ import { ShardSet } from '../../src/db/index.js';
 import { ShardMigrator } from '../../src/migrate/index.js';
 import { validateShardMap, type ShardMap } from '../../src/shardmap/index.js';
 import { PG_ADMIN_URL, RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
-import { dropDatabases, withAdmin } from '../support/shards.js';
+import { cloneTemplate, dropDatabases, withAdmin } from '../support/shards.js';
 
 /**
  * Two shards of one region for the mover's tests on the shared server: `sz-1` owning every bucket,
@@ -26,17 +26,7 @@ export async function createMoveShards(): Promise<MoveShards> {
   const base = uniqueName(RUN_PREFIX + 'mv');
   const databases = [`${base}_0`, `${base}_1`];
   await withAdmin(async (admin) => {
-    for (const db of databases) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(db)} TEMPLATE ${pg.escapeIdentifier(template)}`);
-          break;
-        } catch (err) {
-          if ((err as { code?: string }).code !== '55006' || attempt > 50) throw err;
-          await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
-        }
-      }
-    }
+    for (const db of databases) await cloneTemplate(admin, db, template);
   });
   const mapJson = {
     version: 1,

@@ -3,7 +3,7 @@ import { inject } from 'vitest';
 import { ShardMigrator } from '../../src/migrate/index.js';
 import { validateShardMap, type ShardMap } from '../../src/shardmap/index.js';
 import { RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
-import { dropDatabases, withAdmin } from '../support/shards.js';
+import { cloneTemplate, dropDatabases, withAdmin } from '../support/shards.js';
 
 /**
  * Shards for the settlement-in-flight tests: `sz-1` owning every bucket and `sz-2` added empty, one
@@ -25,18 +25,7 @@ export async function createForwardShards(): Promise<ForwardShards> {
   const base = uniqueName(RUN_PREFIX + 'fwd');
   const databases = [`${base}_0`, `${base}_1`];
   await withAdmin(async (admin) => {
-    for (const db of databases) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(db)} TEMPLATE ${pg.escapeIdentifier(template)}`);
-          break;
-        } catch (err) {
-          // 55006: another file is cloning the template at this instant.
-          if ((err as { code?: string }).code !== '55006' || attempt > 50) throw err;
-          await new Promise((r) => setTimeout(r, 50 + Math.random() * 100));
-        }
-      }
-    }
+    for (const db of databases) await cloneTemplate(admin, db, template);
   });
   const mapJson = {
     version: 1,

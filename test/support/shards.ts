@@ -90,7 +90,8 @@ export async function withAdmin<T>(fn: (admin: pg.Client) => Promise<T>): Promis
   }
 }
 
-async function cloneTemplate(admin: pg.Client, db: string, template: string): Promise<void> {
+/** A new database cloned from the run's template, waiting out another file's clone of it. */
+export async function cloneTemplate(admin: pg.Client, db: string, template: string): Promise<void> {
   for (let attempt = 0; ; attempt++) {
     try {
       await admin.query(`CREATE DATABASE ${pg.escapeIdentifier(db)} TEMPLATE ${pg.escapeIdentifier(template)}`);
