@@ -137,6 +137,8 @@ describe('rooms on a real Redis Cluster (three masters, one replica each)', () =
     let stop = false;
     let errors = 0;
     let seated = 0;
+    let inFlight = 0;
+    let inFlightAtKill = 0;
     // A mirror of the zone fed by a watch, across the failover: changes the old master acknowledged
     // may be gone from the new one, so the watch must resync rather than take reused versions.
     const mirror = new Map<string, number>();
@@ -156,6 +158,7 @@ describe('rooms on a real Redis Cluster (three masters, one replica each)', () =
     const loops = services.map(async (svc, k) => {
       for (let i = 0; !stop; i++) {
         const p = players[(i * 3 + k) % players.length]!;
+        inFlight++;
         try {
           await svc.enter(rooms[(i + k) % rooms.length]!.roomId, p);
           seated++;
@@ -164,11 +167,14 @@ describe('rooms on a real Redis Cluster (three masters, one replica each)', () =
             errors++;
             await sleep(50);
           }
+        } finally {
+          inFlight--;
         }
       }
     });
     try {
       await waitFor('entries before the failover', async () => seated >= 50);
+      inFlightAtKill = inFlight;
       await cluster.kill(master);
       await cluster.waitHealthy();
       const after = seated;
@@ -182,7 +188,9 @@ describe('rooms on a real Redis Cluster (three masters, one replica each)', () =
     const s = await zoneState(zone);
     assertInvariants(s);
     for (const r of rooms) expect(s.members.get(r.roomId)?.size ?? 0).toBeLessThanOrEqual(r.capacity);
-    expect(errors).toBeGreaterThan(0); // the entries did run into the failover
+    // The entries did run into the failover. Whether one of them surfaces an error depends on whether
+    // ioredis's own retry on CLUSTERDOWN/MOVED outlasts the election, so count entries in flight instead.
+    expect(inFlightAtKill).toBeGreaterThan(0);
     const truth = await service.listRooms(zone);
     await waitFor('the watch to follow the new master', async () => mirrorVersion === truth.version, 30_000);
     expect(Object.fromEntries(mirror)).toEqual(Object.fromEntries(truth.rooms.map((r) => [r.roomId, r.count])));
