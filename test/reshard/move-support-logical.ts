@@ -1,13 +1,13 @@
 import pg from 'pg';
 import { ShardMigrator } from '../../src/migrate/index.js';
-import { validateShardMap, type ShardMap } from '../../src/shardmap/index.js';
 import { startEmbeddedPg, type EmbeddedPg } from '../support/embedded-pg.js';
 import type { MoveShards } from './move-support.js';
+import { queryOnce, twoShardMap } from './two-shards.js';
 
 /**
  * Two private PostgreSQL servers with wal_level=logical (the shared one on 5432 has replica), one
  * shard each: `sz-1` owning every bucket, `sz-2` empty. Same shape as createMoveShards, so the
- * seeding helpers apply; `servers` are stopped by destroy() in cleanup().
+ * seeding helpers apply (the map of two-shards.ts); `servers` are stopped by destroy() in cleanup().
  */
 export async function createLogicalShards(): Promise<MoveShards & { servers: EmbeddedPg[] }> {
   const config = {
@@ -20,16 +20,7 @@ export async function createLogicalShards(): Promise<MoveShards & { servers: Emb
   const servers = await Promise.all([startEmbeddedPg({ name: 'mv-src', config }), startEmbeddedPg({ name: 'mv-dst', config })]);
   for (const srv of servers) await srv.admin((c) => c.query(`CREATE DATABASE shard`));
   const urls = servers.map((srv) => srv.urlFor('shard'));
-  const mapJson = {
-    version: 1,
-    buckets: 4096,
-    regions: ['shenzhen'],
-    shards: [
-      { id: 'sz-1', region: 'shenzhen', connection: urls[0]!, buckets: ['0-4095'] },
-      { id: 'sz-2', region: 'shenzhen', connection: urls[1]!, buckets: [] },
-    ],
-  };
-  const map: ShardMap = validateShardMap(mapJson, { file: '<logical move test>' });
+  const { map, mapJson } = twoShardMap(urls, '<logical move test>');
   for (const s of map.shards) await new ShardMigrator(s).latest();
   return {
     map,
@@ -38,15 +29,7 @@ export async function createLogicalShards(): Promise<MoveShards & { servers: Emb
     urls,
     servers,
     admin: (i) => new pg.Client({ connectionString: urls[i] }),
-    async query<T extends pg.QueryResultRow>(i: 0 | 1, sql: string, params: unknown[] = []) {
-      const c = new pg.Client({ connectionString: urls[i] });
-      await c.connect();
-      try {
-        return (await c.query<T>(sql, params)).rows;
-      } finally {
-        await c.end();
-      }
-    },
+    query: <T extends pg.QueryResultRow>(i: number, sql: string, params: unknown[] = []) => queryOnce<T>(urls[i] as string, sql, params),
     async cleanup() {
       await Promise.all(servers.map((srv) => srv.destroy()));
     },

@@ -1,68 +1,27 @@
 import pg from 'pg';
-import { inject } from 'vitest';
-import { ShardSet } from '../../src/db/index.js';
-import { ShardMigrator } from '../../src/migrate/index.js';
-import { validateShardMap, type ShardMap } from '../../src/shardmap/index.js';
-import { PG_ADMIN_URL, RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
-import { cloneTemplate, dropDatabases, withAdmin } from '../support/shards.js';
+import { createTwoShards, type TwoShards } from './two-shards.js';
 
 /**
- * Two shards of one region for the mover's tests on the shared server: `sz-1` owning every bucket,
- * `sz-2` added empty (`"buckets": []`), both cloned from the run's template and migrated.
+ * The two-shard map of two-shards.ts for the mover's tests on the shared server (`sz-1` owning
+ * every bucket, `sz-2` empty), with clients left to the test (`admin`, closed by cleanup()).
  */
-export interface MoveShards {
-  map: ShardMap;
-  mapJson: Record<string, unknown>;
-  databases: string[];
-  /** Connection URL of each shard (owner role). */
-  urls: string[];
+export interface MoveShards extends TwoShards {
   admin(db: 0 | 1): pg.Client;
-  query<T extends pg.QueryResultRow = pg.QueryResultRow>(db: 0 | 1, sql: string, params?: unknown[]): Promise<T[]>;
-  cleanup(): Promise<void>;
 }
 
 export async function createMoveShards(): Promise<MoveShards> {
-  const template = inject('templateDb');
-  const base = uniqueName(RUN_PREFIX + 'mv');
-  const databases = [`${base}_0`, `${base}_1`];
-  await withAdmin(async (admin) => {
-    for (const db of databases) await cloneTemplate(admin, db, template);
-  });
-  const mapJson = {
-    version: 1,
-    buckets: 4096,
-    regions: ['shenzhen'],
-    shards: [
-      { id: 'sz-1', region: 'shenzhen', connection: urlFor(databases[0]!), buckets: ['0-4095'] },
-      { id: 'sz-2', region: 'shenzhen', connection: urlFor(databases[1]!), buckets: [] },
-    ],
-  };
-  const map = validateShardMap(mapJson, { file: '<move test>' });
-  await Promise.all(map.shards.map((s) => new ShardMigrator(s).latest()));
+  const shards = await createTwoShards('mv', '<move test>');
   const clients: pg.Client[] = [];
-  const admin = (i: 0 | 1) => {
-    const c = new pg.Client({ connectionString: urlFor(databases[i]!) });
-    clients.push(c);
-    return c;
-  };
   return {
-    map,
-    mapJson,
-    databases,
-    urls: databases.map((d) => urlFor(d)),
-    admin,
-    async query<T extends pg.QueryResultRow>(i: 0 | 1, sql: string, params: unknown[] = []) {
-      const c = new pg.Client({ connectionString: urlFor(databases[i]!) });
-      await c.connect();
-      try {
-        return (await c.query<T>(sql, params)).rows;
-      } finally {
-        await c.end();
-      }
+    ...shards,
+    admin(i: 0 | 1) {
+      const c = new pg.Client({ connectionString: shards.urls[i] });
+      clients.push(c);
+      return c;
     },
     async cleanup() {
       await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
-      await dropDatabases(databases);
+      await shards.cleanup();
     },
   };
 }
@@ -108,5 +67,3 @@ export async function seedBuckets(s: MoveShards, lo: number, hi: number, perBuck
   }
   return ids;
 }
-
-export { PG_ADMIN_URL, ShardSet };

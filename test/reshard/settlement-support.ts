@@ -1,51 +1,14 @@
 import pg from 'pg';
-import { inject } from 'vitest';
-import { ShardMigrator } from '../../src/migrate/index.js';
-import { validateShardMap, type ShardMap } from '../../src/shardmap/index.js';
-import { RUN_PREFIX, uniqueName, urlFor } from '../support/env.js';
-import { cloneTemplate, dropDatabases, withAdmin } from '../support/shards.js';
+import { urlFor } from '../support/env.js';
+import { createTwoShards, SHARD_IDS, type TwoShards } from './two-shards.js';
 
-/**
- * Shards for the settlement-in-flight tests: `sz-1` owning every bucket and `sz-2` added empty, one
- * region, cloned from the run's template and migrated (so both have their ownership record).
- */
-export interface ForwardShards {
-  map: ShardMap;
-  mapJson: Record<string, unknown>;
-  databases: string[];
-  /** One statement as the owner role on shard 0 (sz-1) or 1 (sz-2). */
-  query<T extends pg.QueryResultRow = pg.QueryResultRow>(db: number, sql: string, params?: unknown[]): Promise<T[]>;
-  cleanup(): Promise<void>;
-}
+export { SHARD_IDS };
 
-export const SHARD_IDS = ['sz-1', 'sz-2'] as const;
+/** Shards for the settlement-in-flight tests: the two-shard map of two-shards.ts (`sz-1` owning every bucket, `sz-2` empty). */
+export type ForwardShards = TwoShards;
 
-export async function createForwardShards(): Promise<ForwardShards> {
-  const template = inject('templateDb');
-  const base = uniqueName(RUN_PREFIX + 'fwd');
-  const databases = [`${base}_0`, `${base}_1`];
-  await withAdmin(async (admin) => {
-    for (const db of databases) await cloneTemplate(admin, db, template);
-  });
-  const mapJson = {
-    version: 1,
-    buckets: 4096,
-    regions: ['shenzhen'],
-    shards: [
-      { id: 'sz-1', region: 'shenzhen', connection: urlFor(databases[0] as string), buckets: ['0-4095'] },
-      { id: 'sz-2', region: 'shenzhen', connection: urlFor(databases[1] as string), buckets: [] },
-    ],
-  };
-  const map = validateShardMap(mapJson, { file: '<settlement forwarding test>' });
-  await Promise.all(map.shards.map((s) => new ShardMigrator(s).latest()));
-  return {
-    map,
-    mapJson,
-    databases,
-    query: <T extends pg.QueryResultRow>(i: number, sql: string, params: unknown[] = []) =>
-      withDb(databases[i] as string, async (c) => (await c.query<T>(sql, params)).rows),
-    cleanup: () => dropDatabases(databases),
-  };
+export function createForwardShards(): Promise<ForwardShards> {
+  return createTwoShards('fwd', '<settlement forwarding test>');
 }
 
 async function withDb<T>(database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
