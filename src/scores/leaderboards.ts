@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { PlayerNotFoundError, UnknownBoardError, ValidationError } from '../errors/index.js';
 import { showValue } from '../errors/show-value.js';
@@ -285,76 +286,102 @@ export class Leaderboards {
   }
 
   /**
+   * The rows of one read statement on a shard. On the primary it runs as a named statement, so
+   * each connection parses and plans it once instead of on every call (planning was most of these
+   * statements' cost); its name is a hash of its text, which holds no values but the bucket bounds
+   * and row limits, so a connection prepares a handful. A replica read runs it unnamed: the
+   * replica's own pool is picked per call, and its reads are not the hot path.
+   */
+  private rows<R>(shardId: string, t: Target, statement: RawBuilder<R>, playerIds: readonly PlayerId[] = []): Promise<R[]> {
+    return this.read(
+      shardId,
+      t,
+      async (db) => {
+        const compiled = statement.compile(db);
+        // withReadShard hands over the primary's own Kysely (checked by then) unless it picked a replica.
+        if (db !== this.shards.rawDb(shardId)) return (await db.executeQuery(compiled)).rows;
+        const r = await this.shards
+          .pool(shardId)
+          .query<R & object>({ name: statementName(compiled.sql), text: compiled.sql, values: [...compiled.parameters] });
+        return r.rows;
+      },
+      playerIds,
+    );
+  }
+
+  /**
    * One shard's first `limit` rows in board order. The nickname comes from a correlated subquery,
    * not a join: the same rows (the foreign key guarantees the player row), but nothing for the
-   * planner to search, and planning is most of this statement's cost at top-K sizes.
+   * planner to search. The limit is written into the text (one of a few values a call uses), so
+   * the statement's generic plan is the custom one: an index scan that stops after `limit` rows
+   * (with `LIMIT $n` a generic plan assumes a tenth of the table and would sort it).
    */
-  private shardTop(shardId: string, t: Target, limit: number): Promise<Scored[]> {
+  private async shardTop(shardId: string, t: Target, limit: number): Promise<Scored[]> {
     const region = this.shards.router.shard(shardId).region; // every player of a shard is of its region
-    return this.read(shardId, t, async (db) => {
-      const r = await sql<{ player_id: PlayerId; score: bigint; nickname: string | null }>`
+    const rows = await this.rows(
+      shardId,
+      t,
+      sql<{ player_id: PlayerId; score: bigint; nickname: string | null }>`
         SELECT x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id) AS nickname
         FROM leaderboard_scores x
         WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', ownedRanges(this.shards, shardId))}
-        ORDER BY x.score DESC, x.player_id ASC LIMIT ${limit}`.execute(db);
-      return r.rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname ?? '', region }));
-    });
+        ORDER BY x.score DESC, x.player_id ASC LIMIT ${sql.lit(limit)}`,
+    );
+    return rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname ?? '', region }));
   }
 
   /** The rows just ahead of `me` (nearest first) and just behind it, on one shard, in one statement. */
-  private shardAround(shardId: string, t: Target, me: { score: bigint; playerId: PlayerId }, above: number, below: number) {
+  private async shardAround(shardId: string, t: Target, me: { score: bigint; playerId: PlayerId }, above: number, below: number) {
     const region = this.shards.router.shard(shardId).region;
     const owned = bucketFilter('x.player_id', ownedRanges(this.shards, shardId));
     const s = me.score.toString();
-    return this.read(shardId, t, async (db) => {
-      const r = await sql<{ side: 'r' | 'a' | 'b'; player_id: PlayerId; score: bigint; nickname: string | null }>`
+    // Limits in the text, as in shardTop, so the prepared statement's generic plan reads the index.
+    const rows = await this.rows(
+      shardId,
+      t,
+      sql<{ side: 'r' | 'a' | 'b'; player_id: PlayerId; score: bigint; nickname: string | null }>`
         (SELECT 'r' AS side, NULL::bigint AS player_id, c.ahead::bigint AS score, NULL AS nickname FROM (${this.aheadSql(shardId, t, [me])}) c)
         UNION ALL
         (SELECT 'a', x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id)
          FROM leaderboard_scores x
          WHERE ${this.key(t)} AND ${owned} AND x.score >= ${s}::bigint AND (x.score > ${s}::bigint OR x.player_id < ${me.playerId})
-         ORDER BY x.score ASC, x.player_id DESC LIMIT ${above})
+         ORDER BY x.score ASC, x.player_id DESC LIMIT ${sql.lit(above)})
         UNION ALL
         (SELECT 'b', x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id)
          FROM leaderboard_scores x
          WHERE ${this.key(t)} AND ${owned} AND x.score <= ${s}::bigint AND (x.score < ${s}::bigint OR x.player_id > ${me.playerId})
-         ORDER BY x.score DESC, x.player_id ASC LIMIT ${below})`.execute(db);
-      const of = (side: 'a' | 'b') =>
-        r.rows.filter((x) => x.side === side).map((x) => ({ playerId: x.player_id, score: BigInt(x.score), nickname: x.nickname ?? '', region }));
-      return { ahead: Number(r.rows.find((x) => x.side === 'r')?.score ?? 0), above: of('a'), below: of('b') };
-    });
+         ORDER BY x.score DESC, x.player_id ASC LIMIT ${sql.lit(below)})`,
+    );
+    const of = (side: 'a' | 'b') =>
+      rows.filter((x) => x.side === side).map((x) => ({ playerId: x.player_id, score: BigInt(x.score), nickname: x.nickname ?? '', region }));
+    return { ahead: Number(rows.find((x) => x.side === 'r')?.score ?? 0), above: of('a'), below: of('b') };
   }
 
   /** The scores (and nicknames) of some players of one shard. */
-  private shardScores(shardId: string, t: Target, ids: readonly PlayerId[]): Promise<Scored[]> {
+  private async shardScores(shardId: string, t: Target, ids: readonly PlayerId[]): Promise<Scored[]> {
     const region = this.shards.router.shard(shardId).region;
-    return this.read(
+    const rows = await this.rows(
       shardId,
       t,
-      async (db) => {
-        const r = await sql<{ player_id: PlayerId; score: bigint; nickname: string }>`
-          SELECT x.player_id, x.score, p.nickname FROM leaderboard_scores x JOIN players p ON p.player_id = x.player_id
-          WHERE x.player_id = ANY(${ids.map(String)}::bigint[]) AND ${this.key(t)}
-            AND ${bucketFilter('x.player_id', ownedRanges(this.shards, shardId))}`.execute(db);
-        return r.rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname, region }));
-      },
+      sql<{ player_id: PlayerId; score: bigint; nickname: string }>`
+        SELECT x.player_id, x.score, p.nickname FROM leaderboard_scores x JOIN players p ON p.player_id = x.player_id
+        WHERE x.player_id = ANY(${ids.map(String)}::bigint[]) AND ${this.key(t)}
+          AND ${bucketFilter('x.player_id', ownedRanges(this.shards, shardId))}`,
       ids,
     );
+    return rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname, region }));
   }
 
   /** The player's own score on the board period: null when they have none (or are hidden). */
   private async ownScore(pid: PlayerId, t: Target): Promise<OwnScore | null> {
     const home = this.shards.router.shardFor(pid);
-    const row = await this.read(
+    const [row] = await this.rows(
       home.id,
       t,
-      async (db) => {
-        const r = await sql<{ score: bigint | null; active: boolean | null; nickname: string }>`
-          SELECT x.score, x.active, p.nickname FROM players p
-          LEFT JOIN leaderboard_scores x ON x.player_id = p.player_id AND x.board_id = ${t.boardId} AND x.period = ${t.period ?? ''}
-          WHERE p.player_id = ${pid}`.execute(db);
-        return r.rows[0];
-      },
+      sql<{ score: bigint | null; active: boolean | null; nickname: string }>`
+        SELECT x.score, x.active, p.nickname FROM players p
+        LEFT JOIN leaderboard_scores x ON x.player_id = p.player_id AND x.board_id = ${t.boardId} AND x.period = ${t.period ?? ''}
+        WHERE p.player_id = ${pid}`,
       [pid],
     );
     if (!row) throw new PlayerNotFoundError([String(pid)]);
@@ -364,21 +391,17 @@ export class Leaderboards {
 
   /**
    * How many rows rank ahead of each (score, player) on the shards in `scope`: one statement per
-   * shard, for all the players at once. Per shard: the counts of every higher score range (and
-   * their pending deltas), minus the rows of those ranges in buckets the shard does not serve (only
-   * during a bucket move are there any), plus the owned rows ahead inside the player's own range.
+   * shard, for all the players at once (aheadSql).
    */
   private async aheadOf(scope: readonly ShardSpec[], t: Target, players: readonly { score: bigint; playerId: PlayerId }[]): Promise<number[]> {
     if (t.period === null || players.length === 0) return players.map(() => 0);
     const perShard = await settleAll(
       scope.map((s) => s.id),
-      (shardId) =>
-        this.read(shardId, t, async (db) => {
-          const r = await this.aheadSql(shardId, t, players).execute(db);
-          const out = players.map(() => 0);
-          for (const row of r.rows) out[Number(row.ord) - 1] = Number(row.ahead);
-          return out;
-        }),
+      async (shardId) => {
+        const out = players.map(() => 0);
+        for (const row of await this.rows(shardId, t, this.aheadSql(shardId, t, players))) out[Number(row.ord) - 1] = Number(row.ahead);
+        return out;
+      },
     );
     return players.map((_, i) => perShard.reduce((sum, list) => sum + (list[i] ?? 0), 0));
   }
@@ -387,29 +410,32 @@ export class Leaderboards {
    * One shard's count of the rows ahead of each (score, player), as (ord, ahead) rows: the counts
    * of every higher score range (and their pending deltas), minus the rows of those ranges in
    * buckets the shard does not serve (only during a bucket move are there any), plus the owned
-   * rows ahead inside the player's own range.
+   * rows ahead inside the player's own range. The ranges are computed here (scoreRange), not by
+   * the SQL functions: those are not inlined where they nest, and ran as SQL function calls in
+   * every subquery, about half of the statement's execution.
    */
   private aheadSql(shardId: string, t: Target, players: readonly { score: bigint; playerId: PlayerId }[]): RawBuilder<{ ord: string; ahead: string }> {
     const owned = ownedRanges(this.shards, shardId);
     const foreign = complement(owned);
     const hideCount = t.hide ? sql` AND active` : sql``;
-    const range = sql`shardline_score_range(q.s)`;
-    const hi = sql`shardline_score_range_hi(shardline_score_range(q.s))`;
     const notServed =
       foreign.length === 0
         ? sql`0`
-        : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', foreign)} AND x.score > ${hi})`;
+        : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', foreign)} AND x.score > q.hi)`;
+    const ranges = players.map((p) => scoreRange(p.score));
     return sql<{ ord: string; ahead: string }>`
       SELECT q.ord,
         coalesce((SELECT sum(n) FROM leaderboard_counts
-                  WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > ${range}${hideCount}), 0)
+                  WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > q.r${hideCount}), 0)
         + coalesce((SELECT sum(n) FROM leaderboard_count_deltas
-                    WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > ${range}${hideCount}), 0)
+                    WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > q.r${hideCount}), 0)
         - ${notServed}
         + (SELECT count(*) FROM leaderboard_scores x
            WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', owned)}
-             AND x.score >= q.s AND x.score <= ${hi} AND (x.score > q.s OR x.player_id < q.pid)) AS ahead
-      FROM unnest(${players.map((p) => p.score.toString())}::bigint[], ${players.map((p) => String(p.playerId))}::bigint[]) WITH ORDINALITY AS q(s, pid, ord)`;
+             AND x.score >= q.s AND x.score <= q.hi AND (x.score > q.s OR x.player_id < q.pid)) AS ahead
+      FROM unnest(${players.map((p) => p.score.toString())}::bigint[], ${players.map((p) => String(p.playerId))}::bigint[],
+                  ${ranges.map(String)}::bigint[], ${ranges.map((r) => scoreRangeHi(r).toString())}::bigint[])
+        WITH ORDINALITY AS q(s, pid, r, hi, ord)`;
   }
 
   private rankResult(pid: PlayerId, t: Target, score: bigint, rank: number, region: string | null): PlayerRank {
@@ -435,4 +461,39 @@ export class Leaderboards {
     if (region === undefined) return this.shards.shards;
     return this.shards.router.region(validateRegionName(region)).shards;
   }
+}
+
+const statementNames = new Map<string, string>();
+
+/** The name of the prepared statement of `text`: a hash, so a name never stands for two texts. */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `shardline_lb_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    if (statementNames.size >= 1000) statementNames.clear(); // bucket moves make new texts; keep the cache bounded
+    statementNames.set(text, name);
+  }
+  return name;
+}
+
+/** Bits of a non-negative bigint (0 for 0), as shardline_bit_length. */
+function bitLength(v: bigint): bigint {
+  return v === 0n ? 0n : BigInt(v.toString(2).length);
+}
+
+/**
+ * The count range of a score, exactly as the SQL function shardline_score_range (migration 0012)
+ * that the counts are kept by: the score itself below 128 in magnitude, else its top 7 bits.
+ * @internal exported for the test that checks it against the SQL function.
+ */
+export function scoreRange(s: bigint): bigint {
+  if (s > -128n && s < 128n) return s;
+  const a = s < 0n ? -s : s;
+  const shift = bitLength(a) - 7n;
+  return (s < 0n ? -1n : 1n) * ((a >> shift) << shift);
+}
+
+/** The highest score of a count range, exactly as shardline_score_range_hi. @internal */
+export function scoreRangeHi(r: bigint): bigint {
+  return r < 128n ? r : r + (1n << (bitLength(r) - 7n)) - 1n;
 }

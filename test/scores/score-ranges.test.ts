@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Leaderboards, type PlayerId } from '../../src/index.js';
+import { scoreRange, scoreRangeHi } from '../../src/scores/leaderboards.js';
+import { createTestShards, type TestShards } from '../support/shards.js';
+
+/**
+ * rankOf computes each player's count range in TypeScript and passes it to the statement, while the
+ * counts are kept by the SQL function shardline_score_range (migration 0012): the two must agree
+ * on every score, or a rank would count a range twice or miss one.
+ */
+describe('score ranges', () => {
+  let t: TestShards;
+  let boards: Leaderboards;
+
+  beforeAll(async () => {
+    t = await createTestShards('several-shards');
+    boards = new Leaderboards(t.shardSet);
+  });
+  afterAll(() => t?.cleanup());
+
+  it('scoreRange and scoreRangeHi are shardline_score_range and shardline_score_range_hi', async () => {
+    const scores = new Set<bigint>();
+    for (let b = 0n; b < 62n; b++) {
+      for (const d of [-1n, 0n, 1n]) {
+        scores.add((1n << b) + d);
+        scores.add(-((1n << b) + d));
+      }
+    }
+    for (const s of [0n, 127n, 128n, -127n, -128n, 129n, 255n, 256n, 1000n, -1000n, 999_999n, 4_611_686_018_427_387_903n, -4_611_686_018_427_387_903n]) {
+      scores.add(s);
+    }
+    for (let i = 0; i < 300; i++) scores.add(BigInt(Math.floor((Math.random() - 0.5) * 2 ** 52)));
+    // Below 2^62: above it shardline_score_range_hi overflows bigint in SQL (r + 2^56 for the top range).
+    const list = [...scores].filter((s) => s > -(1n << 62n) && s < 1n << 62n);
+    const r = await t.shardSet
+      .pool(t.shardSet.shards[0]!.id)
+      .query<{ s: bigint; r: bigint; hi: bigint }>(
+        `SELECT s, shardline_score_range(s) AS r, shardline_score_range_hi(shardline_score_range(s)) AS hi FROM unnest($1::bigint[]) AS s`,
+        [list.map(String)],
+      );
+    expect(r.rows).toHaveLength(list.length);
+    for (const row of r.rows) {
+      expect(scoreRange(row.s), String(row.s)).toBe(row.r);
+      expect(scoreRangeHi(scoreRange(row.s)), String(row.s)).toBe(row.hi);
+    }
+  });
+
+  it('rankOf and around are exact over scores that span many ranges, negative ones too', async () => {
+    const baseMs = Date.now() - 1_704_067_200_000 - 86_400_000;
+    await Promise.all(
+      t.shardSet.shards.map(async (s) => {
+        const [lo, hi] = s.buckets[0]!;
+        const pool = t.shardSet.pool(s.id);
+        await pool.query(
+          `INSERT INTO players (player_id, region, nickname)
+           SELECT (($1::bigint + g / $3 / 1024) << 22) | (($2::bigint + g % $3) << 10) | ((g / $3) % 1024), $4, $4 || ' #' || g
+           FROM generate_series(0, 59) AS g`,
+          [baseMs, lo, hi - lo + 1, s.region],
+        );
+        // Scores from -2^20 to 2^20, clustered at range edges (powers of two, and ties there).
+        await pool.query(
+          `INSERT INTO player_stats (player_id, game_id, score)
+           SELECT player_id, 'wide', CASE WHEN random() < 0.5 THEN (floor(random() * 2097152) - 1048576)::bigint
+             ELSE (CASE WHEN random() < 0.5 THEN -1 ELSE 1 END) * ((1::bigint << floor(random() * 20)::int) + floor(random() * 3)::bigint - 1) END
+           FROM players`,
+        );
+      }),
+    );
+    const all: { playerId: PlayerId; score: bigint }[] = [];
+    for (const s of t.shardSet.shards) {
+      const r = await t.shardSet.pool(s.id).query<{ player_id: PlayerId; score: bigint }>(`SELECT player_id, score FROM player_stats WHERE game_id = 'wide'`);
+      all.push(...r.rows.map((x) => ({ playerId: x.player_id, score: x.score })));
+    }
+    all.sort((a, b) => (a.score !== b.score ? (b.score > a.score ? 1 : -1) : a.playerId < b.playerId ? -1 : 1));
+    await boards.rankOf(all[0]!.playerId, 'wide'); // first-use checks
+    for (const [i, row] of all.entries()) {
+      expect((await boards.rankOf(row.playerId, 'wide'))?.rank, String(row.score)).toBe(i + 1);
+    }
+    for (const i of [0, 1, Math.floor(all.length / 2), all.length - 1]) {
+      const near = await boards.around(all[i]!.playerId, 'wide', { above: 3, below: 3 });
+      const from = Math.max(0, i - 3);
+      expect(near?.map((e) => [e.rank, e.playerId])).toEqual(all.slice(from, i + 4).map((e, j) => [from + j + 1, e.playerId]));
+    }
+  });
+});
