@@ -10,6 +10,12 @@ export interface MoveHealth {
   shardId: string;
   /** Ranges frozen by a move no mover is working on: writes to them are refused until it is resumed or aborted. */
   frozen: { range: [number, number]; moveId: string }[];
+  /**
+   * Active moves recorded on this shard but not on their other shard, no mover connected: a mover
+   * killed between a move's two first writes. Nothing is frozen yet, but the move blocks others on
+   * both shards until it is resumed or aborted (either writes the missing row first).
+   */
+  halfRecorded: { moveId: string; missingOn: string }[];
   /** `shardline_mv_%` slots, publications and subscriptions that no active move names, with the WAL a slot holds back. */
   orphans: { kind: 'slot' | 'publication' | 'subscription'; name: string; retainedBytes: number | null }[];
   /** Set when the shard could not be read. */
@@ -17,14 +23,16 @@ export interface MoveHealth {
 }
 
 /**
- * Moves left behind, per shard: a frozen range with no mover connected (its session lock is free),
- * and replication artifacts no active move owns (a slot holds WAL back until dropped: see
+ * Moves left behind, per shard: a frozen range or a move recorded on one side only with no mover
+ * connected (its session lock is free), and replication artifacts no active move owns (a slot holds WAL back until dropped: see
  * max_slot_wal_keep_size in docs/resharding.md).
  */
 export async function moveHealth(map: ShardMap, options: { connection?: ConnectionOptions } = {}): Promise<MoveHealth[]> {
   const shards = new MoverShards(map, { connectionTimeoutMs: 5000, ...options.connection });
   try {
-    const moves = (await Promise.all(map.shards.map((s) => shards.with(s.id, (c) => readMoves(c)).catch(() => [])))).flat();
+    // Per shard; null where unreadable (a move there cannot be judged half-recorded).
+    const perShard = new Map(await Promise.all(map.shards.map(async (s) => [s.id, await shards.with(s.id, (c) => readMoves(c)).catch(() => null)] as const)));
+    const moves = [...perShard.values()].flatMap((m) => m ?? []);
     const owned = new Set<string>();
     for (const m of moves) {
       if (phaseOf(m.state) !== 'active') continue;
@@ -43,6 +51,12 @@ export async function moveHealth(map: ShardMap, options: { connection?: Connecti
               )
             ).rows[0]?.n;
             const frozen = locked ? [] : rec.frozen.map(([lo, hi, moveId]) => ({ range: [lo, hi] as [number, number], moveId }));
+            const halfRecorded: MoveHealth['halfRecorded'] = [];
+            for (const m of locked ? [] : (perShard.get(s.id) ?? [])) {
+              const other = m.side === 'target' ? m.from : m.to;
+              const there = perShard.get(other);
+              if (phaseOf(m.state) === 'active' && there && !there.some((x) => x.id === m.id)) halfRecorded.push({ moveId: m.id, missingOn: other });
+            }
             const orphans: MoveHealth['orphans'] = [];
             const slots = await c.query<{ name: string; retained: string | null }>(
               `SELECT slot_name::text AS name, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint::text AS retained
@@ -57,10 +71,10 @@ export async function moveHealth(map: ShardMap, options: { connection?: Connecti
                   AND subname LIKE 'shardline\\_mv\\_%'`,
             );
             for (const r of subs.rows) if (!owned.has(r.name)) orphans.push({ kind: 'subscription', name: r.name, retainedBytes: null });
-            return { shardId: s.id, frozen, orphans };
+            return { shardId: s.id, frozen, halfRecorded, orphans };
           });
         } catch (err) {
-          return { shardId: s.id, frozen: [], orphans: [], error: (err as Error).message };
+          return { shardId: s.id, frozen: [], halfRecorded: [], orphans: [], error: (err as Error).message };
         }
       }),
     );

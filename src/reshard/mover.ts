@@ -18,6 +18,9 @@ import { checksums, compareSums } from './verify.js';
 
 export type MoveMode = 'freeze' | 'logical';
 
+/** Where `onState` is called: after each state is recorded, and after a new move's row is written on its target only. */
+export type MovePausePoint = MoveState | 'planned-on-target';
+
 export interface MoveProgress {
   moveId: string;
   state: MoveState;
@@ -43,7 +46,7 @@ export interface MoveRunOptions {
    * Called after each state is recorded, before the next step: for crash tests (the CLI's
    * SHARDLINE_MOVE_PAUSE_AT makes it wait there to be killed). Not for production use.
    */
-  onState?: (state: MoveState, moveId: string) => void | Promise<void>;
+  onState?: (state: MovePausePoint, moveId: string) => void | Promise<void>;
   /** Called once after the commit point of the whole range, with the move (after settlement's forward sweep). */
   afterCommit?: (move: MoveReport) => void | Promise<void>;
   /**
@@ -280,6 +283,26 @@ class MoveRun {
     return this.row.options;
   }
 
+  /**
+   * Takes the mover's session locks on the source (and the target): no other mover works the move
+   * meanwhile. With both held, a side missing its move row gets one, copied from the other side:
+   * a mover killed between the two first writes of a move (the target's first) left it so, and
+   * every later step notes its state on both.
+   */
+  async lock(sides: 'source' | 'both'): Promise<void> {
+    await this.shards.lock(this.from);
+    if (sides === 'source') return;
+    await this.shards.lock(this.to);
+    for (const [side, shard] of [
+      ['target', this.to],
+      ['source', this.from],
+    ] as const) {
+      if (await this.shards.with(shard, (c) => readMove(c, this.id))) continue;
+      await this.shards.with(shard, (c) => insertMove(c, { ...this.row, side, state: this.state }));
+      this.progress({ message: `the move's row was missing on ${shard} (its mover stopped while starting it): written` });
+    }
+  }
+
   async movedTables(): Promise<MovedTable[]> {
     this.tables ??= await this.shards.with(this.from, (c) => movedTables(c));
     return this.tables;
@@ -345,7 +368,9 @@ class MoveRun {
         r.frozen = add(r.frozen, [lo, hi, this.id] as [number, number, string]);
         return r;
       });
-      await patchMove(c, this.id, { state: 'fenced', batch: [lo, hi], artifacts: { restore } });
+      // The epochs to give back live in this row only: no row, no fence (lock() writes a missing one).
+      if ((await patchMove(c, this.id, { state: 'fenced', batch: [lo, hi], artifacts: { restore } })) === 0)
+        throw new MoveFailedError(this.id, this.state, `${this.from} has no row of this move: resume it`);
     });
     this.state = 'fenced';
     await this.shards.with(this.to, (c) => patchMove(c, this.id, { state: 'fenced', batch: [lo, hi] }));
@@ -491,6 +516,17 @@ class MoveRun {
       await deleteRange(c, tables, lo, hi);
     });
   }
+}
+
+/** The parts of lo..hi covered by `list`, adjacent entries merged (tags dropped): a move's committed batches. */
+function coveredParts(list: readonly (readonly [number, number, ...unknown[]])[], lo: number, hi: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (const [a, b] of within(list, lo, hi)) {
+    const last = out.at(-1);
+    if (last && last[1] + 1 >= a) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
 }
 
 /** The parts of lo..hi not covered by `list`. */
@@ -648,6 +684,43 @@ async function drive(run: MoveRun): Promise<MoveReport> {
   return run.report(run.state === 'done');
 }
 
+/**
+ * The abort's work, under both locks: the source gets back what this move froze (or records a batch
+ * the target committed), the target loses its partial copy and its incoming entries. Batches
+ * committed before stay moved and are reported as `kept`.
+ */
+async function undoMove(run: MoveRun): Promise<MoveReport> {
+  const { shards, id } = run;
+  const [lo, hi] = run.row.range;
+  const dst = await shards.record(run.to);
+  if (subtractCovered(dst.owned, lo, hi).length === 0)
+    throw new MoveRefusedError(fmt(run.row.range), [`move ${id} has committed its whole range: finish it with --resume ${id}`]);
+  await run.note('aborting');
+  if (run.row.mode === 'logical') await dropArtifacts(shards, run.row);
+  const frozen = frozenOf(await shards.record(run.from), id);
+  if (frozen) {
+    // A batch committed on the target but not yet recorded on the source is finished, not undone.
+    if (covers(dst.owned, frozen[0], frozen[1])) await run.recordOnSource(frozen[0], frozen[1]);
+    else await run.unfence(frozen[0], frozen[1]);
+  }
+  const tables = await run.movedTables();
+  for (const [a, b] of subtractCovered((await shards.record(run.to)).owned, lo, hi)) {
+    await shards.tx(run.to, async (c) => {
+      await c.query(`SET LOCAL shardline.fence = 'off'`);
+      await deleteRange(c, tables, a, b);
+    });
+  }
+  await shards.tx(run.to, (c) =>
+    changeOwnership(c, (r) => {
+      r.incoming = r.incoming.filter((e) => e[2] !== id);
+      return r;
+    }),
+  );
+  await run.note('aborted', { finished: true, batch: null });
+  const kept = coveredParts((await shards.record(run.to)).owned, lo, hi);
+  return { ...run.report(false), ...(kept.length ? { kept } : {}) };
+}
+
 /** Settlement's forward sweep on the source; a failure is only logged (the source's worker forwards the same parts). */
 async function forwardSweep(run: MoveRun): Promise<void> {
   const opt = run.opts.settlement;
@@ -797,7 +870,10 @@ export async function moveBuckets(options: MoveOptions): Promise<MoveReport> {
       frozenMs: 0,
       error: null,
     };
+    // The target's row first: a re-run of the move finds it there, and a kill before the source's
+    // is repaired under the locks of whatever runs next (MoveRun.lock).
     await shards.with(p.to, (c) => insertMove(c, row));
+    await options.onState?.('planned-on-target', id);
     await shards.with(p.from, (c) => insertMove(c, { ...row, side: 'source' }));
     const run = new MoveRun(shards, { ...row, createdAt: '', updatedAt: '' }, options);
     run.progress({
@@ -829,17 +905,26 @@ function emptyReport(p: MovePlan): MoveReport {
   };
 }
 
-/** Continues a move from its recorded state (every step is idempotent); purges too unless it was started with `purge: 'never'`. */
-export async function resumeMove(map: ShardMap, id: string, options: MoveRunOptions = {}): Promise<MoveReport> {
+/**
+ * Opens the mover's connections, loads move `id` from its shards and runs `fn` on it, then closes
+ * them. `fn` checks the row first and takes the session locks it needs after (`MoveRun.lock`), so
+ * a refusal or a no-op waits for no other mover.
+ */
+async function withMove<T>(map: ShardMap, id: string, options: MoveRunOptions, fn: (run: MoveRun) => Promise<T>): Promise<T> {
   const shards = new MoverShards(map, options.connection);
   try {
-    const row = await loadMove(shards, id);
-    await shards.lock(row.from);
-    await shards.lock(row.to);
-    return await drive(new MoveRun(shards, row, options));
+    return await fn(new MoveRun(shards, await loadMove(shards, id), options));
   } finally {
     await shards.close();
   }
+}
+
+/** Continues a move from its recorded state (every step is idempotent); purges too unless it was started with `purge: 'never'`. */
+export async function resumeMove(map: ShardMap, id: string, options: MoveRunOptions = {}): Promise<MoveReport> {
+  return withMove(map, id, options, async (run) => {
+    await run.lock('both');
+    return drive(run);
+  });
 }
 
 /**
@@ -848,77 +933,37 @@ export async function resumeMove(map: ShardMap, id: string, options: MoveRunOpti
  * Batches a freeze-mode move already committed stay moved (they are past their commit point).
  */
 export async function abortMove(map: ShardMap, id: string, options: MoveRunOptions = {}): Promise<MoveReport> {
-  const shards = new MoverShards(map, options.connection);
-  try {
-    const row = await loadMove(shards, id);
-    const run = new MoveRun(shards, row, options);
-    switch (abortKind(row.state)) {
+  return withMove(map, id, options, async (run) => {
+    switch (abortKind(run.state)) {
       case 'nothing':
         return run.report(false);
       case 'refused':
-        throw new MoveRefusedError(fmt(row.range), [`move ${id} is past its commit point (${row.state}): move the range back instead`]);
+        throw new MoveRefusedError(fmt(run.row.range), [`move ${id} is past its commit point (${run.state}): move the range back instead`]);
       case 'undo':
         break;
     }
-    await shards.lock(row.from);
-    await shards.lock(row.to);
-    const [lo, hi] = row.range;
-    const dst = await shards.record(row.to);
-    const open = subtractCovered(dst.owned, lo, hi);
-    if (open.length === 0) throw new MoveRefusedError(fmt(row.range), [`move ${id} has committed its whole range: finish it with --resume ${id}`]);
-    await run.note('aborting');
-    if (row.mode === 'logical') await dropArtifacts(shards, row);
-    const src = await shards.record(row.from);
-    const frozen = frozenOf(src, id);
-    if (frozen) {
-      // A batch committed on the target but not yet recorded on the source is finished, not undone.
-      if (covers(dst.owned, frozen[0], frozen[1])) await run.recordOnSource(frozen[0], frozen[1]);
-      else await run.unfence(frozen[0], frozen[1]);
-    }
-    const tables = await run.movedTables();
-    for (const [a, b] of subtractCovered((await shards.record(row.to)).owned, lo, hi)) {
-      await shards.tx(row.to, async (c) => {
-        await c.query(`SET LOCAL shardline.fence = 'off'`);
-        await deleteRange(c, tables, a, b);
-      });
-    }
-    await shards.tx(row.to, (c) =>
-      changeOwnership(c, (r) => {
-        r.incoming = r.incoming.filter((e) => e[2] !== id);
-        return r;
-      }),
-    );
-    run.state = 'aborted';
-    await run.note('aborted', { finished: true, batch: null });
-    const kept = subtractCovered(subtractCovered((await shards.record(row.to)).owned, lo, hi), lo, hi);
-    return { ...run.report(false), ...(kept.length ? { kept } : {}) };
-  } finally {
-    await shards.close();
-  }
+    await run.lock('both');
+    return undoMove(run);
+  });
 }
 
 /** Purges the source's copy of a move past its commit point now (`buckets purge <id>`), without the grace wait. */
 export async function purgeMove(map: ShardMap, id: string, options: MoveRunOptions = {}): Promise<MoveReport> {
-  const shards = new MoverShards(map, options.connection);
-  try {
-    const row = await loadMove(shards, id);
-    const run = new MoveRun(shards, row, options);
-    switch (phaseOf(row.state)) {
+  return withMove(map, id, options, async (run) => {
+    switch (phaseOf(run.state)) {
       case 'active':
-        throw new MoveRefusedError(fmt(row.range), [`move ${id} has not reached its commit point (${row.state}): resume it first`]);
+        throw new MoveRefusedError(fmt(run.row.range), [`move ${id} has not reached its commit point (${run.state}): resume it first`]);
       case 'finished':
         // An aborted freeze-mode move may have committed batches before the abort: their source copy goes too.
-        if (row.state === 'done') return run.report(true);
+        if (run.state === 'done') return run.report(true);
         break;
       case 'committed':
         break;
     }
-    await shards.lock(row.from);
-    await purgeRun(run, row.state === 'aborted' ? 'aborted' : 'done');
+    await run.lock('source');
+    await purgeRun(run, run.state === 'aborted' ? 'aborted' : 'done');
     return run.report(true);
-  } finally {
-    await shards.close();
-  }
+  });
 }
 
 /** Every move recorded on any shard of the map, one entry per move (the target's row where both exist), newest first. */

@@ -152,8 +152,8 @@ export interface MovePatch {
   finished?: boolean;
 }
 
-/** Updates the row of this shard's side; `artifacts` are merged into what is stored. */
-export async function patchMove(db: Queryable, id: string, p: MovePatch): Promise<void> {
+/** Updates the row of this shard's side; `artifacts` are merged into what is stored. Returns the rows updated (0: no row here). */
+export async function patchMove(db: Queryable, id: string, p: MovePatch): Promise<number> {
   const sets: string[] = ['updated_at = now()'];
   const values: unknown[] = [id];
   const set = (col: string, v: unknown, cast = '') => {
@@ -178,5 +178,5 @@ export async function patchMove(db: Queryable, id: string, p: MovePatch): Promis
   if (p.switched) sets.push('switched_at = coalesce(switched_at, now())');
   if (p.finished) sets.push('finished_at = coalesce(finished_at, now())');
   // sql-text: column assignments from the fixed names above; every value is a parameter
-  await db.query(`UPDATE shardline_moves SET ${sets.join(', ')} WHERE id = $1`, values);
+  return (await db.query(`UPDATE shardline_moves SET ${sets.join(', ')} WHERE id = $1`, values)).rowCount ?? 0;
 }

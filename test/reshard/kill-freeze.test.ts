@@ -20,16 +20,18 @@ const PER_BUCKET = `SELECT b, (SELECT count(*) FROM players WHERE ((player_id >>
 const owns = (r: Rec, b: number) => r.owned.some(([lo, hi]) => lo <= b && b <= hi);
 
 /**
- * The mover CLI SIGKILLed at every state boundary of a freeze-mode move (two batches), then the
- * move resumed or, separately, aborted: both converge to one owner per bucket with exactly the
- * rows the source had, nothing frozen or incoming left, and `shards check` clean.
+ * The mover CLI SIGKILLed at every state boundary of a freeze-mode move (two batches) and between
+ * the move row's writes on its two shards, then the move resumed or, separately, aborted: both
+ * converge to one owner per bucket with exactly the rows the source had, nothing frozen or
+ * incoming left, both move rows at the same end, and `shards check` clean.
  */
 describe('a killed freeze-mode mover converges on --resume and on --abort', { timeout: 240_000 }, () => {
   let s: MoveShards;
   let mapFile: string;
   const expected = new Map<number, unknown>();
   // Each case moves its own 8 buckets, in batches of 4.
-  const STATES = ['planned', 'fenced', 'copied', 'verified', 'switched', 'copying', 'moved', 'purging'] as const;
+  // 'planned-on-target': between the move row's two first writes (the target's written, not the source's).
+  const STATES = ['planned-on-target', 'planned', 'fenced', 'copied', 'verified', 'switched', 'copying', 'moved', 'purging'] as const;
   const cases = STATES.flatMap((state) => (['resume', 'abort'] as const).map((how) => ({ state, how })));
   const rangeOf = (i: number): [number, number] => [1000 + i * 8, 1000 + i * 8 + 7];
 
@@ -59,6 +61,12 @@ describe('a killed freeze-mode mover converges on --resume and on --abort', { ti
     expect(id, cli.output()).not.toBe('exited');
     cli.child.kill('SIGKILL');
     await cli.done;
+    if (state === 'planned-on-target') {
+      expect(await s.query(0, `SELECT id FROM shardline_moves WHERE id = $1`, [id])).toEqual([]);
+      const half = await runCli(['shards', 'check', '--map', mapFile]);
+      expect(half.code).toBe(1);
+      expect(half.stderr).toContain(`sz-2: move ${id} is recorded here but not on sz-1`);
+    }
 
     const second = await runCli(['buckets', 'move', `--${how}`, id, '--map', mapFile]);
     const committedWhole = ['moved', 'purging'].includes(state);
@@ -107,8 +115,11 @@ describe('a killed freeze-mode mover converges on --resume and on --abort', { ti
     } else expect(moved).toEqual([]);
 
     const moves = JSON.parse((await runCli(['buckets', 'moves', '--json', '--map', mapFile])).stdout) as { id: string; state: string }[];
-    expect(moves.find((m) => m.id === id)?.state).toBe(how === 'resume' || committedWhole ? 'done' : 'aborted');
+    const end = how === 'resume' || committedWhole ? 'done' : 'aborted';
+    expect(moves.find((m) => m.id === id)?.state).toBe(end);
+    // Both shards' rows say so (the source's written by the resume or abort when the kill left none).
+    for (const i of [0, 1] as const) expect(await s.query(i, `SELECT state FROM shardline_moves WHERE id = $1`, [id])).toEqual([{ state: end }]);
     const check = await runCli(['shards', 'check', '--map', mapFile]);
-    expect(check.stderr).not.toMatch(/left frozen|belongs to no active move/);
+    expect(check.stderr).not.toMatch(/left frozen|belongs to no active move|recorded here but not/);
   });
 });

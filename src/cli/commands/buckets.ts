@@ -13,7 +13,7 @@ import {
   type MoveProgress,
   type MoveReport,
   type MoveRunOptions,
-  type MoveState,
+  type MovePausePoint,
 } from '../../reshard/index.js';
 import { MoverShards } from '../../reshard/session.js';
 import type { ShardMap } from '../../shardmap/index.js';
@@ -106,7 +106,7 @@ function pauseHook(): MoveRunOptions['onState'] {
   if (!spec) return undefined;
   const [state, nth] = spec.split(':');
   let seen = 0;
-  return async (s: MoveState, id: string) => {
+  return async (s: MovePausePoint, id: string) => {
     if (s !== state || ++seen !== Number(nth ?? 1)) return;
     process.stderr.write(`paused at ${s} (move ${id})\n`);
     await new Promise(() => undefined);
@@ -354,7 +354,7 @@ export function registerBuckets(program: Command): void {
 
 /**
  * For `shards check`: a move left frozen (no mover connected: writes to the range are refused until
- * it is resumed or aborted) and `shardline_mv_%` slots, publications and subscriptions no active
+ * it is resumed or aborted), a move recorded on one of its shards only, and `shardline_mv_%` slots, publications and subscriptions no active
  * move owns, with the WAL a slot holds back. Prints one line each on stderr; returns how many.
  */
 export async function moveProblems(map: ShardMap): Promise<number> {
@@ -365,6 +365,12 @@ export async function moveProblems(map: ShardMap): Promise<number> {
       n++;
       console.error(
         `${h.shardId}: buckets ${fmtRange(f.range)} left frozen by move ${f.moveId} (no mover running): writes to them are refused; "shardline buckets move --resume ${f.moveId}" or "--abort ${f.moveId}"`,
+      );
+    }
+    for (const m of h.halfRecorded) {
+      n++;
+      console.error(
+        `${h.shardId}: move ${m.moveId} is recorded here but not on ${m.missingOn} (its mover stopped while starting it); "shardline buckets move --resume ${m.moveId}" or "--abort ${m.moveId}"`,
       );
     }
     for (const o of h.orphans) {
