@@ -42,7 +42,8 @@ const JOB_STATES = ['waiting', 'active', 'delayed', 'failed'] as const;
 /**
  * Readiness and backlog of a settlement worker, read when asked (a probe, a scrape), never on a
  * timer: `/readyz` is 200 when Redis and every served shard answer, the shards at this code's
- * schema; the gauges count each shard's queue jobs by state and its pending inbox parts.
+ * schema; the gauges count each shard's queue jobs by state (a job carries one part or several)
+ * and its pending and failed inbox parts.
  */
 export class WorkerHealth {
   private readonly redis: ResolvedConnection;
@@ -89,6 +90,22 @@ export class WorkerHealth {
         options.shardIds.forEach((shard, i) => {
           const r = rows[i];
           if (r) this.set({ shard }, r.pending);
+        });
+      },
+    });
+    // The dead letters: a failed part's job completes (a job carries several parts), so the queue's
+    // failed jobs no longer count them.
+    new Gauge({
+      name: 'shardline_settlement_inbox_failed',
+      help: 'Parts in the shard inbox failed for good, dead letters until retried (read at scrape time)',
+      labelNames: ['shard'] as const,
+      registers,
+      async collect() {
+        this.reset();
+        const rows = await Promise.all(options.shardIds.map((_, i) => inboxOf(i)));
+        options.shardIds.forEach((shard, i) => {
+          const r = rows[i];
+          if (r) this.set({ shard }, r.failed);
         });
       },
     });
@@ -151,16 +168,16 @@ export class WorkerHealth {
   private async inboxBacklog(shardId: string): Promise<InboxBacklog> {
     // The partial index of 0002 (status = 'pending') holds only the backlog: cheap while it is small.
     const r = await within(
-      this.options.shards
-        .pool(shardId)
-        .query<{ pending: number; oldest: number | null }>(
-          `SELECT count(*)::int AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM settlement_inbox WHERE status = 'pending'`,
-        ),
+      this.options.shards.pool(shardId).query<{ pending: number; oldest: number | null; failed: number }>(
+        `SELECT count(*)::int AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest,
+                  (SELECT count(*)::int FROM settlement_inbox WHERE status = 'failed') AS failed
+           FROM settlement_inbox WHERE status = 'pending'`,
+      ),
       this.timeoutMs,
       'inbox backlog',
     );
     const row = r.rows[0];
-    return { pending: row?.pending ?? 0, oldestSeconds: Math.max(0, row?.oldest ?? 0) };
+    return { pending: row?.pending ?? 0, oldestSeconds: Math.max(0, row?.oldest ?? 0), failed: row?.failed ?? 0 };
   }
 
   /** "ok", or why `probe` failed or did not answer within the bound. Messages only: no URL reaches them. */
@@ -178,6 +195,7 @@ export class WorkerHealth {
 interface InboxBacklog {
   pending: number;
   oldestSeconds: number;
+  failed: number;
 }
 
 function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DEFAULT_KEY_PREFIX, validateKeyPrefix } from '../redis/prefix.js';
 import { bucketOfKey, ownerOfBucket } from '../routing/key-bucket.js';
 import type { ShardMap, ShardSpec } from '../shardmap/index.js';
@@ -41,6 +42,14 @@ export function legacyQueueOf(prefix: string, shardId: string): { prefix: string
  */
 export function jobIdFor(matchId: string): string {
   return `m-${encodeURIComponent(matchId)}`;
+}
+
+/**
+ * Job id of a job carrying several parts of a shard: unique, so it never swallows another's add.
+ * Nothing looks such a job up by id: the reconciler and retry re-drive a part under jobIdFor.
+ */
+export function batchJobId(): string {
+  return `b-${randomUUID()}`;
 }
 
 /**

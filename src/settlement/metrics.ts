@@ -4,13 +4,13 @@ import { Counter, Histogram, Registry } from 'prom-client';
 /** The worker's Prometheus metrics, on a registry of its own unless one is given. */
 export class SettlementMetrics {
   readonly registry: Registry;
-  /** Shard parts applied (one per job whose part committed). */
+  /** Shard parts applied (one per part committed, whatever job carried it). */
   readonly partsApplied: Counter<'shard'>;
   /** Player results applied (ledger rows inserted). */
   readonly resultsApplied: Counter<'shard'>;
-  /** Jobs that found their part already applied. */
+  /** Parts found already applied (a job run again, or a second job holding the part). */
   readonly duplicates: Counter<'shard'>;
-  /** Jobs that failed with a transient error and will be tried again. */
+  /** Parts whose apply failed with a transient error: their job is tried again. */
   readonly retried: Counter<'shard'>;
   /** Parts that failed for good (dead letters). */
   readonly failed: Counter<'shard'>;
@@ -35,10 +35,15 @@ export class SettlementMetrics {
       labelNames,
       registers,
     });
-    this.duplicates = new Counter({ name: 'shardline_settlement_duplicates_total', help: 'Jobs whose part was already applied', labelNames, registers });
+    this.duplicates = new Counter({
+      name: 'shardline_settlement_duplicates_total',
+      help: 'Parts found already applied (a job run again or duplicated)',
+      labelNames,
+      registers,
+    });
     this.retried = new Counter({
       name: 'shardline_settlement_retried_total',
-      help: 'Jobs failed with a transient error, to be retried',
+      help: 'Parts failed with a transient error, their job to be retried',
       labelNames,
       registers,
     });

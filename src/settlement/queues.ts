@@ -1,8 +1,8 @@
 import { Queue, Worker, type Job, type JobJson, type JobsOptions } from 'bullmq';
 // One Redis or a Cluster: every settlement call works on either (each queue is one hash slot).
 import type { RedisClient as Redis } from '../redis/connection.js';
-import { forwardJobIdFor, jobIdFor, legacyQueueOf, queueNameFor } from './keys.js';
-import type { SettlementJobData } from './validate.js';
+import { batchJobId, forwardJobIdFor, jobIdFor, legacyQueueOf, queueNameFor } from './keys.js';
+import { MAX_JOB_PARTS, type SettlementJobData } from './validate.js';
 
 export interface JobPolicy {
   /** Tries per job for transient failures before BullMQ parks it (the reconciler re-drives it). Default 8. */
@@ -56,17 +56,44 @@ export class SettlementQueues {
     return q;
   }
 
-  /** Adds the part's job; a no-op while BullMQ still holds a job with that id (in any state). */
+  /**
+   * Adds the part's own job (jobIdFor, data in the one-part form an older worker reads too); a no-op
+   * while BullMQ still holds a job with that id (in any state).
+   */
   async enqueue(shardId: string, matchId: string): Promise<void> {
     await this.queue(shardId).add('settle', { matchId, shardId }, { ...this.jobOptions, jobId: jobIdFor(matchId) });
   }
 
-  /** enqueue() for several parts of one shard in one Redis round trip. */
+  /**
+   * Several parts of one shard as ONE job (per MAX_JOB_PARTS), in one Redis round trip: BullMQ's
+   * cost is per job, not per part. Its id is unique (batchJobId), so unlike enqueue() it adds a job
+   * even for a part some other job still holds; the apply sees that part applied and changes
+   * nothing. A single part gets its own job, as enqueue().
+   */
   async enqueueMany(shardId: string, matchIds: readonly string[]): Promise<void> {
-    if (matchIds.length === 1) return this.enqueue(shardId, matchIds[0] as string);
-    await this.queue(shardId).addBulk(
-      matchIds.map((matchId) => ({ name: 'settle', data: { matchId, shardId }, opts: { ...this.jobOptions, jobId: jobIdFor(matchId) } })),
-    );
+    const ids = [...new Set(matchIds)];
+    if (ids.length === 0) return;
+    if (ids.length === 1) return this.enqueue(shardId, ids[0] as string);
+    const q = this.queue(shardId);
+    if (ids.length <= MAX_JOB_PARTS) {
+      await q.add('settle', { shardId, matchIds: ids }, { ...this.jobOptions, jobId: batchJobId() });
+      return;
+    }
+    const jobs = [];
+    for (let i = 0; i < ids.length; i += MAX_JOB_PARTS) {
+      const data: SettlementJobData = { shardId, matchIds: ids.slice(i, i + MAX_JOB_PARTS) };
+      jobs.push({ name: 'settle', data, opts: { ...this.jobOptions, jobId: batchJobId() } });
+    }
+    await q.addBulk(jobs);
+  }
+
+  /**
+   * A job for parts a job deferred while others of it went through (a bucket in its cut-over): runs
+   * after `delayMs`, and carries when their deferral began, so its time limit is not reset.
+   */
+  async enqueueDeferred(shardId: string, matchIds: readonly string[], deferredSince: number, delayMs: number): Promise<void> {
+    const data: SettlementJobData = { shardId, matchIds: [...matchIds], deferredSince };
+    await this.queue(shardId).add('settle', data, { ...this.jobOptions, jobId: batchJobId(), delay: delayMs });
   }
 
   /**

@@ -10,10 +10,18 @@ export interface ReconcileOptions {
 }
 
 /**
- * Re-enqueues the pending parts of one shard whose job the queue no longer holds (Redis restarted
- * without persistence, flushed, or the job was parked after its tries). Re-adding uses the same
- * deterministic job id, so a part whose job still exists is left alone, and a part applied twice
- * would change nothing anyway.
+ * Re-enqueues the pending parts of one shard that have gone stale, so a part whose job the queue
+ * no longer holds runs again (Redis restarted without persistence, flushed, or the job was parked
+ * after its tries). A part's job usually carries other parts too (SettlementQueues.enqueueMany), and
+ * no index finds it by part, so every stale part gets a job of its own under its deterministic id
+ * (jobIdFor) whether or not a batch job still holds it: applying is exactly once, so a part that
+ * runs twice changes nothing the second time.
+ *
+ * What that costs in a backlog older than `olderThanMs` (workers stopped for minutes, a slow
+ * shard): at most one extra job per stale part at a time (redrive is a no-op while the part's own
+ * job waits or runs), each part taken once per `olderThanMs` (takeStalePending touches it), and at
+ * most `limit` parts per shard per run: with the worker's defaults, 1000 single-part jobs per shard
+ * per 30 s, each a duplicate apply (one row lock, nothing written) if the batch job got there first.
  */
 export async function reconcileShard(
   shards: ShardSet,

@@ -112,7 +112,7 @@ export interface FailedPart {
   reason: string;
   attempts: number;
   failedAt: Date;
-  /** The part's job id in its shard's queue. */
+  /** The id of the part's own job in its shard's queue, the one `retry` re-drives it under. */
   jobId: string;
   /** The `data` of the part's results, by player id (decimal string); absent when none carried any. */
   data?: Record<string, JsonObject>;
@@ -126,7 +126,10 @@ export interface FailedPart {
  */
 export interface DeadJob {
   source: 'queue';
-  /** The match the job data names, or null when the data names no valid match id. */
+  /**
+   * A match the job names that has no inbox row behind it (a job of several parts is listed once
+   * per such match), or null when the data names no valid match id.
+   */
   matchId: string | null;
   /** The shard whose queue holds the job. */
   shardId: string;
@@ -162,7 +165,10 @@ export interface RetryReport {
 export interface ReconcileReport {
   /** Pending parts looked at. */
   checked: number;
-  /** Parts whose job the queue no longer held (or held as failed) and that were enqueued again. */
+  /**
+   * Stale pending parts enqueued again as jobs of their own: their own job was gone or finished
+   * (a batch job that may still hold one is not looked for: a part that runs twice applies once).
+   */
   requeued: { matchId: string; shardId: string }[];
   unreachable: UnreachableShard[];
 }

@@ -284,15 +284,39 @@ export function parseStoredResults(value: unknown): { ok: true; results: StoredR
   return { ok: true, results: parsed.data };
 }
 
-/** The only data a queued job carries: the inbox row is the source of truth. */
-export interface SettlementJobData {
-  matchId: string;
+/** Most parts one queued job may name (SettlementQueues.enqueueMany splits a longer list). */
+export const MAX_JOB_PARTS = 1000;
+
+/**
+ * The only data a queued job carries, ids: the inbox rows are the source of truth. One part
+ * (`matchId`), the form every shardline wrote before batch jobs and still writes for a single part,
+ * so an older worker can run it during a rolling upgrade; or several parts of one shard
+ * (`matchIds`), with `deferredSince` (epoch ms) on a job that carries on parts deferred by an
+ * earlier one, so the deferral's time limit counts from the first deferral.
+ */
+export type SettlementJobData = { matchId: string; shardId: string } | { shardId: string; matchIds: string[]; deferredSince?: number };
+
+/** A job's data once checked, in one shape whichever was stored: distinct match ids, in order. */
+export interface SettlementJob {
   shardId: string;
+  matchIds: string[];
+  /** Epoch ms: when an earlier job first deferred these parts (absent: the job's own start counts). */
+  deferredSince?: number;
 }
 
-const jobDataSchema = z.strictObject({ matchId: idString('matchId', 128), shardId: z.string().min(1) });
+const jobShardId = z.string().min(1);
+const partJobSchema = z.strictObject({ matchId: idString('matchId', 128), shardId: jobShardId });
+const batchJobSchema = z.strictObject({
+  shardId: jobShardId,
+  matchIds: z.array(idString('matchId', 128)).min(1).max(MAX_JOB_PARTS),
+  deferredSince: z.number().int().nonnegative().optional(),
+});
 
-export function parseJobData(value: unknown): SettlementJobData | null {
-  const parsed = jobDataSchema.safeParse(value);
-  return parsed.success ? parsed.data : null;
+export function parseJobData(value: unknown): SettlementJob | null {
+  const part = partJobSchema.safeParse(value);
+  if (part.success) return { shardId: part.data.shardId, matchIds: [part.data.matchId] };
+  const batch = batchJobSchema.safeParse(value);
+  if (!batch.success) return null;
+  const { shardId, matchIds, deferredSince } = batch.data;
+  return { shardId, matchIds: [...new Set(matchIds)], ...(deferredSince === undefined ? {} : { deferredSince }) };
 }

@@ -42,6 +42,30 @@ const DEFER_MS = 500;
 /** How long a job keeps being deferred without spending tries. */
 const DEFER_FOR_MS = 10 * 60_000;
 
+/**
+ * What a job's run returns (BullMQ keeps it as the job's return value): its parts by outcome, and
+ * the player results they inserted. A job carries one part or several.
+ */
+export interface JobSummary {
+  parts: number;
+  applied: number;
+  inserted: number;
+  duplicates: number;
+  /** Parts the inbox now records as failed (dead letters there). */
+  failed: number;
+  forwarded: number;
+  /** Parts handed to a job of their own for later (the others of this job done). */
+  deferred: number;
+}
+
+/** A job's failure reason for parts that could not be recorded as failed, naming them (grouped by reason, bounded). */
+function unrecordedReason(parts: readonly { matchId: string; reason: string }[]): string {
+  const byReason = new Map<string, string[]>();
+  for (const p of parts) byReason.set(p.reason, [...(byReason.get(p.reason) ?? []), p.matchId]);
+  const text = [...byReason].map(([reason, ids]) => `${reason}: ${ids.join(', ')}`).join('; ');
+  return text.length > 2000 ? `${text.slice(0, 2000)}…` : text;
+}
+
 interface ShardRunner {
   worker: Worker<SettlementJobData>;
   batches: GroupCommit<string, PartOutcome>;
@@ -222,52 +246,100 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
     worker.on('error', (err) => this.logger.error({ shard: id, err }, 'queue worker error'));
     worker.on('failed', (job, err) => {
       if (err instanceof UnrecoverableError || err.name === 'UnrecoverableError')
-        this.logger.error({ shard: id, jobId: job?.id, reason: err.message }, 'settlement part failed permanently');
+        this.logger.error({ shard: id, jobId: job?.id, reason: err.message }, 'settlement job failed permanently');
       else if (job && job.attemptsMade >= (job.opts.attempts ?? 1))
-        this.logger.warn({ shard: id, jobId: job.id, err }, 'settlement part out of tries; the reconciler will re-drive it');
+        this.logger.warn({ shard: id, jobId: job.id, err }, 'settlement job out of tries; the reconciler will re-drive its pending parts');
     });
     this.runners.set(id, { worker, batches });
     worker.run().catch((err: unknown) => this.logger.error({ shard: id, err }, 'queue worker stopped with an error'));
   }
 
+  /**
+   * Runs a job: every part it names goes to the shard's group commit at once (so they share
+   * transactions), and the job ends by what became of them. A transient failure of any part fails
+   * the job for BullMQ to try again (parts applied meanwhile come back as duplicates); a part the
+   * inbox now records as failed is done (its row is the dead letter, listed and retried from there);
+   * a part that could not be recorded (no inbox row) fails the job for good, so the dead-letter
+   * listing shows it. Deferred parts come back later: the job itself when all are, else a job of
+   * their own.
+   */
   private async process(
     shardId: string,
     batches: GroupCommit<string, PartOutcome>,
     job: Job<SettlementJobData>,
     token: string | undefined,
-  ): Promise<{ inserted: number } | { duplicate: true } | { forwardedTo: string[] }> {
+  ): Promise<JobSummary> {
     const data = parseJobData(job.data);
     if (!data) throw new UnrecoverableError(`malformed job data: ${JSON.stringify(job.data).slice(0, 200)}`);
     if (data.shardId !== shardId) throw new UnrecoverableError(`job names shard "${data.shardId}" but sits in the queue of shard "${shardId}"`);
-    let r: PartOutcome;
-    try {
-      r = await batches.submit(data.matchId);
-    } catch (err) {
+    const settled = await Promise.allSettled(batches.submitAll(data.matchIds));
+    const outcomes: PartOutcome[] = [];
+    const transient: unknown[] = [];
+    for (const s of settled) {
+      if (s.status === 'fulfilled') outcomes.push(s.value);
+      else transient.push(s.reason);
+    }
+    if (transient.length > 0) {
       // Transient (or a part that failed alone and could not even be marked failed): BullMQ tries again.
-      this.metrics.retried.inc({ shard: shardId });
+      this.metrics.retried.inc({ shard: shardId }, transient.length);
+      const err = transient[0];
       throw err instanceof Error ? err : new Error(String(err));
     }
-    switch (r.kind) {
-      case 'applied':
-        return { inserted: r.inserted };
-      case 'duplicate':
-        return { duplicate: true };
-      case 'failed':
-        throw new UnrecoverableError(r.reason);
-      case 'forwarded':
-        return { forwardedTo: r.forwardedTo };
-      case 'deferred':
-        // A part deferred for long (a new shard this worker cannot reach, a move left frozen) goes
-        // back to spending tries with backoff, then to the reconciler, instead of polling forever.
-        if (Date.now() - job.timestamp > DEFER_FOR_MS) throw new Error(`deferred for over ${DEFER_FOR_MS / 60_000} min: ${r.reason}`);
-        // Back in the queue without spending a try: a cut-over lasts about a second per batch of buckets.
-        await job.moveToDelayed(Date.now() + DEFER_MS / 2 + Math.floor(Math.random() * DEFER_MS), token);
-        throw new DelayedError(r.reason);
-      default: {
-        const unhandled: never = r;
-        throw new Error(`unhandled part result ${JSON.stringify(unhandled)}`);
+    const summary: JobSummary = { parts: outcomes.length, applied: 0, inserted: 0, duplicates: 0, failed: 0, forwarded: 0, deferred: 0 };
+    const unrecorded: { matchId: string; reason: string }[] = [];
+    const deferred: { matchId: string; reason: string }[] = [];
+    for (const r of outcomes) {
+      switch (r.kind) {
+        case 'applied':
+          summary.applied++;
+          summary.inserted += r.inserted;
+          break;
+        case 'duplicate':
+          summary.duplicates++;
+          break;
+        case 'failed':
+          summary.failed++;
+          if (!r.recorded) unrecorded.push({ matchId: r.matchId, reason: r.reason });
+          break;
+        case 'forwarded':
+          summary.forwarded++;
+          break;
+        case 'deferred':
+          summary.deferred++;
+          deferred.push({ matchId: r.matchId, reason: r.reason });
+          break;
+        default: {
+          const unhandled: never = r;
+          throw new Error(`unhandled part result ${JSON.stringify(unhandled)}`);
+        }
       }
     }
+    if (deferred.length > 0) {
+      const since = data.deferredSince ?? job.timestamp;
+      const reason = (deferred[0] as { reason: string }).reason;
+      const delayMs = DEFER_MS / 2 + Math.floor(Math.random() * DEFER_MS);
+      if (deferred.length === outcomes.length) {
+        // A part deferred for long (a new shard this worker cannot reach, a move left frozen) goes
+        // back to spending tries with backoff, then to the reconciler, instead of polling forever.
+        if (Date.now() - since > DEFER_FOR_MS) throw new Error(`deferred for over ${DEFER_FOR_MS / 60_000} min: ${reason}`);
+        // Back in the queue without spending a try: a cut-over lasts about a second per batch of buckets.
+        await job.moveToDelayed(Date.now() + delayMs, token);
+        throw new DelayedError(reason);
+      }
+      // The rest of the job went through: only the deferred parts come back, in a job of their own
+      // that keeps the time their deferral began. Added before this job completes: a crash between
+      // the two runs this job again, and its other parts are duplicates then.
+      const queues = this.queues;
+      if (!queues) throw new Error('settlement worker is not started');
+      await queues.enqueueDeferred(
+        shardId,
+        deferred.map((d) => d.matchId),
+        since,
+        delayMs,
+      );
+    }
+    if (unrecorded.length > 0) throw new UnrecoverableError(unrecordedReason(unrecorded));
+    return summary;
   }
 
   /**
