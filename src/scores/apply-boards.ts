@@ -14,7 +14,8 @@ export interface InsertedLedgerRow {
   readonly player_id: string;
 }
 
-interface BoardsAndSeasons {
+/** The boards of a batch's games and their seasons, as BOARDS_OF_LOCKED reads them. */
+export interface BoardsAndSeasons {
   compacted: boolean;
   boards: { board_id: string; game_id: string; operator: BoardOperator; period: BoardPeriod; week_start: number }[] | null;
   seasons: { board_id: string; season_id: string; opened_at: string; closed_at: string | null }[] | null;
@@ -43,36 +44,51 @@ const later = (a: { endedAt: Date; matchId: string }, b: { endedAt: Date; matchI
   a.endedAt.getTime() > b.endedAt.getTime() || (a.endedAt.getTime() === b.endedAt.getTime() && a.matchId > b.matchId);
 
 /**
+ * The defined boards of the pending parts' games and the seasons their results may fall in, as an
+ * expression over `m`, the inbox rows the apply transaction locked (lockParts' first statement, so
+ * reading them costs no round trip of its own). It also folds the pending count deltas of the shard
+ * into its counts, unless another transaction is doing so (the deltas of this transaction are the
+ * next one's to fold). The season rows are read FOR SHARE, so closeSeason waits for this
+ * transaction and nothing enters a season after its close has returned.
+ */
+export const BOARDS_OF_LOCKED = sql<BoardsAndSeasons>`(
+  SELECT json_build_object(
+    'compacted', shardline_compact_board_counts(),
+    'boards', (SELECT json_agg(b ORDER BY b.board_id) FROM (
+      SELECT board_id, game_id, operator, period, week_start FROM leaderboard_boards
+      WHERE game_id IN (SELECT game_id FROM m WHERE status = 'pending')) b),
+    'seasons', (SELECT json_agg(s ORDER BY s.board_id, s.season_id) FROM (
+      SELECT board_id, season_id, opened_at, closed_at FROM leaderboard_seasons
+      WHERE board_id IN (SELECT board_id FROM leaderboard_boards
+                         WHERE game_id IN (SELECT game_id FROM m WHERE status = 'pending') AND period = 'season')
+        AND opened_at <= (SELECT max(ended_at) FROM m WHERE status = 'pending')
+        AND (closed_at IS NULL OR closed_at > (SELECT min(ended_at) FROM m WHERE status = 'pending'))
+      ORDER BY board_id, season_id FOR SHARE) s)))`;
+
+/**
  * Moves every defined board of the applied matches' games, inside the apply transaction, for the
  * ledger rows this transaction inserted only: so a board moves exactly when the ledger and stats do,
- * once (the plain game id's board follows player_stats by trigger, migration 0012).
+ * once (the plain game id's board follows player_stats by trigger, migration 0012). `defs`: what
+ * BOARDS_OF_LOCKED read at the start of the transaction.
  *
  * A result counts in the period its `endedAt` falls in (UTC). A season board counts it in the
  * season whose [openedAt, closedAt) holds `endedAt`, if that season is still open; a result of a
  * season closed before it arrived counts on no board and is recorded in leaderboard_late_results;
  * a result outside every season counts on none. Calendar periods never close: a late result counts
- * in its own (past) period. The season rows are read FOR SHARE, so closeSeason waits for this
- * transaction and nothing enters a season after its close has returned.
+ * in its own (past) period.
  *
- * Two round trips when the games have boards, one when they have none. The first also folds the
- * pending count deltas of the shard into its counts, unless another transaction is doing so.
+ * One round trip when the games have boards, none when they have none.
  */
-export async function applyToBoards(trx: Kysely<ShardDatabase>, parts: readonly BoardPart[], inserted: readonly InsertedLedgerRow[]): Promise<void> {
-  if (inserted.length === 0) return;
+export async function applyToBoards(
+  trx: Kysely<ShardDatabase>,
+  defs: BoardsAndSeasons | null,
+  parts: readonly BoardPart[],
+  inserted: readonly InsertedLedgerRow[],
+): Promise<void> {
+  const boards = defs?.boards ?? null;
+  const seasons = defs?.seasons ?? null;
+  if (inserted.length === 0 || !boards || boards.length === 0) return;
   const fresh = new Set(inserted.map((r) => `${r.match_id}\u0000${r.player_id}`));
-  const games = [...new Set(parts.map((p) => p.row.game_id))].sort();
-  const ends = parts.map((p) => p.row.ended_at.getTime());
-  const lookup = await sql<BoardsAndSeasons>`
-    SELECT shardline_compact_board_counts() AS compacted,
-      (SELECT json_agg(b ORDER BY b.board_id) FROM (
-        SELECT board_id, game_id, operator, period, week_start FROM leaderboard_boards WHERE game_id = ANY(${games}::text[])) b) AS boards,
-      (SELECT json_agg(s ORDER BY s.board_id, s.season_id) FROM (
-        SELECT board_id, season_id, opened_at, closed_at FROM leaderboard_seasons
-        WHERE board_id IN (SELECT board_id FROM leaderboard_boards WHERE game_id = ANY(${games}::text[]) AND period = 'season')
-          AND opened_at <= ${new Date(Math.max(...ends))} AND (closed_at IS NULL OR closed_at > ${new Date(Math.min(...ends))})
-        ORDER BY board_id, season_id FOR SHARE) s) AS seasons`.execute(trx);
-  const { boards, seasons } = lookup.rows[0] ?? { boards: null, seasons: null };
-  if (!boards || boards.length === 0) return;
 
   const folds = new Map<string, Fold>();
   const late: Late[] = [];

@@ -3,10 +3,10 @@ import type { ShardDatabase } from '../db/schema.js';
 import type { PlayerId } from '../routing/index.js';
 import { runEffects, type AppliedResult, type SettlementEffects } from './effects.js';
 import {
-  lockAgainstOwnershipChange,
   lockParts,
   markAppliedSql,
   markFailed,
+  markFailedSql,
   recordForwarded,
   type AppliedRow,
   type ForwardedUpdate,
@@ -16,7 +16,7 @@ import {
 import { forwardResults, splitByPlacement, type Forwarder } from './forwarding.js';
 import { parseOwnership } from './ownership-view.js';
 import { parseStoredResults, type StoredResult } from './validate.js';
-import { applyToBoards } from '../scores/apply-boards.js';
+import { applyToBoards, BOARDS_OF_LOCKED } from '../scores/apply-boards.js';
 
 export type PartOutcome =
   /**
@@ -88,8 +88,8 @@ export async function applyParts(
     // applied in this same transaction, so a commit lost in a crash is lost whole (ledger, stats and
     // flip together) and the reconciler runs the part again. Exactly-once holds; only lag grows.
     const out = new Map<string, PartOutcome>();
-    await lockAgainstOwnershipChange(trx);
-    const locked = await lockParts(trx, ids);
+    // One round trip: the fence's lock, the parts, the ownership record and the games' boards.
+    const locked = await lockParts(trx, ids, BOARDS_OF_LOCKED);
     const rows = locked.rows;
     const ownership = parseOwnership(locked.ownership);
     const byId = new Map(rows.map((r) => [r.match_id, r]));
@@ -162,32 +162,39 @@ export async function applyParts(
       good = stay;
     }
 
-    if (good.length > 0) {
-      // Players must exist (FK); KEY SHARE keeps them from being deleted until we commit.
-      const wanted = [...new Set(good.flatMap((p) => p.results.map((r) => r.playerId)))].sort(byDecimalId);
-      const present = await sql<{ id: string }>`
-        SELECT player_id::text AS id FROM players WHERE player_id = ANY(${wanted}::bigint[])
-        ORDER BY player_id FOR KEY SHARE`.execute(trx);
-      const exists = new Set(present.rows.map((r) => r.id));
-      good = good.filter((p) => {
-        const missing = p.results.filter((r) => !exists.has(r.playerId)).map((r) => r.playerId);
-        if (missing.length === 0) return true;
-        failed.push({ matchId: p.row.match_id, reason: `player${missing.length > 1 ? 's' : ''} not found on this shard: ${missing.join(', ')}` });
-        return false;
-      });
-    }
-
-    const inserted = good.length > 0 ? await insertLedger(trx, good) : [];
+    let inserted: InsertedRow[] = [];
     const lagBy = new Map<string, number>();
     if (good.length > 0) {
-      const markApplied = markAppliedSql(good.map((p) => p.row.match_id));
-      // One round trip for both when there are stats to move.
-      const lags = inserted.length > 0 ? await upsertStats(trx, statDeltas(good, inserted), markApplied) : (await markApplied.execute(trx)).rows;
-      for (const l of lags) lagBy.set(l.match_id, l.lag_ms);
-    }
+      // The common case in one round trip: ledger rows, stats, the flip to applied and the failures.
+      let r = await applyLedger(trx, good, failed);
+      while (r.missing.size > 0) {
+        // Nothing was inserted: the parts with a player missing fail, the others go again.
+        const missingFailures: PartFailure[] = [];
+        const missingOf = r.missing;
+        good = good.filter((p) => {
+          const missing = p.results.filter((x) => missingOf.has(x.playerId)).map((x) => x.playerId);
+          if (missing.length === 0) return true;
+          missingFailures.push({ matchId: p.row.match_id, reason: `player${missing.length > 1 ? 's' : ''} not found on this shard: ${missing.join(', ')}` });
+          return false;
+        });
+        failed.push(...missingFailures);
+        if (good.length === 0) {
+          await markFailed(trx, missingFailures);
+          break;
+        }
+        r = await applyLedger(trx, good, missingFailures);
+      }
+      inserted = r.inserted;
+      if (good.length > 0 && r.applied.length === 0) {
+        // Some rows were in the ledger already (a part applied before, forwarded back, reset): the
+        // stats move for the rows inserted now only.
+        const markApplied = markAppliedSql(good.map((p) => p.row.match_id));
+        r.applied = inserted.length > 0 ? await upsertStats(trx, statDeltas(good, inserted), markApplied) : (await markApplied.execute(trx)).rows;
+      }
+      for (const l of r.applied) lagBy.set(l.match_id, l.lag_ms);
+    } else await markFailed(trx, failed);
     // The defined boards of the games move with the stats, for the ledger rows inserted now only.
-    await applyToBoards(trx, good, inserted);
-    await markFailed(trx, failed);
+    await applyToBoards(trx, locked.alongside, good, inserted);
     if (inserted.length > 0) {
       const byGame = appliedByGame(good, inserted, effects);
       if (byGame.size > 0) await runEffects(trx, effects, byGame);
@@ -220,20 +227,58 @@ interface InsertedRow {
   player_id: string;
 }
 
-async function insertLedger(trx: Kysely<ShardDatabase>, parts: readonly GoodPart[]): Promise<InsertedRow[]> {
+interface LedgerApplied {
+  inserted: InsertedRow[];
+  /** The parts flipped to applied (with the stats moved): none unless every row was inserted. */
+  applied: AppliedRow[];
+  /** Players of the parts not on this shard: when any, nothing was inserted or flipped. */
+  missing: Set<string>;
+}
+
+/**
+ * One statement for the batch: the players' existence (KEY SHARE keeps them from being deleted
+ * until commit), the ledger rows (ON CONFLICT DO NOTHING), and, when every row was inserted (the
+ * common case: stats computed here for all of them are right), the stats and the flip to applied;
+ * `failures` are marked failed in it too. When a player is missing nothing is inserted; when some
+ * rows were there already the stats and the flip are left to the caller, for the rows inserted.
+ */
+async function applyLedger(trx: Kysely<ShardDatabase>, parts: readonly GoodPart[], failures: readonly PartFailure[]): Promise<LedgerApplied> {
   const rows = parts
     .flatMap((p) => p.results.map((r) => ({ p, r })))
     .sort((a, b) => (a.p.row.match_id < b.p.row.match_id ? -1 : a.p.row.match_id > b.p.row.match_id ? 1 : byDecimalId(a.r.playerId, b.r.playerId)));
-  const r = await sql<InsertedRow>`
-    INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at, data)
-    SELECT * FROM unnest(
-      ${rows.map((x) => x.p.row.match_id)}::text[], ${rows.map((x) => x.r.playerId)}::bigint[],
-      ${rows.map((x) => x.p.row.game_id)}::text[], ${rows.map((x) => x.r.scoreDelta)}::int[],
-      ${rows.map((x) => x.r.outcome)}::text[], ${rows.map((x) => x.p.row.ended_at)}::timestamptz[],
-      ${rows.map((x) => (x.r.data === undefined ? null : JSON.stringify(x.r.data)))}::jsonb[])
-    ON CONFLICT (match_id, player_id) DO NOTHING
-    RETURNING match_id, player_id::text AS player_id`.execute(trx);
-  return r.rows;
+  const wanted = [...new Set(rows.map((x) => x.r.playerId))].sort(byDecimalId);
+  const all = sql<boolean>`(SELECT count(*) FROM ins) = ${rows.length}`;
+  const failedSql = failures.length > 0 ? sql`, failed AS (${markFailedSql(failures)})` : sql``;
+  const r = await sql<{ kind: 'i' | 'a' | 'm'; match_id: string | null; player_id: string | null; lag_ms: number | null }>`
+    WITH present AS (
+      SELECT player_id FROM players WHERE player_id = ANY(${wanted}::bigint[]) ORDER BY player_id FOR KEY SHARE),
+    missing AS (
+      SELECT w.id FROM unnest(${wanted}::bigint[]) AS w(id) WHERE NOT EXISTS (SELECT 1 FROM present p WHERE p.player_id = w.id)),
+    ins AS (
+      INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at, data)
+      SELECT * FROM unnest(
+        ${rows.map((x) => x.p.row.match_id)}::text[], ${rows.map((x) => x.r.playerId)}::bigint[],
+        ${rows.map((x) => x.p.row.game_id)}::text[], ${rows.map((x) => x.r.scoreDelta)}::int[],
+        ${rows.map((x) => x.r.outcome)}::text[], ${rows.map((x) => x.p.row.ended_at)}::timestamptz[],
+        ${rows.map((x) => (x.r.data === undefined ? null : JSON.stringify(x.r.data)))}::jsonb[])
+      WHERE NOT EXISTS (SELECT 1 FROM missing)
+      ON CONFLICT (match_id, player_id) DO NOTHING
+      RETURNING match_id, player_id::text AS player_id),
+    stats AS (${statsUpsertSql(statDeltas(parts, null), all)}),
+    applied AS (${markAppliedSql(
+      parts.map((p) => p.row.match_id),
+      all,
+    )})${failedSql}
+    SELECT 'i' AS kind, match_id, player_id, NULL::float8 AS lag_ms FROM ins
+    UNION ALL SELECT 'a', match_id, NULL, lag_ms FROM applied
+    UNION ALL SELECT 'm', NULL, id::text, NULL FROM missing`.execute(trx);
+  const out: LedgerApplied = { inserted: [], applied: [], missing: new Set() };
+  for (const row of r.rows) {
+    if (row.kind === 'i') out.inserted.push({ match_id: row.match_id as string, player_id: row.player_id as string });
+    else if (row.kind === 'a') out.applied.push({ match_id: row.match_id as string, lag_ms: row.lag_ms ?? 0 });
+    else out.missing.add(row.player_id as string);
+  }
+  return out;
 }
 
 /** The inserted rows of the games that have an effect, by game, in (match, player) order. */
@@ -261,15 +306,18 @@ function appliedByGame(parts: readonly GoodPart[], inserted: readonly InsertedRo
   return byGame;
 }
 
-/** One delta per (player, game): a statement may not update the same stats row twice. */
-function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[]): StatDelta[] {
-  const fresh = new Set(inserted.map((r) => `${r.match_id}\u0000${r.player_id}`));
+/**
+ * One delta per (player, game): a statement may not update the same stats row twice. `inserted`:
+ * the ledger rows inserted (null: all of the parts' rows).
+ */
+function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[] | null): StatDelta[] {
+  const fresh = inserted ? new Set(inserted.map((r) => `${r.match_id}\u0000${r.player_id}`)) : null;
   // Oldest match first, so last_match_id ends as the latest-ended match of the batch.
   const ordered = [...parts].sort((a, b) => a.row.ended_at.getTime() - b.row.ended_at.getTime() || (a.row.match_id < b.row.match_id ? -1 : 1));
   const deltas = new Map<string, StatDelta>();
   for (const p of ordered) {
     for (const r of p.results) {
-      if (!fresh.has(`${p.row.match_id}\u0000${r.playerId}`)) continue;
+      if (fresh && !fresh.has(`${p.row.match_id}\u0000${r.playerId}`)) continue;
       const key = `${r.playerId}\u0000${p.row.game_id}`;
       let d = deltas.get(key);
       if (!d) {
@@ -305,22 +353,28 @@ function statDeltas(parts: readonly GoodPart[], inserted: readonly InsertedRow[]
 async function upsertStats(trx: Kysely<ShardDatabase>, deltas: readonly StatDelta[], alongside: RawBuilder<AppliedRow>): Promise<AppliedRow[]> {
   const r = await sql<AppliedRow>`
     WITH alongside AS (${alongside}),
-    upserted AS (
-      INSERT INTO player_stats AS s (player_id, game_id, score, wins, losses, draws, games_played, last_match_id, updated_at)
-      SELECT t.player_id, t.game_id, t.score, t.wins, t.losses, t.draws, t.games, t.last_match_id, now()
-      FROM unnest(
-        ${deltas.map((d) => d.playerId)}::bigint[], ${deltas.map((d) => d.gameId)}::text[], ${deltas.map((d) => d.score.toString())}::bigint[],
-        ${deltas.map((d) => d.wins)}::int[], ${deltas.map((d) => d.losses)}::int[], ${deltas.map((d) => d.draws)}::int[],
-        ${deltas.map((d) => d.games)}::int[], ${deltas.map((d) => d.lastMatchId)}::text[])
-        AS t(player_id, game_id, score, wins, losses, draws, games, last_match_id)
-      ON CONFLICT (player_id, game_id) DO UPDATE SET
-        score = s.score + EXCLUDED.score,
-        wins = s.wins + EXCLUDED.wins,
-        losses = s.losses + EXCLUDED.losses,
-        draws = s.draws + EXCLUDED.draws,
-        games_played = s.games_played + EXCLUDED.games_played,
-        last_match_id = EXCLUDED.last_match_id,
-        updated_at = now())
+    upserted AS (${statsUpsertSql(deltas)})
     SELECT match_id, lag_ms FROM alongside`.execute(trx);
   return r.rows;
+}
+
+/** The stats upsert of `deltas`, as a statement to run inside another, only `when` that holds. */
+function statsUpsertSql(deltas: readonly StatDelta[], when: RawBuilder<boolean> = sql<boolean>`true`): RawBuilder<never> {
+  return sql<never>`
+    INSERT INTO player_stats AS s (player_id, game_id, score, wins, losses, draws, games_played, last_match_id, updated_at)
+    SELECT t.player_id, t.game_id, t.score, t.wins, t.losses, t.draws, t.games, t.last_match_id, now()
+    FROM unnest(
+      ${deltas.map((d) => d.playerId)}::bigint[], ${deltas.map((d) => d.gameId)}::text[], ${deltas.map((d) => d.score.toString())}::bigint[],
+      ${deltas.map((d) => d.wins)}::int[], ${deltas.map((d) => d.losses)}::int[], ${deltas.map((d) => d.draws)}::int[],
+      ${deltas.map((d) => d.games)}::int[], ${deltas.map((d) => d.lastMatchId)}::text[])
+      AS t(player_id, game_id, score, wins, losses, draws, games, last_match_id)
+    WHERE ${when}
+    ON CONFLICT (player_id, game_id) DO UPDATE SET
+      score = s.score + EXCLUDED.score,
+      wins = s.wins + EXCLUDED.wins,
+      losses = s.losses + EXCLUDED.losses,
+      draws = s.draws + EXCLUDED.draws,
+      games_played = s.games_played + EXCLUDED.games_played,
+      last_match_id = EXCLUDED.last_match_id,
+      updated_at = now()`;
 }

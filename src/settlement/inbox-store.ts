@@ -199,28 +199,36 @@ export interface LockedPart {
 /**
  * Locks the inbox rows of `sortedIds` (sorted, so concurrent batches lock in one order and cannot
  * deadlock) for the rest of the transaction, and lets that transaction commit without waiting for
- * fsync (why that is safe: see applyParts). Reads the shard's ownership record in the same
- * statement: the caller holds the ledger's ROW EXCLUSIVE lock already, so the record cannot change
- * (a change takes SHARE ROW EXCLUSIVE on the ledger) before this transaction ends.
+ * fsync (why that is safe: see applyParts). The first statement of an apply transaction, in one
+ * round trip:
+ *  - it takes the ledger's ROW EXCLUSIVE lock (the `fence` CTE: an INSERT of no row, so it fires no
+ *    trigger and writes nothing, needing only the INSERT privilege the apply needs anyway; its target
+ *    is locked when the statement is parsed, before the snapshot it reads with is taken). An ownership change (shardline_set_ownership) takes SHARE ROW
+ *    EXCLUSIVE on the ledger, so it waits for this transaction, or this statement waits for it and
+ *    then reads the new record;
+ *  - it reads the shard's ownership record, which cannot change before this transaction ends;
+ *  - `alongside`, an expression over `m` (the locked rows: match_id, game_id, ended_at, status...),
+ *    is evaluated once and returned as it is (applyParts reads the boards of the parts' games).
  */
-export async function lockParts(trx: Db, sortedIds: readonly string[]): Promise<{ rows: LockedPart[]; ownership: unknown }> {
-  const r = await sql<LockedPart & { ownership: unknown }>`
+export async function lockParts<A = unknown>(
+  trx: Db,
+  sortedIds: readonly string[],
+  alongside: RawBuilder<A> = sql<A>`NULL`,
+): Promise<{ rows: LockedPart[]; ownership: unknown; alongside: A | null }> {
+  const r = await sql<LockedPart & { ownership: unknown; alongside: A | null }>`
     WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+    fence AS (INSERT INTO settlement_ledger (match_id, player_id, game_id, score_delta, outcome, ended_at)
+              SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE false),
     m AS (SELECT match_id, content_hash, game_id, ended_at, results, shard_ids, status, last_error
           FROM settlement_inbox, cfg WHERE match_id = ANY(${[...sortedIds]}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox)
-    SELECT m.*, o.value AS ownership FROM (SELECT ${OWNERSHIP_RECORD} AS value) o LEFT JOIN m ON true`.execute(trx);
-  const ownership = r.rows[0]?.ownership ?? null;
-  return { rows: r.rows.filter((row) => row.match_id !== null).map(({ ownership: _o, ...row }) => row), ownership };
-}
-
-/**
- * Takes the ledger's ROW EXCLUSIVE lock first thing in an apply transaction: an ownership change
- * (shardline_set_ownership) takes SHARE ROW EXCLUSIVE, so it waits for this transaction, or this
- * transaction waits for it and then reads the new record. Either way the record read next is the
- * one the fence holds until commit.
- */
-export async function lockAgainstOwnershipChange(trx: Db): Promise<void> {
-  await sql`LOCK TABLE settlement_ledger IN ROW EXCLUSIVE MODE`.execute(trx);
+    SELECT m.*, o.value AS ownership, o.alongside
+    FROM (SELECT ${OWNERSHIP_RECORD} AS value, ${alongside} AS alongside) o LEFT JOIN m ON true`.execute(trx);
+  const first = r.rows[0];
+  return {
+    rows: r.rows.filter((row) => row.match_id !== null).map(({ ownership: _o, alongside: _a, ...row }) => row),
+    ownership: first?.ownership ?? null,
+    alongside: first?.alongside ?? null,
+  };
 }
 
 // ---- forwarding (results of players whose buckets moved, docs/settlement.md "Moves") -------------
@@ -329,11 +337,12 @@ export interface AppliedRow {
 /**
  * Flips parts to applied, as a statement to run on its own or inside another (one round trip).
  * Lag on the database's clock alone: created_at is its clock too, and a worker host's may be off.
+ * `when`: a condition of the enclosing statement (the apply's: every ledger row was inserted).
  */
-export function markAppliedSql(matchIds: readonly string[]): RawBuilder<AppliedRow> {
+export function markAppliedSql(matchIds: readonly string[], when: RawBuilder<boolean> = sql<boolean>`true`): RawBuilder<AppliedRow> {
   return sql<AppliedRow>`
     UPDATE settlement_inbox SET status = 'applied', applied_at = now(), updated_at = now(), attempts = attempts + 1, last_error = NULL
-    WHERE match_id = ANY(${[...matchIds]}::text[])
+    WHERE match_id = ANY(${[...matchIds]}::text[]) AND ${when}
     RETURNING match_id, (extract(epoch FROM clock_timestamp() - created_at) * 1000)::float8 AS lag_ms`;
 }
 
@@ -348,10 +357,15 @@ export interface PartFailure {
  */
 export async function markFailed(db: Db, failures: readonly PartFailure[]): Promise<void> {
   if (failures.length === 0) return;
-  await sql`
+  await markFailedSql(failures).execute(db);
+}
+
+/** markFailed as a statement to run inside another (one round trip); none: it changes nothing. */
+export function markFailedSql(failures: readonly PartFailure[]): RawBuilder<never> {
+  return sql<never>`
     UPDATE settlement_inbox AS i SET status = 'failed', last_error = f.reason, updated_at = now(), attempts = i.attempts + 1
     FROM unnest(${failures.map((f) => f.matchId)}::text[], ${failures.map((f) => f.reason)}::text[]) AS f(match_id, reason)
-    WHERE i.match_id = f.match_id AND i.status = 'pending'`.execute(db);
+    WHERE i.match_id = f.match_id AND i.status = 'pending'`;
 }
 
 // ---- dead letters and reconciling ------------------------------------------------------------
