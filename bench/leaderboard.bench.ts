@@ -12,6 +12,7 @@
  * Databases are created on SHARDLINE_BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres)
  * under unique names and dropped at the end.
  */
+import { loadavg } from 'node:os';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { pino } from 'pino';
@@ -165,6 +166,8 @@ export async function run(): Promise<BenchResult[]> {
       })(),
     ]);
     const seedSeconds = (performance.now() - t0) / 1000;
+    // The machine's 1-minute load when the timed part starts and ends: latencies are only comparable at similar load.
+    const loadStart = loadavg()[0] ?? 0;
 
     const boards = new Leaderboards(set);
     const flat = flatSet.rawDb('flat');
@@ -245,6 +248,7 @@ export async function run(): Promise<BenchResult[]> {
     if (around?.length !== 11 || around[5]?.playerId !== mid.player_id) throw new Error('around(median) is not the 11 entries around it');
     const [aroundSharded, aroundFlat] = await alternate(rankIterations, () => boards.around(mid.player_id, GAME), flatAround);
 
+    const loadEnd = loadavg()[0] ?? 0;
     const throughput = await settlementThroughput(set, boards, base, baseMs, perShard, option('matches', 'SHARDLINE_BENCH_MATCHES', 400));
 
     return [
@@ -259,6 +263,8 @@ export async function run(): Promise<BenchResult[]> {
           regionalP50: round(percentile(regional, 50), 3),
           regionalShards: map.regions.find((r) => r.name === 'shenzhen')!.shards.length,
           seedSeconds: round(seedSeconds, 1),
+          loadAvgStart: round(loadStart, 1),
+          loadAvgEnd: round(loadEnd, 1),
         },
       ),
       ...rankResults,

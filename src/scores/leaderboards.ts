@@ -412,7 +412,10 @@ export class Leaderboards {
    * buckets the shard does not serve (only during a bucket move are there any), plus the owned
    * rows ahead inside the player's own range. The ranges are computed here (scoreRange), not by
    * the SQL functions: those are not inlined where they nest, and ran as SQL function calls in
-   * every subquery, about half of the statement's execution.
+   * every subquery, about half of the statement's execution. The players are a materialized CTE,
+   * so the planner estimates the subqueries alike with and without their values: the prepared
+   * statement then keeps its generic plan instead of being planned again on every call (with the
+   * values folded in, each custom plan looked cheaper than the generic one, and won).
    */
   private aheadSql(shardId: string, t: Target, players: readonly { score: bigint; playerId: PlayerId }[]): RawBuilder<{ ord: string; ahead: string }> {
     const owned = ownedRanges(this.shards, shardId);
@@ -423,7 +426,16 @@ export class Leaderboards {
         ? sql`0`
         : sql`(SELECT count(*) FROM leaderboard_scores x WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', foreign)} AND x.score > q.hi)`;
     const ranges = players.map((p) => scoreRange(p.score));
+    const text = (xs: readonly (bigint | PlayerId)[]) => xs.map(String);
+    const [one] = players;
+    const q =
+      one && players.length === 1
+        ? sql`SELECT ${String(one.score)}::bigint AS s, ${String(one.playerId)}::bigint AS pid, ${String(ranges[0])}::bigint AS r,
+                     ${String(scoreRangeHi(scoreRange(one.score)))}::bigint AS hi, 1::bigint AS ord`
+        : sql`SELECT * FROM unnest(${text(players.map((p) => p.score))}::bigint[], ${text(players.map((p) => p.playerId))}::bigint[],
+                                   ${text(ranges)}::bigint[], ${text(ranges.map(scoreRangeHi))}::bigint[]) WITH ORDINALITY AS u(s, pid, r, hi, ord)`;
     return sql<{ ord: string; ahead: string }>`
+      WITH q AS MATERIALIZED (${q})
       SELECT q.ord,
         coalesce((SELECT sum(n) FROM leaderboard_counts
                   WHERE board_id = ${t.boardId} AND period = ${t.period ?? ''} AND range > q.r${hideCount}), 0)
@@ -433,9 +445,7 @@ export class Leaderboards {
         + (SELECT count(*) FROM leaderboard_scores x
            WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', owned)}
              AND x.score >= q.s AND x.score <= q.hi AND (x.score > q.s OR x.player_id < q.pid)) AS ahead
-      FROM unnest(${players.map((p) => p.score.toString())}::bigint[], ${players.map((p) => String(p.playerId))}::bigint[],
-                  ${ranges.map(String)}::bigint[], ${ranges.map((r) => scoreRangeHi(r).toString())}::bigint[])
-        WITH ORDINALITY AS q(s, pid, r, hi, ord)`;
+      FROM q`;
   }
 
   private rankResult(pid: PlayerId, t: Target, score: bigint, rank: number, region: string | null): PlayerRank {
