@@ -2,7 +2,8 @@
  * A bucket move (freeze mode, the default) of an eighth of a shard's rows while writes continue:
  * the write pause of the moved range (p50, max), the mover's copy rate beside a plain
  * `COPY … TO STDOUT | COPY … FROM STDIN` of the same rows in the same run, and the rate of writes
- * to the buckets that stay beside their rate without a move.
+ * to the buckets that stay beside their rate without a move; then the purge's rate (by range, in
+ * bounded batches) beside the same purge bucket by bucket, on two equal ranges moved after it.
  *
  *   npx tsx bench/reshard.bench.ts [--players 800000] [--batch 4] [--writers 4]
  *   (or SHARDLINE_BENCH_MOVE_PLAYERS / SHARDLINE_BENCH_MOVE_BATCH / SHARDLINE_BENCH_MOVE_WRITERS)
@@ -14,8 +15,10 @@
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { ShardMigrator, validateShardMap } from '../src/index.js';
-import { moveBuckets } from '../src/reshard/index.js';
+import { ShardMigrator, validateShardMap, type ShardMap } from '../src/index.js';
+import { moveBuckets, purgeMove, type MoveReport } from '../src/reshard/index.js';
+import { deleteRange } from '../src/reshard/copy.js';
+import { movedTables } from '../src/reshard/tables.js';
 import { cloneFromTemplate, dropDatabases, option, percentile, round, runIfMain, urlFor } from './support.js';
 import type { BenchResult } from './types.js';
 
@@ -149,6 +152,42 @@ function startWriters(urls: Record<string, string>, ids: readonly string[], clie
   };
 }
 
+/** Two ranges of equal size past the moved eighth, moved without writers, for the purge's two paces. */
+const PURGE_RANGES: [[number, number], [number, number]] = [
+  [512, 639],
+  [640, 767],
+];
+
+/**
+ * The purge's rate: one range's source copy deleted bucket by bucket, a transaction each (the purge
+ * before it went by range), and the other's by purgeMove (by range, bounded batches). Returns the
+ * rows deleted and the time of each.
+ */
+async function purgeRates(map: ShardMap, sourceUrl: string): Promise<Record<'perBucket' | 'batched', { rows: number; ms: number }>> {
+  const moves: MoveReport[] = [];
+  for (const range of PURGE_RANGES) moves.push(await moveBuckets({ map, range, to: 'sz-2', purge: 'never', maxFreezeMs: 0, settlement: false }));
+  const [before, after] = moves as [MoveReport, MoveReport];
+  const c = new pg.Client({ connectionString: sourceUrl });
+  await c.connect();
+  try {
+    const tables = await movedTables(c);
+    const t0 = performance.now();
+    let rows = 0;
+    for (let bucket = before.range[0]; bucket <= before.range[1]; bucket++) {
+      await c.query('BEGIN');
+      await c.query(`SET LOCAL shardline.fence = 'off'`);
+      rows += await deleteRange(c, tables, bucket, bucket);
+      await c.query('COMMIT');
+    }
+    const perBucket = { rows, ms: performance.now() - t0 };
+    const t1 = performance.now();
+    await purgeMove(map, after.id);
+    return { perBucket, batched: { rows: after.rowsCopied, ms: performance.now() - t1 } };
+  } finally {
+    await c.end();
+  }
+}
+
 export async function run(): Promise<BenchResult[]> {
   const players = option('players', 'SHARDLINE_BENCH_MOVE_PLAYERS', 800_000);
   const batch = option('batch', 'SHARDLINE_BENCH_MOVE_BATCH', 4);
@@ -196,6 +235,8 @@ export async function run(): Promise<BenchResult[]> {
     const moveMs = performance.now() - t0;
     await Promise.all([staying.stop(), moving.stop()]);
     const duringRate = staying.done() / (moveMs / 1000);
+
+    const purge = await purgeRates(map, urls['sz-1']);
 
     const pauses = moving.pauses();
     const freezes = [...report.freezes].sort((a, b) => a - b);
@@ -251,6 +292,21 @@ export async function run(): Promise<BenchResult[]> {
         ratio: round(duringRate / aloneRate),
         target: '>= 0.8',
         extra: { writers },
+      },
+      {
+        name: `purge of a moved range (${PURGE_RANGES[1][1] - PURGE_RANGES[1][0] + 1} buckets, up to 64 a transaction)`,
+        unit: 'rows/s',
+        value: Math.round(purge.batched.rows / (purge.batched.ms / 1000)),
+        baselineName: 'the same purge bucket by bucket, one transaction each (before), same run',
+        baseline: Math.round(purge.perBucket.rows / (purge.perBucket.ms / 1000)),
+        ratio: round(purge.batched.rows / purge.batched.ms / (purge.perBucket.rows / purge.perBucket.ms)),
+        target: '> 1',
+        extra: {
+          'batched ms': round(purge.batched.ms),
+          'bucket by bucket ms': round(purge.perBucket.ms),
+          'batched rows': purge.batched.rows,
+          'bucket by bucket rows': purge.perBucket.rows,
+        },
       },
     ];
   } finally {

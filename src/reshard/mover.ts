@@ -56,6 +56,8 @@ export interface MoveRunOptions {
    * them. `false` skips the sweep.
    */
   settlement?: { connection?: RedisConnection; prefix?: string } | false;
+  /** The most buckets the purge deletes in one transaction (default 64). */
+  purgeBatchBuckets?: number;
 }
 
 export interface MoveOptions extends MoveRunOptions {
@@ -131,7 +133,7 @@ export interface MoveSummary {
   updatedAt: string;
 }
 
-const DEFAULTS = { batchBuckets: 4, graceMs: 60_000, maxLagBytes: 16 * 1024 * 1024, maxFreezeMs: 5000 };
+const DEFAULTS = { batchBuckets: 4, graceMs: 60_000, maxLagBytes: 16 * 1024 * 1024, maxFreezeMs: 5000, purgeBatchBuckets: 64 };
 
 const fmt = (r: readonly [number, number]) => (r[0] === r[1] ? `${r[0]}` : `${r[0]}-${r[1]}`);
 
@@ -756,23 +758,35 @@ function graceWait(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** Deletes the source's copy, bucket by bucket, of the buckets it recorded as moved by this move. */
+/** The buckets of lo..hi a purge may delete on a source: recorded as moved to `to`, and neither owned, frozen nor incoming there. */
+function purgeable(r: OwnershipRecord, to: string, lo: number, hi: number): [number, number][] {
+  let parts = within(r.movedTo, lo, hi)
+    .filter((e) => e[2] === to)
+    .map(([a, b]): [number, number] => [a, b]);
+  for (const [a, b] of [...r.owned, ...r.frozen, ...r.incoming]) parts = subtract(parts, a, b);
+  return parts;
+}
+
+/**
+ * Deletes the source's copy of the buckets it recorded as moved by this move, by range, at most
+ * `purgeBatchBuckets` buckets a transaction (its locks and WAL stay bounded); each transaction
+ * deletes only what the record it reads says is purgeable.
+ */
 async function purgeRun(run: MoveRun, end: 'done' | 'aborted' = 'done'): Promise<void> {
   const [lo, hi] = run.row.range;
   if (end === 'done') await run.note('purging');
-  const src = await run.shards.record(run.from);
-  const moved = within(src.movedTo, lo, hi).filter((e) => e[2] === run.to);
+  const batch = Math.max(1, Math.floor(run.opts.purgeBatchBuckets ?? DEFAULTS.purgeBatchBuckets));
   const tables = await run.movedTables();
-  for (const [a, b] of moved) {
-    for (let bucket = a; bucket <= b; bucket++) {
-      // Never a bucket the source serves or is moving: only what the record says left.
-      if (overlaps(src.owned, bucket, bucket) || overlaps(src.frozen, bucket, bucket) || overlaps(src.incoming, bucket, bucket)) continue;
+  for (const [a, b] of purgeable(await run.shards.record(run.from), run.to, lo, hi)) {
+    for (let x = a; x <= b; x += batch) {
+      const y = Math.min(b, x + batch - 1);
       await run.shards.tx(run.from, async (c) => {
         await c.query(`SET LOCAL shardline.fence = 'off'`);
-        await deleteRange(c, tables, bucket, bucket);
+        // Never a bucket the source serves or is moving, by the record as it is now.
+        for (const [p, q] of purgeable(await readOwnership(c), run.to, x, y)) await deleteRange(c, tables, p, q);
       });
+      run.progress({ state: 'purging', batch: [x, y] });
     }
-    run.progress({ state: 'purging', batch: [a, b] });
   }
   await run.note(end, { finished: true });
 }

@@ -26,7 +26,7 @@ export const MOVE_STATES = [
   'switched',
   /** Every bucket of the range is owned by the target and recorded as moved on the source; the purge is pending. */
   'moved',
-  /** The source's copy is being deleted, bucket by bucket. */
+  /** The source's copy is being deleted, by range in bounded batches. */
   'purging',
   /** Moved and purged. */
   'done',

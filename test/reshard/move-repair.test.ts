@@ -157,4 +157,30 @@ describe('moves left half done', { timeout: 120_000 }, () => {
     expect([240, 241, 242, 243].map(ownerOf)).toEqual(['sz-1', 'sz-1', 'sz-1', 'sz-1']);
     expect((await abortMove(s.map, id)).state).toBe('aborted');
   });
+
+  it('purge deletes by range in bounded batches, and never a bucket the source record owns', async () => {
+    const moved = await moveBuckets({ map: s.map, range: [244, 251], to: 'sz-2', batchBuckets: 8, purge: 'never' });
+    // As if 247 were the source's again (the record wins over movedTo): the purge must leave it.
+    const c = s.admin(0);
+    await c.connect();
+    await c.query('BEGIN');
+    const rec = (await c.query<{ value: Rec }>(`SELECT value FROM shardline_meta WHERE key = 'ownership'`)).rows[0]!.value;
+    await c.query(`SELECT shardline_set_ownership($1::jsonb)`, [JSON.stringify({ ...rec, owned: [...rec.owned, [247, 247, 0]] })]);
+    await c.query('COMMIT');
+    const batches: [number, number][] = [];
+    const report = await purgeMove(s.map, moved.id, {
+      purgeBatchBuckets: 3,
+      onProgress: (p) => void (p.state === 'purging' && p.batch && batches.push([...p.batch])),
+    });
+    expect(report).toMatchObject({ state: 'done', purged: true });
+    expect(batches).toEqual([
+      [244, 246],
+      [248, 250],
+      [251, 251],
+    ]);
+    expect(await s.query(0, PLAYERS, [244, 246])).toEqual([{ n: 0 }]);
+    expect(await s.query(0, PLAYERS, [247, 247])).toEqual([{ n: 2 }]);
+    expect(await s.query(0, PLAYERS, [248, 251])).toEqual([{ n: 0 }]);
+    expect(await s.query(1, PLAYERS, [244, 251])).toEqual([{ n: 16 }]);
+  });
 });
