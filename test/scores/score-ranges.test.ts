@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Leaderboards, type PlayerId } from '../../src/index.js';
 import { scoreRange, scoreRangeHi } from '../../src/scores/leaderboards.js';
@@ -81,5 +82,37 @@ describe('score ranges', () => {
       const from = Math.max(0, i - 3);
       expect(near?.map((e) => [e.rank, e.playerId])).toEqual(all.slice(from, i + 4).map((e, j) => [from + j + 1, e.playerId]));
     }
+  });
+  it('reads on the primary go out as named statements, each text under one name', async () => {
+    const shard = t.shardSet.shards[0]!;
+    const sent: { name: string | undefined; text: string }[] = [];
+    t.shardSet.pool(shard.id).on('acquire', (client: pg.PoolClient & { watched?: true }) => {
+      if (client.watched) return;
+      client.watched = true;
+      const query = client.query.bind(client) as (...a: unknown[]) => unknown;
+      (client as { query: unknown }).query = (...a: unknown[]) => {
+        const first = a[0] as string | { name?: string; text: string };
+        sent.push(typeof first === 'string' ? { name: undefined, text: first } : { name: first.name, text: first.text });
+        return query(...a);
+      };
+    });
+    const [someone] = (await t.shardSet.pool(shard.id).query<{ player_id: PlayerId }>(`SELECT player_id FROM player_stats WHERE game_id = 'wide' LIMIT 1`))
+      .rows;
+    for (let i = 0; i < 3; i++) {
+      await boards.topScores('wide', { limit: 20 });
+      await boards.rankOf(someone!.player_id, 'wide');
+      await boards.around(someone!.player_id, 'wide');
+    }
+    const reads = sent.filter((s) => /leaderboard_scores/.test(s.text));
+    expect(reads.length).toBeGreaterThanOrEqual(9);
+    expect(reads.filter((s) => s.name === undefined)).toEqual([]);
+    const names = new Map<string, string>();
+    for (const s of reads) {
+      expect(names.get(s.name!) ?? s.text).toBe(s.text);
+      names.set(s.name!, s.text);
+    }
+    // One name per text too: the top slice (and its full re-read when asked), the player's score, the rank count, around's statement.
+    expect(names.size).toBe(new Set(reads.map((s) => s.text)).size);
+    expect(names.size).toBeGreaterThanOrEqual(4);
   });
 });
