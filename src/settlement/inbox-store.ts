@@ -63,6 +63,26 @@ interface RawMatchRow {
 /** An inbox row's results' data by player id (NULL when none carries any), as an SQL expression. */
 const DATA_BY_PLAYER = sql`(SELECT jsonb_object_agg(e->>'playerId', e->'data') FROM jsonb_array_elements(results) AS e WHERE e->'data' IS NOT NULL)`;
 
+/** What a shard holds of the match whose id is `m` (an SQL expression): claim, inbox part, ledger rows. */
+const viewColumns = (m: RawBuilder<unknown>) => sql`
+  (SELECT json_build_object('hash', content_hash, 'shardIds', shard_ids)
+     FROM settlement_inbox_claims c WHERE c.match_id = ${m}) AS claim,
+  (SELECT json_build_object('hash', content_hash, 'status', status, 'attempts', attempts, 'error', last_error,
+                            'appliedAt', applied_at, 'players', jsonb_array_length(results), 'data', ${DATA_BY_PLAYER},
+                            'forwardedTo', forwarded_to)
+     FROM settlement_inbox b WHERE b.match_id = ${m}) AS inbox,
+  (SELECT json_agg(json_build_object('playerId', player_id::text, 'scoreDelta', score_delta, 'outcome', outcome,
+                                     'gameId', game_id, 'endedAt', ended_at, 'data', data))
+     FROM settlement_ledger l WHERE l.match_id = ${m}) AS ledger`;
+
+const toView = (row: Omit<RawMatchRow, 'i' | 'ownership'>, ownership: OwnershipView): MatchOnShard => ({
+  claim: row.claim,
+  inbox: row.inbox ? { ...row.inbox, appliedAt: row.inbox.appliedAt ? new Date(row.inbox.appliedAt) : null } : null,
+  ledger: row.ledger ?? [],
+  found: new Set(row.found ?? []),
+  ownership,
+});
+
 /** Claim, inbox part, ledger rows and existing players of each request, in one round trip. */
 export async function readMatches(db: Db, reqs: readonly ReadRequest[]): Promise<MatchOnShard[]> {
   const pi: number[] = [];
@@ -77,28 +97,21 @@ export async function readMatches(db: Db, reqs: readonly ReadRequest[]): Promise
     WITH m AS (SELECT match_id, i::int AS i FROM unnest(${reqs.map((q) => q.matchId)}::text[]) WITH ORDINALITY AS m(match_id, i)),
     f AS (SELECT x.i, array_agg(p.player_id::text) AS found
           FROM unnest(${pi}::int[], ${pids}::bigint[]) AS x(i, pid) JOIN players p ON p.player_id = x.pid GROUP BY x.i)
-    SELECT m.i,
-      (SELECT json_build_object('hash', content_hash, 'shardIds', shard_ids)
-         FROM settlement_inbox_claims c WHERE c.match_id = m.match_id) AS claim,
-      (SELECT json_build_object('hash', content_hash, 'status', status, 'attempts', attempts, 'error', last_error,
-                                'appliedAt', applied_at, 'players', jsonb_array_length(results), 'data', ${DATA_BY_PLAYER},
-                                'forwardedTo', forwarded_to)
-         FROM settlement_inbox b WHERE b.match_id = m.match_id) AS inbox,
-      (SELECT json_agg(json_build_object('playerId', player_id::text, 'scoreDelta', score_delta, 'outcome', outcome,
-                                         'gameId', game_id, 'endedAt', ended_at, 'data', data))
-         FROM settlement_ledger l WHERE l.match_id = m.match_id) AS ledger,
+    SELECT m.i, ${viewColumns(sql.ref('m.match_id'))},
       f.found,
       CASE WHEN m.i = 1 THEN ${OWNERSHIP_RECORD} END AS ownership
     FROM m LEFT JOIN f ON f.i = m.i ORDER BY m.i`.execute(db);
   if (r.rows.length !== reqs.length) throw new Error(`readMatches returned ${r.rows.length} rows for ${reqs.length} matches`);
   const ownership = parseOwnership(r.rows[0]?.ownership ?? null);
-  return r.rows.map((row) => ({
-    claim: row.claim,
-    inbox: row.inbox ? { ...row.inbox, appliedAt: row.inbox.appliedAt ? new Date(row.inbox.appliedAt) : null } : null,
-    ledger: row.ledger ?? [],
-    found: new Set(row.found ?? []),
-    ownership,
-  }));
+  return r.rows.map((row) => toView(row, ownership));
+}
+
+/**
+ * Whether a shard's view of a match lets the match be recorded there as new: no claim, part or
+ * ledger row of it, and every player of `playerIds` found (what claimMatches' `checkPlayers` asks).
+ */
+export function isFresh(v: MatchOnShard, playerIds: readonly string[]): boolean {
+  return !v.claim && !v.inbox && v.ledger.length === 0 && playerIds.every((p) => v.found.has(p));
 }
 
 // ---- recording (submit) ------------------------------------------------------------------------
@@ -124,6 +137,25 @@ export interface ClaimRequest {
   claim: ClaimRow;
   /** The home shard's own part, when it has players in the match. */
   part: PartRow | null;
+  /**
+   * For a match whose home shard is its only shard: the part's players. The claim and the part are
+   * then written only if the shard holds nothing of the match and every one of them exists there
+   * (isFresh), and the outcome carries what the shard held, read in the same statement, so the
+   * submit checks it without a read of its own.
+   */
+  checkPlayers?: readonly string[];
+}
+
+export interface ClaimOutcome {
+  claimed: boolean;
+  inserted: boolean;
+  /**
+   * A claim lost: the content hash of the claim holding the match id, when it had committed before
+   * this statement began (undefined otherwise: a race that close is read again).
+   */
+  heldHash?: string;
+  /** With `checkPlayers`: the match on this shard before this statement, as readMatches reads it. */
+  view?: MatchOnShard;
 }
 
 const partJson = (p: PartRow) => ({
@@ -137,25 +169,42 @@ const partJson = (p: PartRow) => ({
 
 /**
  * On the home shard: claims each match id and, for a claim won, records the home part in the same
- * statement and commit. A lost claim is resolved by the caller comparing hashes. Match ids must be
- * distinct (the group commit's key sees to it).
+ * statement and commit; a request with `checkPlayers` is first checked in that statement too (see
+ * ClaimRequest). A lost claim is resolved by the caller comparing hashes (`heldHash`, when this
+ * statement saw the claim). Match ids must be distinct (the group commit's key sees to it).
  */
-export async function claimMatches(db: Db, reqs: readonly ClaimRequest[]): Promise<{ claimed: boolean; inserted: boolean }[]> {
-  const rows = reqs.map(({ claim, part }) => ({
+export async function claimMatches(db: Db, reqs: readonly ClaimRequest[]): Promise<ClaimOutcome[]> {
+  const rows = reqs.map(({ claim, part, checkPlayers }) => ({
     match_id: claim.matchId,
     content_hash: claim.contentHash,
     game_id: claim.gameId,
     shard_ids: claim.shardIds,
     player_count: claim.playerCount,
     part: part ? partJson(part) : null,
+    check_players: checkPlayers ?? null,
   }));
-  const r = await sql<{ claimed: string[]; inserted: string[] }>`
+  const r = await sql<{
+    claimed: string[];
+    inserted: string[];
+    held: Record<string, string> | null;
+    views: (Omit<RawMatchRow, 'i' | 'ownership'> & { match_id: string })[] | null;
+    ownership: unknown;
+  }>`
     WITH x AS (
       SELECT * FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb)
-        AS x(match_id text, content_hash text, game_id text, shard_ids text[], player_count int, part jsonb)),
+        AS x(match_id text, content_hash text, game_id text, shard_ids text[], player_count int, part jsonb, check_players text[])),
+    v AS (
+      SELECT x.match_id, ${viewColumns(sql.ref('x.match_id'))},
+        (SELECT array_agg(p.player_id::text) FROM players p WHERE p.player_id = ANY(x.check_players::bigint[])) AS found
+      FROM x WHERE x.check_players IS NOT NULL),
+    go AS (
+      SELECT match_id FROM x WHERE check_players IS NULL
+      UNION ALL
+      SELECT v.match_id FROM v JOIN x USING (match_id)
+      WHERE v.claim IS NULL AND v.inbox IS NULL AND v.ledger IS NULL AND coalesce(cardinality(v.found), 0) = cardinality(x.check_players)),
     c AS (
       INSERT INTO settlement_inbox_claims (match_id, content_hash, game_id, shard_ids, player_count)
-      SELECT match_id, content_hash, game_id, shard_ids, player_count FROM x ORDER BY match_id
+      SELECT match_id, content_hash, game_id, shard_ids, player_count FROM x WHERE match_id IN (SELECT match_id FROM go) ORDER BY match_id
       ON CONFLICT (match_id) DO NOTHING RETURNING match_id),
     p AS (
       INSERT INTO settlement_inbox (match_id, content_hash, game_id, ended_at, results, shard_ids)
@@ -164,10 +213,23 @@ export async function claimMatches(db: Db, reqs: readonly ClaimRequest[]): Promi
         LATERAL jsonb_to_record(x.part) AS y(match_id text, content_hash text, game_id text, ended_at timestamptz, results jsonb, shard_ids text[])
       WHERE jsonb_typeof(x.part) = 'object' ORDER BY y.match_id
       ON CONFLICT (match_id) DO NOTHING RETURNING match_id)
-    SELECT (SELECT coalesce(array_agg(match_id), '{}') FROM c) AS claimed, (SELECT coalesce(array_agg(match_id), '{}') FROM p) AS inserted`.execute(db);
-  const claimed = new Set(r.rows[0]?.claimed ?? []);
-  const inserted = new Set(r.rows[0]?.inserted ?? []);
-  return reqs.map(({ claim }) => ({ claimed: claimed.has(claim.matchId), inserted: inserted.has(claim.matchId) }));
+    SELECT (SELECT coalesce(array_agg(match_id), '{}') FROM c) AS claimed, (SELECT coalesce(array_agg(match_id), '{}') FROM p) AS inserted,
+      (SELECT json_object_agg(h.match_id, h.content_hash) FROM settlement_inbox_claims h WHERE h.match_id IN (SELECT match_id FROM x)) AS held,
+      (SELECT json_agg(v) FROM v) AS views,
+      CASE WHEN EXISTS (SELECT 1 FROM v) THEN ${OWNERSHIP_RECORD} END AS ownership`.execute(db);
+  const row = r.rows[0];
+  const claimed = new Set(row?.claimed ?? []);
+  const inserted = new Set(row?.inserted ?? []);
+  const held = row?.held ?? {};
+  const ownership = parseOwnership(row?.ownership ?? null);
+  const views = new Map((row?.views ?? []).map((v) => [v.match_id, toView(v, ownership)]));
+  return reqs.map(({ claim }) => {
+    const id = claim.matchId;
+    const won = claimed.has(id);
+    const heldHash = won ? undefined : held[id];
+    const view = views.get(id);
+    return { claimed: won, inserted: inserted.has(id), ...(heldHash !== undefined ? { heldHash } : {}), ...(view ? { view } : {}) };
+  });
 }
 
 /** Records parts (distinct match ids); for each, false when a row for the match was already there. */

@@ -3,7 +3,7 @@ import { BucketMovedError, BucketMovingError, SettlementConflictError, ShardUnav
 import type { ShardSet } from '../db/shard-set.js';
 import { bucketOf, type Router } from '../routing/index.js';
 import type { SubmitSteps } from './inbox-batch.js';
-import type { LedgerRow, MatchOnShard, PartRow } from './inbox-store.js';
+import { isFresh, type ClaimOutcome, type LedgerRow, type MatchOnShard, type PartRow } from './inbox-store.js';
 import { homeShardOf } from './keys.js';
 import { partState, summarize } from './status.js';
 import type { SettlementStatus, ShardSettlementStatus } from './types.js';
@@ -27,6 +27,10 @@ export interface SubmitContext {
  *     a concurrent submission with other content loses here, before it writes anything else.
  *  3. record each other shard's part in its inbox, all at once.
  *  4. enqueue one job per pending part. Only then does the call resolve.
+ * A match whose home shard is its only shard (all its players there) takes 1 and 2 in ONE
+ * statement: the claim and the part are written only if that shard holds nothing of the match and
+ * every player exists there (the checks of 1, made in the statement), and the statement returns
+ * what it read, so a duplicate, a conflict or a missing player is answered as after 1.
  * If a shard fails during 3, the call throws; the parts already recorded are kept and enqueued,
  * and submitting the same match again records the rest.
  *
@@ -48,15 +52,32 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
   const home = homeShardOf(router.map, match.matchId).id;
   const involved = touched.includes(home) ? touched : [home, ...touched];
 
+  const claimRow = { matchId: match.matchId, contentHash: match.contentHash, gameId: match.gameId, shardIds: touched, playerCount: match.results.length };
+  const playerIdsOn = (id: string) => (parts.get(id) ?? []).map((r) => r.playerId.toString());
+  const partRow = (id: string): PartRow => ({
+    matchId: match.matchId,
+    contentHash: match.contentHash,
+    gameId: match.gameId,
+    endedAt: match.endedAt,
+    results: toStored(parts.get(id) ?? []),
+    shardIds: touched,
+  });
+
   // 1. Read everything; a shard that cannot be asked stops the submit before any write.
   const views = new Map<string, MatchOnShard>();
-  const read = await Promise.allSettled(
-    involved.map((id) => ctx.batches.read(id, { matchId: match.matchId, playerIds: (parts.get(id) ?? []).map((r) => r.playerId.toString()) })),
-  );
-  read.forEach((r, i) => {
-    if (r.status === 'rejected') throw r.reason;
-    views.set(involved[i] as string, r.value);
-  });
+  let early: ClaimOutcome | null = null;
+  if (involved.length === 1) {
+    // 1 and 2 at once: written only if the checks of 1 pass, in that statement.
+    early = await ctx.batches.claim(home, { claim: claimRow, part: partRow(home), checkPlayers: playerIdsOn(home) });
+    if (!early.view) throw new Error(`the claim of ${match.matchId} on shard ${home} came back without the match's view (checkPlayers was not passed on)`);
+    views.set(home, early.view);
+  } else {
+    const read = await Promise.allSettled(involved.map((id) => ctx.batches.read(id, { matchId: match.matchId, playerIds: playerIdsOn(id) })));
+    read.forEach((r, i) => {
+      if (r.status === 'rejected') throw r.reason;
+      views.set(involved[i] as string, r.value);
+    });
+  }
 
   const conflict = (detail: string) => new SettlementConflictError(match.matchId, detail);
   const homeView = views.get(home) as MatchOnShard;
@@ -93,24 +114,18 @@ export async function submitMatch(ctx: SubmitContext, match: NormalizedMatch): P
   }
   if (states.size === touched.length) duplicate = true;
 
-  const partRow = (id: string): PartRow => ({
-    matchId: match.matchId,
-    contentHash: match.contentHash,
-    gameId: match.gameId,
-    endedAt: match.endedAt,
-    results: toStored(parts.get(id) ?? []),
-    shardIds: touched,
-  });
   const recorded = (id: string) => states.set(id, { shardId: id, state: 'pending', players: parts.get(id)?.length ?? 0, attempts: 0 });
 
   // 2. Claim on the home shard.
   let remaining = toWrite;
   if (!homeView.claim) {
-    const homePart = toWrite.includes(home) ? partRow(home) : null;
-    const claim = { matchId: match.matchId, contentHash: match.contentHash, gameId: match.gameId, shardIds: touched, playerCount: match.results.length };
-    const r = await ctx.batches.claim(home, { claim, part: homePart });
+    // The claim made with the read stands when the read found the match new (else it wrote nothing).
+    const r: ClaimOutcome =
+      early && isFresh(homeView, playerIdsOn(home))
+        ? early
+        : await ctx.batches.claim(home, { claim: claimRow, part: toWrite.includes(home) ? partRow(home) : null });
     if (!r.claimed) {
-      const hash = (await ctx.batches.read(home, { matchId: match.matchId, playerIds: [] })).claim?.hash ?? null;
+      const hash = r.heldHash ?? (await ctx.batches.read(home, { matchId: match.matchId, playerIds: [] })).claim?.hash ?? null;
       if (hash !== match.contentHash) throw conflict(`a concurrent submission with content hash ${short(hash ?? '?')} claimed it first`);
       duplicate = true;
     }
