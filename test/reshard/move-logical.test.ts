@@ -53,7 +53,7 @@ describe('logical-mode bucket moves between two servers with wal_level=logical',
     await loop;
     await writer.end();
     expect(report.state).toBe('moved');
-    expect(states).toEqual(['planned', 'copying', 'synced', 'fenced', 'copied', 'verified', 'cleaned', 'switched', 'copying', 'moved']);
+    expect(states).toEqual(['planned-on-target', 'planned', 'copying', 'synced', 'fenced', 'copied', 'verified', 'cleaned', 'switched', 'copying', 'moved']);
     expect(accepted).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
     // Every accepted write is on the target: the two copies are equal (the source's is frozen forever now).
