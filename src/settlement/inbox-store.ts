@@ -271,6 +271,7 @@ export interface LockedPart {
  *  - it reads the shard's ownership record, which cannot change before this transaction ends;
  *  - `alongside`, an expression over `m` (the locked rows: match_id, game_id, ended_at, status...),
  *    is evaluated once and returned as it is (applyParts reads the boards of the parts' games).
+ * The record and `alongside` come on the first row only: the driver parses each JSON value it gets.
  */
 export async function lockParts<A = unknown>(
   trx: Db,
@@ -283,7 +284,7 @@ export async function lockParts<A = unknown>(
               SELECT NULL, NULL, NULL, NULL, NULL, NULL WHERE false),
     m AS (SELECT match_id, content_hash, game_id, ended_at, results, shard_ids, status, last_error
           FROM settlement_inbox, cfg WHERE match_id = ANY(${[...sortedIds]}::text[]) ORDER BY match_id FOR UPDATE OF settlement_inbox)
-    SELECT m.*, o.value AS ownership, o.alongside
+    SELECT m.*, CASE WHEN row_number() OVER () = 1 THEN o.value END AS ownership, CASE WHEN row_number() OVER () = 1 THEN o.alongside END AS alongside
     FROM (SELECT ${OWNERSHIP_RECORD} AS value, ${alongside} AS alongside) o LEFT JOIN m ON true`.execute(trx);
   const first = r.rows[0];
   return {
