@@ -300,6 +300,8 @@ export class SettlementWorker<App extends AppTables = any> extends EventEmitter<
         case 'failed':
           summary.failed++;
           if (!r.recorded) unrecorded.push({ matchId: r.matchId, reason: r.reason });
+          // Said per part: its job completes (the dead letter is the inbox row), so BullMQ says nothing.
+          else this.logger.error({ shard: shardId, matchId: r.matchId, jobId: job.id, reason: r.reason }, 'settlement part failed permanently');
           break;
         case 'forwarded':
           summary.forwarded++;
