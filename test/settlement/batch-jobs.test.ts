@@ -215,6 +215,32 @@ describe('batch jobs', () => {
     expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats(ms));
   });
 
+  it('the reconciler adds at most one job of its own per stale part while batch jobs still hold them', async () => {
+    const { prefix, client, queue } = setup();
+    const gameId = uniqueName('g');
+    const ms = matchesOn('sz-2', 6, gameId);
+    expect((await client.submitSettlements(ms)).every((a) => a.ok)).toBe(true);
+    // No worker yet: every part is stale at 0 ms, its batch job still waiting (not looked for).
+    // (A part the submit enqueued alone has its own job already: nothing is added for it.)
+    const alone = (await allJobs(queue('sz-2'))).filter((j) => j.id?.startsWith('m-')).length;
+    const first = await client.reconcile({ olderThanMs: 0, shardIds: ['sz-2'] });
+    expect(first.requeued).toHaveLength(ms.length - alone);
+    // Again: each part's own job is still waiting, so nothing more is added.
+    expect((await client.reconcile({ olderThanMs: 0, shardIds: ['sz-2'] })).requeued).toEqual([]);
+    const jobs = await allJobs(queue('sz-2'));
+    expect(jobs.filter((j) => j.id?.startsWith('m-'))).toHaveLength(ms.length);
+    const held = jobs.reduce((n, j) => n + ((j.data as { matchIds?: string[] }).matchIds?.length ?? 1), 0);
+    const w = worker(prefix);
+    await w.start();
+    await waitFor('all applied', async () => (await states(client, ms)).every((s) => s === 'applied'));
+    // Each part applied once; its second job found it applied.
+    await waitFor('every job done', async () => (await queue('sz-2').getJobCounts('completed')).completed === jobs.length);
+    const sum = async (c: { get(): Promise<{ values: { value: number }[] }> }) => (await c.get()).values.reduce((n, v) => n + v.value, 0);
+    expect(await sum(w.metrics.partsApplied)).toBe(ms.length);
+    expect(await sum(w.metrics.duplicates)).toBe(held - ms.length);
+    expect(await statsOf(t.shardSet, gameId)).toEqual(expectedStats(ms));
+  });
+
   it('a job of the old one-part form (an older shardline, a rolling upgrade) still applies', async () => {
     const { prefix, client, queue } = setup();
     const gameId = uniqueName('g');
