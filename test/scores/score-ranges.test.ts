@@ -21,18 +21,34 @@ describe('score ranges', () => {
 
   it('scoreRange and scoreRangeHi are shardline_score_range and shardline_score_range_hi', async () => {
     const scores = new Set<bigint>();
-    for (let b = 0n; b < 62n; b++) {
+    for (let b = 0n; b < 63n; b++) {
       for (const d of [-1n, 0n, 1n]) {
         scores.add((1n << b) + d);
         scores.add(-((1n << b) + d));
       }
     }
-    for (const s of [0n, 127n, 128n, -127n, -128n, 129n, 255n, 256n, 1000n, -1000n, 999_999n, 4_611_686_018_427_387_903n, -4_611_686_018_427_387_903n]) {
+    for (const s of [
+      0n,
+      127n,
+      128n,
+      -127n,
+      -128n,
+      129n,
+      255n,
+      256n,
+      1000n,
+      -1000n,
+      999_999n,
+      4_611_686_018_427_387_903n,
+      -4_611_686_018_427_387_903n,
+      9_223_372_036_854_775_807n,
+      -9_223_372_036_854_775_807n,
+    ]) {
       scores.add(s);
     }
     for (let i = 0; i < 300; i++) scores.add(BigInt(Math.floor((Math.random() - 0.5) * 2 ** 52)));
-    // Below 2^62: above it shardline_score_range_hi overflows bigint in SQL (r + 2^56 for the top range).
-    const list = [...scores].filter((s) => s > -(1n << 62n) && s < 1n << 62n);
+    // Every bigint but the lowest (abs() of it overflows): migration 0013 made the top ranges' hi exact.
+    const list = [...scores].filter((s) => s > -(1n << 63n) && s < 1n << 63n);
     const r = await t.shardSet
       .pool(t.shardSet.shards[0]!.id)
       .query<{ s: bigint; r: bigint; hi: bigint }>(
