@@ -20,6 +20,8 @@ export interface BenchWorkerConfig {
   maxInFlightBatches: number;
   /** Run the wallet effect (bench/settlement-effects.ts) for its game. */
   effects?: boolean;
+  /** The shards this process serves (default: all of the map's), as `shardline worker --shard` does. */
+  shardIds?: string[];
 }
 
 export type BenchWorkerMessage =
@@ -43,6 +45,7 @@ async function main(): Promise<void> {
     batchSize: cfg.batchSize,
     lingerMs: cfg.lingerMs,
     maxInFlightBatches: cfg.maxInFlightBatches,
+    ...(cfg.shardIds ? { shardIds: cfg.shardIds } : {}),
     ...(cfg.effects ? { effects: { [BENCH_EFFECT_GAME]: creditWallet } } : {}),
   });
   worker.on('committed', (e) => send({ type: 'committed', at: now(), applied: e.applied, size: e.applied.length + e.duplicates.length }));
