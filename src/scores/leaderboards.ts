@@ -325,7 +325,7 @@ export class Leaderboards {
         SELECT x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id) AS nickname
         FROM leaderboard_scores x
         WHERE ${this.key(t)} AND ${bucketFilter('x.player_id', ownedRanges(this.shards, shardId))}
-        ORDER BY x.score DESC, x.player_id ASC LIMIT ${sql.lit(limit)}`,
+        ORDER BY x.score DESC, x.player_id ASC LIMIT ${limitText(limit)}`,
     );
     return rows.map((row) => ({ playerId: row.player_id, score: BigInt(row.score), nickname: row.nickname ?? '', region }));
   }
@@ -345,12 +345,12 @@ export class Leaderboards {
         (SELECT 'a', x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id)
          FROM leaderboard_scores x
          WHERE ${this.key(t)} AND ${owned} AND x.score >= ${s}::bigint AND (x.score > ${s}::bigint OR x.player_id < ${me.playerId})
-         ORDER BY x.score ASC, x.player_id DESC LIMIT ${sql.lit(above)})
+         ORDER BY x.score ASC, x.player_id DESC LIMIT ${limitText(above)})
         UNION ALL
         (SELECT 'b', x.player_id, x.score, (SELECT p.nickname FROM players p WHERE p.player_id = x.player_id)
          FROM leaderboard_scores x
          WHERE ${this.key(t)} AND ${owned} AND x.score <= ${s}::bigint AND (x.score < ${s}::bigint OR x.player_id > ${me.playerId})
-         ORDER BY x.score DESC, x.player_id ASC LIMIT ${sql.lit(below)})`,
+         ORDER BY x.score DESC, x.player_id ASC LIMIT ${limitText(below)})`,
     );
     const of = (side: 'a' | 'b') =>
       rows.filter((x) => x.side === side).map((x) => ({ playerId: x.player_id, score: BigInt(x.score), nickname: x.nickname ?? '', region }));
@@ -506,4 +506,11 @@ export function scoreRange(s: bigint): bigint {
 /** The highest score of a count range, exactly as shardline_score_range_hi. @internal */
 export function scoreRangeHi(r: bigint): bigint {
   return r < 128n ? r : r + (1n << (bitLength(r) - 7n)) - 1n;
+}
+
+/** A row limit written into a statement's text (see shardTop): only ever one that validateLimit passed. */
+function limitText(n: number) {
+  if (!Number.isSafeInteger(n) || n < 0) throw new Error(`row limit ${n} is not a whole number`);
+  // sql-text: a non-negative integer, checked on the line above, so only digits reach the text
+  return sql.lit(n);
 }
