@@ -79,50 +79,31 @@ export class WorkerHealth {
         .finally(() => setTimeout(() => (p.inbox = undefined), 0));
       return p.inbox;
     };
-    new Gauge({
-      name: 'shardline_settlement_inbox_pending',
-      help: 'Parts in the shard inbox not yet applied (read at scrape time)',
-      labelNames: ['shard'] as const,
-      registers,
-      async collect() {
-        this.reset();
-        const rows = await Promise.all(options.shardIds.map((_, i) => inboxOf(i)));
-        options.shardIds.forEach((shard, i) => {
-          const r = rows[i];
-          if (r) this.set({ shard }, r.pending);
-        });
-      },
-    });
+    // One gauge per figure of the inbox backlog, each labelled by shard.
+    const inboxGauge = (name: string, help: string, figure: keyof InboxBacklog) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['shard'] as const,
+        registers,
+        async collect() {
+          this.reset();
+          const rows = await Promise.all(options.shardIds.map((_, i) => inboxOf(i)));
+          options.shardIds.forEach((shard, i) => {
+            const r = rows[i];
+            if (r) this.set({ shard }, r[figure]);
+          });
+        },
+      });
+    inboxGauge('shardline_settlement_inbox_pending', 'Parts in the shard inbox not yet applied (read at scrape time)', 'pending');
     // The dead letters: a failed part's job completes (a job carries several parts), so the queue's
     // failed jobs no longer count them.
-    new Gauge({
-      name: 'shardline_settlement_inbox_failed',
-      help: 'Parts in the shard inbox failed for good, dead letters until retried (read at scrape time)',
-      labelNames: ['shard'] as const,
-      registers,
-      async collect() {
-        this.reset();
-        const rows = await Promise.all(options.shardIds.map((_, i) => inboxOf(i)));
-        options.shardIds.forEach((shard, i) => {
-          const r = rows[i];
-          if (r) this.set({ shard }, r.failed);
-        });
-      },
-    });
-    new Gauge({
-      name: 'shardline_settlement_inbox_oldest_pending_seconds',
-      help: 'Age of the oldest part of the shard inbox not yet applied, 0 when none (read at scrape time)',
-      labelNames: ['shard'] as const,
-      registers,
-      async collect() {
-        this.reset();
-        const rows = await Promise.all(options.shardIds.map((_, i) => inboxOf(i)));
-        options.shardIds.forEach((shard, i) => {
-          const r = rows[i];
-          if (r) this.set({ shard }, r.oldestSeconds);
-        });
-      },
-    });
+    inboxGauge('shardline_settlement_inbox_failed', 'Parts in the shard inbox failed for good, dead letters until retried (read at scrape time)', 'failed');
+    inboxGauge(
+      'shardline_settlement_inbox_oldest_pending_seconds',
+      'Age of the oldest part of the shard inbox not yet applied, 0 when none (read at scrape time)',
+      'oldestSeconds',
+    );
   }
 
   /** Redis and every served shard, probed now, all at once. */

@@ -269,7 +269,7 @@ describe('batch jobs', () => {
     // Transactions of two parts, one at a time: it dies after the first commits.
     const child = spawn(
       process.execPath,
-      ['--import', 'tsx', 'test/settlement/fixtures/crash-mid-batch.ts', writeMapFile(t.mapJson), prefix, REDIS_URL, 'sz-1'],
+      ['--import', 'tsx', 'test/settlement/fixtures/crash-worker.ts', writeMapFile(t.mapJson), prefix, REDIS_URL, 'sz-1', 'mid-batch'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     let out = '';
